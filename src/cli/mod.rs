@@ -1,0 +1,86 @@
+//! The `sqm` command line: argument types (clap derive), logging set-up, and
+//! dispatch to one module per subcommand.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod completions;
+pub mod docs;
+pub mod interpret;
+pub mod validate_pack;
+
+/// Exit codes shared by every subcommand.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The command ran and found problems (validation errors, failed jobs).
+    pub const FAILURE: u8 = 1;
+    /// Usage or I/O problem: bad flag, missing path, unreadable input.
+    pub const USAGE: u8 = 2;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the command ran and found problems (validation errors, failed jobs)
+  2  usage or I/O error (bad flag, missing path, unreadable input)
+
+Logging goes to stderr. RUST_LOG (for example RUST_LOG=sqm=debug) overrides -v/-q.";
+
+/// SideQuest media toolkit: genre pack checks, narration interpretation,
+/// and the media sidecar's tools.
+#[derive(Debug, Parser)]
+#[command(name = "sqm", version, about, long_about = None, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less log output (-q errors only, -qq nothing).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check genre packs against the pack contract (CI-friendly).
+    ValidatePack(validate_pack::Args),
+    /// Turn narrator prose into visual cues, audio cues and documents.
+    Interpret(interpret::Args),
+    /// Print a shell completion script.
+    Completions(completions::Args),
+}
+
+/// Entry point used by the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::ValidatePack(args) => validate_pack::run(args),
+        Command::Interpret(args) => interpret::run(args),
+        Command::Completions(args) => completions::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (verbose, quiet) {
+        (0, 0) => "warn",
+        (1, _) => "info",
+        (2, _) => "debug",
+        (v, _) if v >= 3 => "trace",
+        (_, 1) => "error",
+        _ => "off",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("sqm={level}")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}

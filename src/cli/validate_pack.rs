@@ -1,0 +1,79 @@
+//! `sqm validate-pack PATH...`
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+
+use crate::pack::validate::{self, Options, Profile};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Exit codes: 0 no errors (warnings allowed unless --deny-warnings), 1 at least one
+error, 2 usage or I/O problem (the remaining packs are still validated; 2 wins).
+
+JSON output (--format json) is one document:
+  {\"version\":1,\"summary\":{\"packs\":N,\"errors\":E,\"warnings\":W},
+   \"packs\":[{\"path\",\"errors\",\"warnings\"}],
+   \"diagnostics\":[{\"code\",\"severity\",\"pack\",\"file\",\"line\",\"column\",\"message\",\"hint\"}]}")]
+pub struct Args {
+    /// Pack directories, or directories of packs.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Shorthand for --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Rule set: media (what sqm uses) or server (the game server's loader too).
+    #[arg(long, value_enum, default_value_t = Profile::Media)]
+    pub profile: Profile,
+    /// Exit 1 when there are warnings, too.
+    #[arg(long)]
+    pub deny_warnings: bool,
+    /// Check that audio assets exist, without decoding them.
+    #[arg(long)]
+    pub no_decode: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Github,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let mut usage_error = false;
+    let mut packs = Vec::new();
+    for path in &args.paths {
+        match validate::discover(path) {
+            Ok(found) => packs.extend(found),
+            Err(message) => {
+                eprintln!("error: {message}");
+                usage_error = true;
+            }
+        }
+    }
+    let opts = Options { profile: args.profile, decode: !args.no_decode };
+    let report = validate::validate_packs(&packs, opts);
+    let format = if args.json { Format::Json } else { args.format };
+    let text = match format {
+        Format::Human => report.to_human(),
+        Format::Json => report.to_json(),
+        Format::Github => report.to_github(),
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a message.
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    tracing::info!(packs = packs.len(), errors = report.errors(), warnings = report.warnings(), "validation finished");
+    Ok(if usage_error {
+        super::exit::USAGE
+    } else if report.errors() > 0 || (args.deny_warnings && report.warnings() > 0) {
+        super::exit::FAILURE
+    } else {
+        super::exit::OK
+    })
+}

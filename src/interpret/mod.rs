@@ -1,0 +1,1 @@
+//! Narration interpretation (placeholder module file; filled in below).
