@@ -206,12 +206,7 @@ impl Report {
             if d.line != 0 {
                 let _ = write!(out, ",line={},col={}", d.line, d.column);
             }
-            let mut message = d.message.clone();
-            if let Some(hint) = &d.hint {
-                message.push_str("\nhint: ");
-                message.push_str(hint);
-            }
-            let _ = writeln!(out, ",title={}::{}", d.code.as_str(), escape_data(&message));
+            let _ = writeln!(out, ",title={}::{}", d.code.as_str(), escape_data(&d.message));
         }
         out.push_str(&self.summary_line());
         out.push('\n');

@@ -327,7 +327,12 @@ impl MarkedEventReceiver for Builder {
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
                     Some(Frame::Seq { pos, anchor, items }) => (Node { value: Value::Seq(items), pos }, anchor),
-                    Some(Frame::Map { pos, anchor, entries, .. }) => (Node { value: Value::Map(entries), pos }, anchor),
+                    Some(Frame::Map { pos, anchor, entries, .. }) => {
+                        // The parser marks a block mapping after its first
+                        // key; authors expect the mapping to start at it.
+                        let pos = entries.first().map_or(pos, |(k, _)| k.pos.min(pos));
+                        (Node { value: Value::Map(entries), pos }, anchor)
+                    }
                     None => return,
                 };
                 self.finish(node, anchor);
