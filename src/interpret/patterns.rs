@@ -1,0 +1,250 @@
+//! Every pattern of the interpreter, compiled once.
+//!
+//! Keyword families are written as data (interpret.md §2) and compiled to
+//! `(?i)\b(?:alt1|alt2|…)\b`; `~` in an alternative stands for `\s+`.
+//! The Rust `regex` crate runs in linear time, so no input can make a
+//! pattern backtrack catastrophically.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Compiles a whole-word, case-insensitive alternation.
+pub fn words(alternatives: &[&str]) -> Regex {
+    let body = alternatives.iter().map(|a| a.replace('~', r"\s+")).collect::<Vec<_>>().join("|");
+    Regex::new(&format!(r"(?i)\b(?:{body})\b")).expect("keyword family compiles")
+}
+
+fn re(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("pattern compiles")
+}
+
+pub const LOCATION_WORDS: &[&str] = &[
+    r"enters?",
+    r"arrives?~(?:at|in)",
+    r"steps?~(?:into|through|inside)",
+    r"emerges?~(?:into|from)",
+    r"comes?~upon",
+    r"reaches?~(?:the|a)",
+    r"walks?~(?:into|through)",
+    r"passes?~through",
+    r"heads?~(?:to|toward|for)",
+    r"cross(?:es)?~(?:into|through)",
+    r"approaches?~(?:the|a)",
+];
+
+pub const COMBAT_WORDS: &[&str] = &[
+    r"attacks?",
+    r"lunges?",
+    r"charges?",
+    r"(?:draws?|unsheathe[sd]?|brandish(?:es)?)~(?:\w+\s+){0,2}(?:weapon|sword|dagger|blade|axe|steel|mace)",
+    r"swings?",
+    r"strikes?",
+    r"slash(?:es)?",
+    r"stabs?",
+    r"parr(?:y|ies)",
+    r"blocks?",
+    r"challenges?~.+?~to~(?:a~)?(?:fight|duel|combat)",
+    r"spell~crackles?",
+    r"initiative",
+    r"blade~flash(?:es)?",
+    r"steel~(?:rings?|sings?|clash(?:es)?)",
+];
+
+pub const PORTRAIT_NOUNS: &[&str] = &[
+    "woman", "man", "figure", "person", "stranger", "someone", "creature", "being", "elf", "dwarf", "orc",
+    "goblin", "troll", "halfling", "gnome", "priest", "priestess", "sister", "brother", "elder", "knight",
+    "guard", "merchant", "thief", "mage", "wizard", "witch", "nun", "monk", "soldier", "captain", "lord",
+    "lady", "queen", "king", "prince", "princess", "child", "girl", "boy", "old~(?:man|woman)", "drifter",
+    "operator", "pilot", "trader", "scavenger", "raider", "synth", "mutant", "android", "cyborg", "veteran",
+    "survivor", "bartender", "innkeeper", "shopkeeper", "smith", "hunter", "healer", "she", "he",
+];
+
+pub const PORTRAIT_DESCS: &[&str] = &[
+    "wear", "cloak", "armor", "armour", "scar", "eye", "face", "pendant", "tall", "short", "crouch", "kneel",
+    "stand", "lean", "sit", "hood", "robe", "hair", "beard", "voice", "gaze", "stare", "look", "grin", "smile",
+    "frown", "prosthetic", "implant", "mutation", "cybernetic", "augment", "arm", "limb", "hand", "finger",
+    "skin", "jaw", "neck", "shoulder", "tattoo", "mark", "brand", "patch", "visor", "goggles", "helmet",
+    "compact", "wiry", "hulk", "massive", "gaunt", "weathered", "grizzled", "calloused", "scarred", "muscular",
+    "built", "watching", "coil",
+];
+
+pub const ATMOSPHERE_WORDS: &[&str] = &[
+    "fog", "mist", "darkness", "shadow", "torchlight", "flicker", "gloom", "fades", "rolls?~in", "dusk", "dawn",
+    "moonlight", "starlight", "candlelight", "silence", "wind", "rain", "storm", "thunder", "lightning", "cold",
+    "chill", "warmth", "heat", "smoke", "ash", "dust", "ruins?", "crumbl", "decay", "overgrown", "abandoned",
+    "pulse[sd]?", "glow(?:s|ed|ing)?", "shimmer", "dark(?:ened|ening)?", "eeri[ely]*", "haunted", "desolat",
+    "bleak", "foreboding",
+];
+
+pub const MAGIC_WORDS: &[&str] = &[
+    "arcane", "magic(?:al)?", "spell", "shimmer", "portal", "divine", "radiance", "glyph", "explosion", "enchant",
+    "ward", "rune", "ritual", "summon", "conjur", "crystal", "amulet", "talisman", "curse", "hex", "bless",
+    "sorcery", "incantation", "mystic", "occult", "ethereal", "standing~stone", "ley~line", "ancient~power",
+];
+
+pub const DOCUMENT_WORDS: &[&str] = &[
+    "notice", "noticeboard", "poster", "letter", "scroll", "parchment", "tome", "book", "inscription", "sign",
+    "placard", "decree", "proclamation", "wanted~poster", "map", "journal", "diary", "note", "message",
+    "reads?~(?:the|a)", "written", "scrawled", "carved", "etched", "posted", "pinned", "nailed",
+];
+
+pub static LOCATION: LazyLock<Regex> = LazyLock::new(|| words(LOCATION_WORDS));
+pub static COMBAT: LazyLock<Regex> = LazyLock::new(|| words(COMBAT_WORDS));
+pub static PORTRAIT_NOUN: LazyLock<Regex> = LazyLock::new(|| words(PORTRAIT_NOUNS));
+pub static PORTRAIT_DESC: LazyLock<Regex> = LazyLock::new(|| words(PORTRAIT_DESCS));
+pub static ATMOSPHERE: LazyLock<Regex> = LazyLock::new(|| words(ATMOSPHERE_WORDS));
+pub static MAGIC: LazyLock<Regex> = LazyLock::new(|| words(MAGIC_WORDS));
+pub static DOCUMENT: LazyLock<Regex> = LazyLock::new(|| words(DOCUMENT_WORDS));
+/// Magic words that tag a cue `magic`.
+pub static MAGIC_TAG: LazyLock<Regex> =
+    LazyLock::new(|| words(&["arcane", "magic", "spell", "shimmer", "divine", "radiance", "glyph", "enchant"]));
+/// Magic words that tag a cue `special_effect`.
+pub static EFFECT_TAG: LazyLock<Regex> = LazyLock::new(|| words(&["explosion", "portal"]));
+
+/// The location phrase after an L keyword (§3 location()).
+pub static LOCATION_PHRASE: LazyLock<Regex> = LazyLock::new(|| {
+    let body = LOCATION_WORDS.iter().map(|a| a.replace('~', r"\s+")).collect::<Vec<_>>().join("|");
+    re(&format!(r"(?i)\b(?:{body})\b\s+(?:the\s+|a\s+|an\s+)?([\w\s]+?)(?:\.|,|!|\z)"))
+});
+
+/// A dialogue line: quoted speech plus an attribution verb.
+pub static DIALOGUE_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r#"(?i)^["“‘].*["”’][,.]?\s*(?:\w+\s+)*(?:says?|said|mutter|mutters|whisper|whispers|shout|shouts|ask|asks|replie[sd]?|grumble[sd]?|growl[sd]?|laugh[sed]*)\w*\.?$"#)
+});
+
+/// Combat verbs after a character name (§3 combat()).
+pub static COMBAT_VERB_TAIL: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)^\s+(attacks?|lunges?\s+at|charges?\s+at|swings?\s+at|strikes?|slashes?\s+at|stabs?\s+at|parr(?:y|ies)|blocks?|challenges?|hurls?|raises?|casts?)\s+(.+?)(?:\.|,|!|\z)")
+});
+
+// Beat filter families: literal single spaces, whole words.
+pub static BEAT_INTRO: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)\b(?:emerges?|appears?|introduces?|announces?|steps? (?:forward|out|into)|a (?:\w+ )?figure|stranger|cloaked|mysterious)\b")
+});
+pub static BEAT_ACTION: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)\b(?:attacks?|strikes?|dodges?|blocks?|leaps?|charges?|explodes?|crashes?|collapses?|transforms?|erupts?|shatters?|draws? (?:a |the )?(?:sword|weapon|blade|bow|staff)|flames?|lightning|thunder|earthquake|tidal|runs?|flees?|chases?|pursues?|ambush)\b")
+});
+pub static BEAT_SKIP: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)\b(?:inventory|add(?:ed|s)? .* to (?:your|the) inventory|picks? up|puts? (?:away|down)|stores?|equips?|orders? another|save point|current scene state|resume from|stopping point|your character|your stats|game saved|progress saved)\b")
+});
+pub static STRAIGHT_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r#""[^"]*""#));
+
+/// `[DOCUMENT:template:"Title"] body [/DOCUMENT]`
+pub static DOCUMENT_BLOCK: LazyLock<Regex> =
+    LazyLock::new(|| re(r#"(?s)\[DOCUMENT:(\w+):"([^"]+)"\]\s*(.*?)\s*\[/DOCUMENT\]"#));
+
+// Visual distillation (§3).
+pub static MECHANICS: LazyLock<[Regex; 5]> = LazyLock::new(|| {
+    [
+        re(r"(?im)\[[^\]]*(?:\d+\s*→\s*\d+|\d+\s*HP|d\d+:\s*\d+|vs\s+AC\s+\d+|HIT|MISS|Attack|Damage)[^\]]*\]"),
+        re(r"(?im)\d+\s*→\s*\d+\s*HP"),
+        re(r"(?im)d\d+:\s*\d+"),
+        re(r"(?im)^[A-Z]+(?:'S)?\s+TURN\s*$"),
+        re(r"(?im)^#+\s+"),
+    ]
+});
+pub static SPACES_TABS: LazyLock<Regex> = LazyLock::new(|| re(r"[ \t]+"));
+pub static DOUBLE_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r#"["“][^"”]*["”]"#));
+pub static CURLY_SINGLE_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r"‘[^’]*’"));
+pub static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i),?\s*\b(?:said|says|whispered?|whispers?|muttered?|mutters?|shouted?|shouts?|asked?|asks?|replied?|replies?|grumbled?|grumbles?|growled?|growls?|exclaimed?|exclaims?|warned?)\b,?(?:\s+\w+){0,4}\.?")
+});
+pub static ABSTRACTIONS: LazyLock<Regex> = LazyLock::new(|| {
+    let alts = [
+        r"sense~of~(?:dread|foreboding|unease|wonder|loss|hope|doom)",
+        r"(?:felt|feeling|feels)~(?:a|the|like|as)\b",
+        r"seemed?~(?:to|alive|dead|wrong|right)\b",
+        r"as~(?:if|though)~[^,.]{0,60}",
+        r"darkness~of~(?:the~)?soul",
+        r"weight~of~(?:despair|sorrow|grief|ages|centuries)",
+        r"couldn['’]t~(?:help~but|shake)",
+        r"shouldn['’]t~be~here",
+        r"like~a~(?:sleeping~giant|burial~shroud)",
+        r"(?:heavens?|gods?)~(?:themselves~)?(?:mourned?|wept|cried)",
+        r"one~could~(?:almost~)?(?:feel|sense|hear)\b[^,.]*",
+        r"sleeping~giant",
+        r"its~breath~the~[^,.]+",
+    ];
+    let body = alts.iter().map(|a| a.replace('~', r"\s+")).collect::<Vec<_>>().join("|");
+    re(&format!(r"(?i)\b(?:{body})"))
+});
+pub static WHITESPACE: LazyLock<Regex> = LazyLock::new(|| re(r"\s+"));
+pub static CLEANUP_DOTS: LazyLock<Regex> = LazyLock::new(|| re(r"[.,]{2,}"));
+pub static CLEANUP_DOT_COMMA: LazyLock<Regex> = LazyLock::new(|| re(r"\.\s*,|,\s*\."));
+pub static CLEANUP_COMMAS: LazyLock<Regex> = LazyLock::new(|| re(r"\s*,\s*,+"));
+pub static CLEANUP_LEADING: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*[,.]+\s*"));
+pub static CLEANUP_TRAILING: LazyLock<Regex> = LazyLock::new(|| re(r"\s*[,.]+\s*$"));
+pub static WORD_TOKEN: LazyLock<Regex> = LazyLock::new(|| re(r"\w+"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pattern_compiles() {
+        for r in [
+            &*LOCATION,
+            &*COMBAT,
+            &*PORTRAIT_NOUN,
+            &*PORTRAIT_DESC,
+            &*ATMOSPHERE,
+            &*MAGIC,
+            &*DOCUMENT,
+            &*MAGIC_TAG,
+            &*EFFECT_TAG,
+            &*LOCATION_PHRASE,
+            &*DIALOGUE_LINE,
+            &*COMBAT_VERB_TAIL,
+            &*BEAT_INTRO,
+            &*BEAT_ACTION,
+            &*BEAT_SKIP,
+            &*DOCUMENT_BLOCK,
+            &*ATTRIBUTION,
+            &*ABSTRACTIONS,
+        ] {
+            assert!(!r.as_str().is_empty());
+        }
+        assert_eq!(MECHANICS.len(), 5);
+    }
+
+    #[test]
+    fn whole_words_only() {
+        assert!(!PORTRAIT_DESC.is_match("her eyes"));
+        assert!(!PORTRAIT_DESC.is_match("he looks"));
+        assert!(PORTRAIT_DESC.is_match("one eye"));
+        assert!(ATMOSPHERE.is_match("the ruins"));
+        assert!(!ATMOSPHERE.is_match("crumbling"));
+        assert!(ATMOSPHERE.is_match("crumbl"));
+        assert!(ATMOSPHERE.is_match("fog ROLLS   in"));
+    }
+
+    #[test]
+    fn combat_family_members() {
+        for yes in [
+            "she draws her sword",
+            "he unsheathes a rusted blade",
+            "he brandishes steel",
+            "Kell challenges the knight to a duel",
+            "a spell crackles",
+            "roll initiative",
+            "steel clashes",
+            "the blade flashes",
+        ] {
+            assert!(COMBAT.is_match(yes), "{yes}");
+        }
+        for no in ["he unsheathes a long rusted blade", "he draws a map", "she challenges the knight\nand then to a duel", "the attackers"] {
+            assert!(!COMBAT.is_match(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn beat_spaces_are_literal() {
+        assert!(BEAT_SKIP.is_match("you pick up the key"));
+        assert!(BEAT_SKIP.is_match("You picks up"));
+        assert!(!BEAT_SKIP.is_match("you picks  up"));
+        assert!(BEAT_INTRO.is_match("a tall figure"));
+        assert!(BEAT_INTRO.is_match("a figure"));
+        assert!(BEAT_ACTION.is_match("draws a sword"));
+    }
+}

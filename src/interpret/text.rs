@@ -1,0 +1,292 @@
+//! Text primitives of visual distillation (interpret.md §3): cleaning,
+//! distilling, truncating, sentence splitting, and the two look-around
+//! rules of the reference written as linear scans.
+
+use super::patterns::*;
+
+/// Python's `str.strip()` whitespace: Unicode White_Space plus U+001C–U+001F.
+pub fn is_py_space(c: char) -> bool {
+    crate::prompt::tokens::is_py_space(c)
+}
+
+/// `str.strip()`.
+pub fn py_strip(s: &str) -> &str {
+    s.trim_matches(is_py_space)
+}
+
+/// Length in Unicode scalar values (Python `len`).
+pub fn len(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// `clean(x)`: remove `*`, `—` and `_`, then trim.
+pub fn clean(x: &str) -> String {
+    let removed: String = x.chars().filter(|c| !matches!(c, '*' | '—' | '_')).collect();
+    py_strip(&removed).to_owned()
+}
+
+/// `truncate(x)`: at most 350 characters, cut at the last space when that
+/// space lies past character 175.
+pub fn truncate(x: &str) -> String {
+    if len(x) <= 350 {
+        return x.to_owned();
+    }
+    let end = x.char_indices().nth(350).map_or(x.len(), |(i, _)| i);
+    let prefix = &x[..end];
+    if let Some(space) = prefix.rfind(' ') {
+        if prefix[..space].chars().count() > 175 {
+            return prefix[..space].to_owned();
+        }
+    }
+    prefix.to_owned()
+}
+
+/// CLEANUP, in order (§3).
+pub fn cleanup(x: &str) -> String {
+    let s = WHITESPACE.replace_all(x, " ");
+    let s = CLEANUP_DOTS.replace_all(&s, ".");
+    let s = CLEANUP_DOT_COMMA.replace_all(&s, ".");
+    let s = CLEANUP_COMMAS.replace_all(&s, ",");
+    let s = CLEANUP_LEADING.replace(&s, "");
+    let s = CLEANUP_TRAILING.replace(&s, "");
+    py_strip(&s).to_owned()
+}
+
+/// Removes straight single-quoted speech. An opening `'` counts when the
+/// previous character is not a word character (or it starts the text); it
+/// closes at the first later `'` at least one character away that is
+/// followed by `,` `.` `!` `?`, whitespace, or the end. Without such a
+/// closing quote the text is left alone and scanning goes on.
+///
+/// Linear: the next valid closing quote at or after every position is
+/// computed once, from the end.
+pub fn remove_single_quoted(x: &str) -> String {
+    let chars: Vec<char> = x.chars().collect();
+    let n = chars.len();
+    // next_close[i] = smallest j ≥ i with a valid closing quote at j.
+    let mut next_close = vec![usize::MAX; n + 1];
+    for j in (0..n).rev() {
+        let valid = chars[j] == '\''
+            && chars.get(j + 1).is_none_or(|c| matches!(c, ',' | '.' | '!' | '?') || c.is_whitespace());
+        next_close[j] = if valid { j } else { next_close[j + 1] };
+    }
+    let mut out = String::with_capacity(x.len());
+    let mut i = 0;
+    while i < n {
+        let c = chars[i];
+        let opens = c == '\'' && (i == 0 || !is_word_char(chars[i - 1]));
+        if opens && i + 2 <= n {
+            let close = next_close[(i + 2).min(n)];
+            if close != usize::MAX {
+                i = close + 1;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// `\w` in Unicode mode: alphanumeric, marks, connector punctuation.
+pub fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || regex_syntax_word(c)
+}
+
+fn regex_syntax_word(c: char) -> bool {
+    // Combining marks and joiners count as word characters in `\w`.
+    matches!(c, '\u{200c}' | '\u{200d}') || ('\u{300}'..='\u{36f}').contains(&c)
+}
+
+/// `distill(x)`: steps 1–4 of §3.
+pub fn distill(x: &str) -> String {
+    // 1. Mechanics.
+    let mut s = x.to_owned();
+    for r in MECHANICS.iter() {
+        s = r.replace_all(&s, "").into_owned();
+    }
+    let s = SPACES_TABS.replace_all(&s, " ");
+    let s = s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '—'));
+    // 2. Quotes, then attribution, then CLEANUP.
+    let s = DOUBLE_QUOTED.replace_all(s, "");
+    let s = CURLY_SINGLE_QUOTED.replace_all(&s, "");
+    let s = remove_single_quoted(&s);
+    let s = ATTRIBUTION.replace_all(&s, "");
+    let s = cleanup(&s);
+    // 3. Abstractions, then CLEANUP.
+    let s = ABSTRACTIONS.replace_all(&s, "");
+    let s = cleanup(&s);
+    // 4. Apostrophes, whitespace.
+    let s: String = s.chars().filter(|c| !matches!(c, '\'' | '’')).collect();
+    py_strip(&WHITESPACE.replace_all(&s, " ")).to_owned()
+}
+
+/// Splits after `.`, `!` or `?` at every whitespace run; pieces are
+/// trimmed and empty ones dropped.
+pub fn sentences(x: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut prev: Option<char> = None;
+    let mut iter = x.char_indices().peekable();
+    while let Some((i, c)) = iter.next() {
+        if c.is_whitespace() && matches!(prev, Some('.' | '!' | '?')) {
+            // Consume the whole run.
+            let mut end = i + c.len_utf8();
+            while let Some(&(j, d)) = iter.peek() {
+                if !d.is_whitespace() {
+                    break;
+                }
+                end = j + d.len_utf8();
+                iter.next();
+            }
+            out.push(&x[start..i]);
+            start = end;
+            prev = None;
+            continue;
+        }
+        prev = Some(c);
+    }
+    out.push(&x[start..]);
+    out.into_iter().map(py_strip).filter(|s| !s.is_empty()).collect()
+}
+
+/// The portrait rule Pt as a window search: some whole-word NOUN followed,
+/// 1 to 300 characters after its end, by the start of a whole-word DESC.
+/// Linear in the input (two regex scans plus a merge).
+pub fn portrait_matches(x: &str) -> bool {
+    let noun_ends = char_offsets(x, PORTRAIT_NOUN.find_iter(x).map(|m| m.end()));
+    if noun_ends.is_empty() {
+        return false;
+    }
+    let desc_starts = char_offsets(x, PORTRAIT_DESC.find_iter(x).map(|m| m.start()));
+    let mut k = 0;
+    for end in noun_ends {
+        while k < desc_starts.len() && desc_starts[k] < end + 1 {
+            k += 1;
+        }
+        if k == desc_starts.len() {
+            return false;
+        }
+        if desc_starts[k] <= end + 300 {
+            return true;
+        }
+    }
+    false
+}
+
+/// Converts increasing byte offsets into character offsets in one pass.
+fn char_offsets(x: &str, bytes: impl Iterator<Item = usize>) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut chars = 0;
+    let mut at = 0;
+    for b in bytes {
+        chars += x[at..b].chars().count();
+        at = b;
+        out.push(chars);
+    }
+    out
+}
+
+/// Jaccard similarity of lower-cased `\w+` token sets minus stop words.
+pub fn similarity(a: &str, b: &str) -> f64 {
+    const STOP: [&str; 11] = ["the", "a", "an", "of", "in", "at", "to", "and", "or", "you", "your"];
+    let tokens = |s: &str| -> std::collections::HashSet<String> {
+        let lower = s.to_lowercase();
+        WORD_TOKEN.find_iter(&lower).map(|m| m.as_str().to_owned()).filter(|t| !STOP.contains(&t.as_str())).collect()
+    };
+    let (ta, tb) = (tokens(a), tokens(b));
+    if ta.is_empty() || tb.is_empty() {
+        return 0.0;
+    }
+    let inter = ta.intersection(&tb).count();
+    let union = ta.union(&tb).count();
+    inter as f64 / union as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_and_truncate() {
+        assert_eq!(clean("  *bold* — under_score "), "bold  underscore");
+        let long = "word ".repeat(100);
+        let t = truncate(&long);
+        assert!(len(&t) <= 350);
+        assert!(!t.ends_with(' '));
+        assert_eq!(t, long[..349].trim_end());
+        let no_space = "x".repeat(400);
+        assert_eq!(len(&truncate(&no_space)), 350);
+        // A space only before 175 does not cut there.
+        let early = format!("{} {}", "a".repeat(100), "b".repeat(300));
+        assert_eq!(len(&truncate(&early)), 350);
+        assert_eq!(truncate("short"), "short");
+    }
+
+    #[test]
+    fn cleanup_rules() {
+        assert_eq!(cleanup("a  ,, b"), "a . b");
+        assert_eq!(cleanup(", leading and trailing ."), "leading and trailing");
+        assert_eq!(cleanup("x . , y"), "x . y");
+        assert_eq!(cleanup("a , ,, b"), "a, b");
+    }
+
+    #[test]
+    fn single_quote_scanning() {
+        assert_eq!(remove_single_quoted("He said 'get out' and left"), "He said  and left");
+        // Apostrophes inside words are not openers.
+        assert_eq!(remove_single_quoted("Rux's blade"), "Rux's blade");
+        // No valid closer: left alone.
+        assert_eq!(remove_single_quoted("a 'b"), "a 'b");
+        // The closer must be followed by punctuation, space or the end;
+        // an apostrophe inside the speech is skipped.
+        assert_eq!(remove_single_quoted("'don't move!' she hissed"), " she hissed");
+        // The closer needs one character between.
+        assert_eq!(remove_single_quoted("'' x"), "'' x");
+        assert_eq!(remove_single_quoted("say 'hi'"), "say ");
+        // Newlines are crossed.
+        assert_eq!(remove_single_quoted("'a\nb', then"), ", then");
+    }
+
+    #[test]
+    fn distill_examples() {
+        assert_eq!(
+            distill("He said nothing. She felt a sense of dread as if the walls were closing in, and the candle sputtered."),
+            "He She , and the candle sputtered"
+        );
+        assert_eq!(distill("Rux's HP: 12 → 7 HP [Attack d20: 15 vs AC 12 HIT]."), "Ruxs HP:");
+        assert_eq!(distill("\"Run!\" she shouted at them. The gate falls."), "she The gate falls");
+        // Turn banners go; a heading keeps its text.
+        assert_eq!(distill("YOUR TURN\n## The Gate\nThe gate falls."), "The Gate The gate falls");
+        assert_eq!(distill("The hall seemed alive with moths."), "The hall with moths");
+        // Attribution verbs are removed with up to four following words.
+        assert_eq!(distill("The hall seemed alive with whispers."), "The hall with");
+    }
+
+    #[test]
+    fn sentence_split() {
+        assert_eq!(sentences("One. Two!  Three? Four"), vec!["One.", "Two!", "Three?", "Four"]);
+        assert_eq!(sentences("No split.here"), vec!["No split.here"]);
+        assert_eq!(sentences("  "), Vec::<&str>::new());
+        assert_eq!(sentences("A.\n\nB."), vec!["A.", "B."]);
+    }
+
+    #[test]
+    fn portrait_window() {
+        assert!(portrait_matches("A tall stranger in a hooded cloak"));
+        assert!(!portrait_matches("The stranger's eyes"));
+        // DESC must begin 1–300 chars after the NOUN's end.
+        assert!(portrait_matches(&format!("the guard{}scar", " ".repeat(300))));
+        assert!(!portrait_matches(&format!("the guard{}scar", " ".repeat(301))));
+        // DESC before the noun does not count.
+        assert!(!portrait_matches("scar on the guard"));
+    }
+
+    #[test]
+    fn jaccard() {
+        assert_eq!(similarity("Old Chapel", "The Old Chapel"), 1.0);
+        assert_eq!(similarity("River Ford", "Old Chapel"), 0.0);
+        assert_eq!(similarity("the", "Old Chapel"), 0.0);
+        assert!((similarity("Old Chapel Yard", "Old Chapel") - 2.0 / 3.0).abs() < 1e-9);
+    }
+}
