@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(cleanup("a  ,, b"), "a . b");
         assert_eq!(cleanup(", leading and trailing ."), "leading and trailing");
         assert_eq!(cleanup("x . , y"), "x . y");
-        assert_eq!(cleanup("a , ,, b"), "a, b");
+        assert_eq!(cleanup("a , , b"), "a, b");
     }
 
     #[test]
