@@ -56,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let pack = Pack::load(&pack_dir).with_context(|| format!("cannot load genre pack {}", pack_dir.display()))?;
     let (audio, _) = pack.audio_for(args.world.as_deref())?;
-    let ctx = PackContext { genre: pack.genre.clone(), audio: audio.clone() };
+    let ctx = PackContext::new(pack.genre.clone(), audio.clone());
 
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout().lock();

@@ -3,7 +3,6 @@
 
 use std::sync::LazyLock;
 
-use indexmap::IndexMap;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -154,24 +153,51 @@ impl KeywordSet {
     }
 }
 
-static BUILTIN_SETS: LazyLock<Vec<KeywordSet>> = LazyLock::new(|| MOOD_TABLE.iter().map(|(_, _, k)| KeywordSet::new(k)).collect());
-static BOOSTER_SET: LazyLock<KeywordSet> = LazyLock::new(|| KeywordSet::new(BOOSTERS));
+/// Every built-in keyword and booster in one whole-word alternation, so the
+/// text is scanned once; each hit maps back to the moods (and booster
+/// flag) that list it.
+struct BuiltinIndex {
+    any: super::patterns::Pattern,
+    /// word → (mood indexes, is booster)
+    words: std::collections::HashMap<&'static str, (Vec<usize>, bool)>,
+}
 
-/// Pack keyword sets are compiled once per distinct `mood_keywords` map.
-static PACK_SETS: LazyLock<std::sync::Mutex<Vec<(IndexMap<String, Vec<String>>, std::sync::Arc<Vec<KeywordSet>>)>>> =
-    LazyLock::new(Default::default);
+static BUILTIN: LazyLock<BuiltinIndex> = LazyLock::new(|| {
+    let mut words: std::collections::HashMap<&'static str, (Vec<usize>, bool)> = Default::default();
+    for (i, (_, _, kws)) in MOOD_TABLE.iter().enumerate() {
+        for kw in *kws {
+            words.entry(kw).or_default().0.push(i);
+        }
+    }
+    for b in BOOSTERS {
+        words.entry(b).or_default().1 = true;
+    }
+    let mut all: Vec<&str> = words.keys().copied().collect();
+    // Longest first, so that at one position the longest keyword is tried
+    // first (whole-word boundaries make at most one fit anyway).
+    all.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    let body = all.iter().map(|w| regex::escape(w)).collect::<Vec<_>>().join("|");
+    BuiltinIndex { any: super::patterns::Pattern::new(&format!(r"\b(?:{body})\b")), words }
+});
 
-fn pack_sets(keywords: &IndexMap<String, Vec<String>>) -> std::sync::Arc<Vec<KeywordSet>> {
-    let mut cache = PACK_SETS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, sets)) = cache.iter().find(|(k, _)| k == keywords) {
-        return sets.clone();
+/// Scores of the built-in moods (distinct keywords present) and the number
+/// of distinct boosters present, from one scan of `lower`.
+fn builtin_scores(lower: &str) -> ([usize; MOOD_TABLE.len()], usize) {
+    let mut seen: std::collections::HashSet<&str> = Default::default();
+    let mut scores = [0usize; MOOD_TABLE.len()];
+    let mut boosters = 0;
+    for m in BUILTIN.any.find_iter(lower) {
+        let word = &lower[m];
+        if let Some((key, (moods, booster))) = BUILTIN.words.get_key_value(word) {
+            if seen.insert(key) {
+                for &i in moods {
+                    scores[i] += 1;
+                }
+                boosters += usize::from(*booster);
+            }
+        }
     }
-    let sets = std::sync::Arc::new(keywords.values().map(|words| KeywordSet::new(words)).collect::<Vec<_>>());
-    if cache.len() >= 16 {
-        cache.remove(0);
-    }
-    cache.push((keywords.clone(), sets.clone()));
-    sets
+    (scores, boosters)
 }
 
 /// Counts whole-word keyword hits (exposed for tests and tools).
@@ -179,8 +205,48 @@ pub fn count_keywords(text: &str, words: &[&str]) -> usize {
     KeywordSet::new(words).count(&text.to_lowercase())
 }
 
-/// `interpret_audio(text)`: at most one music cue, then sfx cues.
+/// The audio interpreter for one pack: its audio config plus its
+/// `mood_keywords`, compiled once.
+pub struct AudioRules {
+    config: AudioConfig,
+    pack_sets: Vec<KeywordSet>,
+}
+
+impl AudioRules {
+    pub fn new(config: AudioConfig) -> Self {
+        let pack_sets = config.mood_keywords.values().map(|words| KeywordSet::new(words)).collect();
+        AudioRules { config, pack_sets }
+    }
+
+    pub fn config(&self) -> &AudioConfig {
+        &self.config
+    }
+
+    /// At most one music cue, then sfx cues.
+    pub fn cues(&self, text: &str) -> Vec<AudioCue> {
+        cues(text, &self.config, &self.pack_sets)
+    }
+}
+
+impl Clone for AudioRules {
+    fn clone(&self) -> Self {
+        AudioRules::new(self.config.clone())
+    }
+}
+
+impl std::fmt::Debug for AudioRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioRules").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// `interpret_audio(text)` for a one-off call (compiles the pack's keyword
+/// sets; keep an [`AudioRules`] for repeated use).
 pub fn interpret_audio(text: &str, audio: &AudioConfig) -> Vec<AudioCue> {
+    AudioRules::new(audio.clone()).cues(text)
+}
+
+fn cues(text: &str, audio: &AudioConfig, pack_sets: &[KeywordSet]) -> Vec<AudioCue> {
     let lower = text.to_lowercase();
     if lower.is_empty() {
         return Vec::new();
@@ -191,18 +257,17 @@ pub fn interpret_audio(text: &str, audio: &AudioConfig) -> Vec<AudioCue> {
     // Music.
     let mut best: Option<(&str, f64)> = None;
     let mut best_score = 0usize;
-    for ((mood, base, _), set) in MOOD_TABLE.iter().zip(BUILTIN_SETS.iter()) {
+    let (scores, boosters) = builtin_scores(&lower);
+    for ((mood, base, _), &score) in MOOD_TABLE.iter().zip(scores.iter()) {
         if !audio.has_mood(mood) {
             continue;
         }
-        let score = set.count(&lower);
         if score > best_score {
             best_score = score;
             best = Some((mood, *base));
         }
     }
-    let sets = pack_sets(&audio.mood_keywords);
-    for (mood, set) in audio.mood_keywords.keys().zip(sets.iter()) {
+    for (mood, set) in audio.mood_keywords.keys().zip(pack_sets.iter()) {
         if !audio.has_mood(mood) {
             continue;
         }
@@ -214,7 +279,6 @@ pub fn interpret_audio(text: &str, audio: &AudioConfig) -> Vec<AudioCue> {
     }
     let music = match best {
         Some((mood, base)) if best_score >= 1 => {
-            let boosters = BOOSTER_SET.count(&lower);
             Some((mood.to_owned(), (base + 0.1 * boosters as f64).min(1.0)))
         }
         _ if audio.has_mood("exploration") => Some(("exploration".to_owned(), 0.3)),
@@ -319,6 +383,16 @@ mod tests {
         assert_eq!(count_keywords("attacks", &["attack"]), 0);
         assert_eq!(count_keywords("The Dragon's roar", &["dragon", "roar"]), 2);
         assert_eq!(count_keywords("café café", &["café"]), 1);
+    }
+
+    #[test]
+    fn one_scan_scores_match_per_mood_counting() {
+        let text = "the dragon's flame erupts as swords clash in the battle; shadows creep in the dark, dawn calm";
+        let (scores, boosters) = builtin_scores(text);
+        for (i, (_, _, kws)) in MOOD_TABLE.iter().enumerate() {
+            assert_eq!(scores[i], count_keywords(text, kws), "{}", MOOD_TABLE[i].0);
+        }
+        assert_eq!(boosters, count_keywords(text, BOOSTERS));
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct DocumentEvent {
 /// Returns the documents found and the text with every document removed
 /// (trimmed; inner double spaces remain).
 pub fn extract_documents(text: &str, genre: &str) -> (Vec<DocumentEvent>, String) {
+    if !text.contains("[DOCUMENT:") {
+        return (Vec::new(), text.to_owned());
+    }
     let docs: Vec<DocumentEvent> = DOCUMENT_BLOCK
         .captures_iter(text)
         .map(|c| DocumentEvent {

@@ -14,7 +14,7 @@ pub mod visual;
 
 use serde::{Deserialize, Serialize};
 
-pub use audio::{interpret_audio, AudioCue, AudioLane};
+pub use audio::{interpret_audio, AudioCue, AudioLane, AudioRules};
 pub use beat::{beat_filter, BeatVerdict};
 pub use documents::{extract_documents, DocumentEvent};
 pub use visual::{Session, StageCue, Tier};
@@ -78,12 +78,18 @@ pub struct RenderVerdict {
 pub struct PackContext {
     /// The genre slug for document events ("unknown" without a pack).
     pub genre: String,
-    pub audio: crate::pack::AudioConfig,
+    pub audio: AudioRules,
+}
+
+impl PackContext {
+    pub fn new(genre: impl Into<String>, audio: crate::pack::AudioConfig) -> Self {
+        PackContext { genre: genre.into(), audio: AudioRules::new(audio) }
+    }
 }
 
 impl Default for PackContext {
     fn default() -> Self {
-        PackContext { genre: "unknown".into(), audio: Default::default() }
+        PackContext::new("unknown", Default::default())
     }
 }
 
@@ -101,7 +107,7 @@ pub fn interpret_turn(
     let verdict = beat_filter(narration, state, previous_location);
     let (documents, stripped) = extract_documents(narration, &pack.genre);
     let visual = session.interpret(&stripped, state);
-    let audio = interpret_audio(&stripped, &pack.audio);
+    let audio = pack.audio.cues(&stripped);
     TurnResult {
         visual,
         audio,

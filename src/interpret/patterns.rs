@@ -9,10 +9,88 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+/// A case-insensitive pattern over ASCII keywords, run by the ASCII-only
+/// engine, which stays in the fast DFA (with Unicode `\b` the regex crate
+/// falls back to a much slower engine as soon as the text has a non-ASCII
+/// byte).
+///
+/// Non-ASCII text is first mapped to a same-length ASCII *shadow*: each byte
+/// of a non-ASCII character becomes `_` when the character is a Unicode word
+/// character, `\v` when it is whitespace, and `#` otherwise. On the shadow,
+/// ASCII `\b`, `\w`, `\s` and `.` classify every original character exactly
+/// as Unicode mode does on the original, and every match starts and ends on
+/// an ASCII character, so offsets are valid in the original text. (The one
+/// difference: Unicode case folding also lets `k` match the Kelvin sign and
+/// `s` the long s; the shadow does not.) The Unicode-mode regex is kept for
+/// the equivalence tests.
+pub struct Pattern {
+    unicode: Regex,
+    ascii: regex::bytes::Regex,
+}
+
+static UNICODE_WORD: LazyLock<Regex> = LazyLock::new(|| re(r"^\w$"));
+
+/// The ASCII shadow of `hay` (borrowed when `hay` is ASCII already).
+pub fn shadow(hay: &str) -> std::borrow::Cow<'_, [u8]> {
+    if hay.is_ascii() {
+        return std::borrow::Cow::Borrowed(hay.as_bytes());
+    }
+    let mut out = Vec::with_capacity(hay.len());
+    let mut buf = [0u8; 4];
+    for c in hay.chars() {
+        if c.is_ascii() {
+            out.push(c as u8);
+            continue;
+        }
+        let fill = if c.is_whitespace() {
+            0x0b
+        } else if UNICODE_WORD.is_match(c.encode_utf8(&mut buf)) {
+            b'_'
+        } else {
+            b'#'
+        };
+        out.extend(std::iter::repeat_n(fill, c.len_utf8()));
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+impl Pattern {
+    /// `pattern` must be ASCII and is matched case-insensitively.
+    pub fn new(pattern: &str) -> Self {
+        let unicode = regex::RegexBuilder::new(pattern).case_insensitive(true).build().expect("pattern compiles");
+        let ascii = regex::bytes::RegexBuilder::new(pattern)
+            .case_insensitive(true)
+            .unicode(false)
+            .build()
+            .expect("ASCII pattern compiles");
+        Pattern { unicode, ascii }
+    }
+
+    pub fn is_match(&self, hay: &str) -> bool {
+        self.ascii.is_match(&shadow(hay))
+    }
+
+    /// The first match starting at or after byte `start`, as a byte range.
+    pub fn find_at(&self, hay: &str, start: usize) -> Option<std::ops::Range<usize>> {
+        self.ascii.find_at(&shadow(hay), start).map(|m| m.range())
+    }
+
+    /// Every non-overlapping match, as byte ranges.
+    pub fn find_iter(&self, hay: &str) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let text = shadow(hay).into_owned();
+        let ranges: Vec<_> = self.ascii.find_iter(&text).map(|m| m.range()).collect();
+        ranges.into_iter()
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.unicode.as_str()
+    }
+}
+
 /// Compiles a whole-word, case-insensitive alternation.
-pub fn words(alternatives: &[&str]) -> Regex {
+pub fn words(alternatives: &[&str]) -> Pattern {
     let body = alternatives.iter().map(|a| a.replace('~', r"\s+")).collect::<Vec<_>>().join("|");
-    Regex::new(&format!(r"(?i)\b(?:{body})\b")).expect("keyword family compiles")
+    Pattern::new(&format!(r"\b(?:{body})\b"))
 }
 
 fn re(pattern: &str) -> Regex {
@@ -89,18 +167,18 @@ pub const DOCUMENT_WORDS: &[&str] = &[
     "reads?~(?:the|a)", "written", "scrawled", "carved", "etched", "posted", "pinned", "nailed",
 ];
 
-pub static LOCATION: LazyLock<Regex> = LazyLock::new(|| words(LOCATION_WORDS));
-pub static COMBAT: LazyLock<Regex> = LazyLock::new(|| words(COMBAT_WORDS));
-pub static PORTRAIT_NOUN: LazyLock<Regex> = LazyLock::new(|| words(PORTRAIT_NOUNS));
-pub static PORTRAIT_DESC: LazyLock<Regex> = LazyLock::new(|| words(PORTRAIT_DESCS));
-pub static ATMOSPHERE: LazyLock<Regex> = LazyLock::new(|| words(ATMOSPHERE_WORDS));
-pub static MAGIC: LazyLock<Regex> = LazyLock::new(|| words(MAGIC_WORDS));
-pub static DOCUMENT: LazyLock<Regex> = LazyLock::new(|| words(DOCUMENT_WORDS));
+pub static LOCATION: LazyLock<Pattern> = LazyLock::new(|| words(LOCATION_WORDS));
+pub static COMBAT: LazyLock<Pattern> = LazyLock::new(|| words(COMBAT_WORDS));
+pub static PORTRAIT_NOUN: LazyLock<Pattern> = LazyLock::new(|| words(PORTRAIT_NOUNS));
+pub static PORTRAIT_DESC: LazyLock<Pattern> = LazyLock::new(|| words(PORTRAIT_DESCS));
+pub static ATMOSPHERE: LazyLock<Pattern> = LazyLock::new(|| words(ATMOSPHERE_WORDS));
+pub static MAGIC: LazyLock<Pattern> = LazyLock::new(|| words(MAGIC_WORDS));
+pub static DOCUMENT: LazyLock<Pattern> = LazyLock::new(|| words(DOCUMENT_WORDS));
 /// Magic words that tag a cue `magic`.
-pub static MAGIC_TAG: LazyLock<Regex> =
+pub static MAGIC_TAG: LazyLock<Pattern> =
     LazyLock::new(|| words(&["arcane", "magic", "spell", "shimmer", "divine", "radiance", "glyph", "enchant"]));
 /// Magic words that tag a cue `special_effect`.
-pub static EFFECT_TAG: LazyLock<Regex> = LazyLock::new(|| words(&["explosion", "portal"]));
+pub static EFFECT_TAG: LazyLock<Pattern> = LazyLock::new(|| words(&["explosion", "portal"]));
 
 /// The location phrase after an L keyword (§3 location()).
 pub static LOCATION_PHRASE: LazyLock<Regex> = LazyLock::new(|| {
@@ -119,14 +197,14 @@ pub static COMBAT_VERB_TAIL: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 // Beat filter families: literal single spaces, whole words.
-pub static BEAT_INTRO: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)\b(?:emerges?|appears?|introduces?|announces?|steps? (?:forward|out|into)|a (?:\w+ )?figure|stranger|cloaked|mysterious)\b")
+pub static BEAT_INTRO: LazyLock<Pattern> = LazyLock::new(|| {
+    Pattern::new(r"\b(?:emerges?|appears?|introduces?|announces?|steps? (?:forward|out|into)|a (?:\w+ )?figure|stranger|cloaked|mysterious)\b")
 });
-pub static BEAT_ACTION: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)\b(?:attacks?|strikes?|dodges?|blocks?|leaps?|charges?|explodes?|crashes?|collapses?|transforms?|erupts?|shatters?|draws? (?:a |the )?(?:sword|weapon|blade|bow|staff)|flames?|lightning|thunder|earthquake|tidal|runs?|flees?|chases?|pursues?|ambush)\b")
+pub static BEAT_ACTION: LazyLock<Pattern> = LazyLock::new(|| {
+    Pattern::new(r"\b(?:attacks?|strikes?|dodges?|blocks?|leaps?|charges?|explodes?|crashes?|collapses?|transforms?|erupts?|shatters?|draws? (?:a |the )?(?:sword|weapon|blade|bow|staff)|flames?|lightning|thunder|earthquake|tidal|runs?|flees?|chases?|pursues?|ambush)\b")
 });
-pub static BEAT_SKIP: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)\b(?:inventory|add(?:ed|s)? .* to (?:your|the) inventory|picks? up|puts? (?:away|down)|stores?|equips?|orders? another|save point|current scene state|resume from|stopping point|your character|your stats|game saved|progress saved)\b")
+pub static BEAT_SKIP: LazyLock<Pattern> = LazyLock::new(|| {
+    Pattern::new(r"\b(?:inventory|add(?:ed|s)? .* to (?:your|the) inventory|picks? up|puts? (?:away|down)|stores?|equips?|orders? another|save point|current scene state|resume from|stopping point|your character|your stats|game saved|progress saved)\b")
 });
 pub static STRAIGHT_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r#""[^"]*""#));
 
@@ -183,7 +261,7 @@ mod tests {
 
     #[test]
     fn every_pattern_compiles() {
-        for r in [
+        for p in [
             &*LOCATION,
             &*COMBAT,
             &*PORTRAIT_NOUN,
@@ -193,12 +271,16 @@ mod tests {
             &*DOCUMENT,
             &*MAGIC_TAG,
             &*EFFECT_TAG,
-            &*LOCATION_PHRASE,
-            &*DIALOGUE_LINE,
-            &*COMBAT_VERB_TAIL,
             &*BEAT_INTRO,
             &*BEAT_ACTION,
             &*BEAT_SKIP,
+        ] {
+            assert!(!p.as_str().is_empty());
+        }
+        for r in [
+            &*LOCATION_PHRASE,
+            &*DIALOGUE_LINE,
+            &*COMBAT_VERB_TAIL,
             &*DOCUMENT_BLOCK,
             &*ATTRIBUTION,
             &*ABSTRACTIONS,
@@ -235,6 +317,46 @@ mod tests {
         }
         for no in ["he unsheathes a long rusted blade", "he draws a map", "she challenges the knight\nand then to a duel", "the attackers"] {
             assert!(!COMBAT.is_match(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn ascii_and_unicode_engines_agree_on_ascii_text() {
+        let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/narration.txt")).unwrap();
+        let families = [&*LOCATION, &*COMBAT, &*PORTRAIT_NOUN, &*PORTRAIT_DESC, &*ATMOSPHERE, &*MAGIC, &*DOCUMENT, &*BEAT_SKIP, &*BEAT_INTRO, &*BEAT_ACTION];
+        for para in corpus.split("\n\n").filter(|p| p.is_ascii()) {
+            for f in families {
+                let a: Vec<_> = f.ascii.find_iter(para.as_bytes()).map(|m| m.range()).collect();
+                let u: Vec<_> = f.unicode.find_iter(para).map(|m| m.range()).collect();
+                assert_eq!(a, u, "{} on {para:?}", f.as_str());
+            }
+        }
+        // Non-ASCII text goes through the shadow: é is a word character,
+        // — is not, a no-break space is whitespace.
+        assert!(!ATMOSPHERE.is_match("caféfog"));
+        assert!(ATMOSPHERE.is_match("café fog"));
+        assert!(!ATMOSPHERE.is_match("éfog"));
+        assert!(ATMOSPHERE.is_match("—fog—"));
+        assert!(ATMOSPHERE.is_match("fog\u{a0}rolls\u{2003}in"));
+        assert!(!BEAT_SKIP.is_match("you pick\u{a0}up"));
+    }
+
+    #[test]
+    fn shadow_matches_unicode_mode_on_mixed_text() {
+        let samples = [
+            "Café fog — the élan of a stranger’s gaze; “draws her sword” and naïve ruins.",
+            "Über-knight’s armour glows; 火 the guard’s scar 火 flickers in the 霧 fog.",
+            "she challenges\u{a0}the Ünder-king to a duel, then steps\u{2003}into the crypt",
+            "Rux's HP: 12 → 7 HP [Attack d20: 15 vs AC 12 HIT]. The wind howls through the ruins.",
+            "e\u{301}fog ruins\u{301} ash",
+        ];
+        let families = [&*LOCATION, &*COMBAT, &*PORTRAIT_NOUN, &*PORTRAIT_DESC, &*ATMOSPHERE, &*MAGIC, &*DOCUMENT, &*BEAT_SKIP, &*BEAT_INTRO, &*BEAT_ACTION];
+        for s in samples {
+            for f in families {
+                let fast: Vec<_> = f.find_iter(s).collect();
+                let slow: Vec<_> = f.unicode.find_iter(s).map(|m| m.range()).collect();
+                assert_eq!(fast, slow, "{} on {s:?}", f.as_str());
+            }
         }
     }
 

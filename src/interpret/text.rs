@@ -41,9 +41,44 @@ pub fn truncate(x: &str) -> String {
     prefix.to_owned()
 }
 
+/// Replaces every run of characters matching `is_space` with one ASCII
+/// space, in one pass (`re.sub(r"\s+", " ", x)` without a regex hit per
+/// word). Borrows when nothing changes.
+pub fn collapse(x: &str, is_space: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    let mut prev_space = false;
+    let clean = x.chars().all(|c| {
+        let sp = is_space(c);
+        let ok = !sp || (c == ' ' && !prev_space);
+        prev_space = sp;
+        ok
+    });
+    if clean {
+        return std::borrow::Cow::Borrowed(x);
+    }
+    let mut out = String::with_capacity(x.len());
+    let mut in_run = false;
+    for c in x.chars() {
+        if is_space(c) {
+            if !in_run {
+                out.push(' ');
+            }
+            in_run = true;
+        } else {
+            out.push(c);
+            in_run = false;
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `\s` in Unicode mode: the White_Space property.
+fn is_regex_space(c: char) -> bool {
+    c.is_whitespace()
+}
+
 /// CLEANUP, in order (§3).
 pub fn cleanup(x: &str) -> String {
-    let s = WHITESPACE.replace_all(x, " ");
+    let s = collapse(x, is_regex_space);
     let s = CLEANUP_DOTS.replace_all(&s, ".");
     let s = CLEANUP_DOT_COMMA.replace_all(&s, ".");
     let s = CLEANUP_COMMAS.replace_all(&s, ",");
@@ -101,11 +136,18 @@ fn regex_syntax_word(c: char) -> bool {
 /// `distill(x)`: steps 1–4 of §3.
 pub fn distill(x: &str) -> String {
     // 1. Mechanics.
+    // Each mechanics pattern needs a character that plain prose rarely
+    // has; skip the scan when it is absent.
     let mut s = x.to_owned();
-    for r in MECHANICS.iter() {
-        s = r.replace_all(&s, "").into_owned();
+    let has_digit = x.bytes().any(|b| b.is_ascii_digit());
+    let has_turn = x.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"turn"));
+    let needs = [x.contains('['), x.contains('→'), has_digit && x.contains(':'), has_turn, x.contains('#')];
+    for (r, needed) in MECHANICS.iter().zip(needs) {
+        if needed {
+            s = r.replace_all(&s, "").into_owned();
+        }
     }
-    let s = SPACES_TABS.replace_all(&s, " ");
+    let s = collapse(&s, |c| c == ' ' || c == '\t');
     let s = s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '—'));
     // 2. Quotes, then attribution, then CLEANUP.
     let s = DOUBLE_QUOTED.replace_all(s, "");
@@ -118,7 +160,7 @@ pub fn distill(x: &str) -> String {
     let s = cleanup(&s);
     // 4. Apostrophes, whitespace.
     let s: String = s.chars().filter(|c| !matches!(c, '\'' | '’')).collect();
-    py_strip(&WHITESPACE.replace_all(&s, " ")).to_owned()
+    py_strip(&collapse(&s, is_regex_space)).to_owned()
 }
 
 /// Splits after `.`, `!` or `?` at every whitespace run; pieces are
@@ -154,37 +196,24 @@ pub fn sentences(x: &str) -> Vec<&str> {
 /// 1 to 300 characters after its end, by the start of a whole-word DESC.
 /// Linear in the input (two regex scans plus a merge).
 pub fn portrait_matches(x: &str) -> bool {
-    let noun_ends = char_offsets(x, PORTRAIT_NOUN.find_iter(x).map(|m| m.end()));
-    if noun_ends.is_empty() {
-        return false;
-    }
-    let desc_starts = char_offsets(x, PORTRAIT_DESC.find_iter(x).map(|m| m.start()));
-    let mut k = 0;
-    for end in noun_ends {
-        while k < desc_starts.len() && desc_starts[k] < end + 1 {
-            k += 1;
+    // The next DESC match at or after a byte position, found lazily and
+    // reused while nouns stay before it: every search starts past the last
+    // one, so the whole check is linear and stops at the first hit.
+    let mut desc: Option<std::ops::Range<usize>> = None;
+    for noun in PORTRAIT_NOUN.find_iter(x) {
+        // DESC may start one character after the noun at the earliest.
+        let Some(first) = x[noun.end..].chars().next() else { return false };
+        let from = noun.end + first.len_utf8();
+        if desc.as_ref().is_none_or(|d| d.start < from) {
+            desc = PORTRAIT_DESC.find_at(x, from);
         }
-        if k == desc_starts.len() {
-            return false;
-        }
-        if desc_starts[k] <= end + 300 {
+        let Some(d) = &desc else { return false };
+        // Within 300 characters of the noun's end?
+        if x[noun.end..d.start].chars().count() <= 300 {
             return true;
         }
     }
     false
-}
-
-/// Converts increasing byte offsets into character offsets in one pass.
-fn char_offsets(x: &str, bytes: impl Iterator<Item = usize>) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut chars = 0;
-    let mut at = 0;
-    for b in bytes {
-        chars += x[at..b].chars().count();
-        at = b;
-        out.push(chars);
-    }
-    out
 }
 
 /// Jaccard similarity of lower-cased `\w+` token sets minus stop words.
@@ -261,6 +290,14 @@ mod tests {
         assert_eq!(distill("The hall seemed alive with moths."), "The hall with moths");
         // Attribution verbs are removed with up to four following words.
         assert_eq!(distill("The hall seemed alive with whispers."), "The hall with");
+    }
+
+    #[test]
+    fn collapse_matches_the_regex() {
+        for x in ["a  b\t\tc", "  lead and trail  ", "a\u{a0}\u{2003}b", "plain words here", "x\n\ny", "", " "] {
+            assert_eq!(collapse(x, is_regex_space), WHITESPACE.replace_all(x, " "), "{x:?}");
+            assert_eq!(collapse(x, |c| c == ' ' || c == '\t'), SPACES_TABS.replace_all(x, " "), "{x:?}");
+        }
     }
 
     #[test]

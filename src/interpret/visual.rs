@@ -103,19 +103,21 @@ impl Session {
             }
         }
 
-        // 6. Rules.
+        // 6. Rules. The cleaned and distilled text and the mood are shared
+        // by several rules; compute them once.
+        let prep = Prepared::new(&x);
         let loc = state.location.as_str();
         let mut cues: Vec<StageCue> = Vec::new();
         let location_match = LOCATION.is_match(&x);
         let combat_match = COMBAT.is_match(&x);
         if DOCUMENT.is_match(&x) {
-            let mut c = StageCue::new(Tier::TextOverlay, scene_subject(&x, &DOCUMENT), loc);
+            let mut c = StageCue::new(Tier::TextOverlay, prep.scene(&DOCUMENT), loc);
             c.tags = vec!["document".into()];
             cues.push(c);
         }
         if location_match {
             let mut c = StageCue::new(Tier::Landscape, location_subject(&x), loc);
-            c.mood = format!("{}, {}", state.time_of_day, mood(&x));
+            c.mood = format!("{}, {}", state.time_of_day, prep.mood);
             c.characters = names.clone();
             cues.push(c);
         }
@@ -132,7 +134,7 @@ impl Session {
             cues.push(c);
         }
         if MAGIC.is_match(&x) {
-            let mut c = StageCue::new(Tier::SceneIllustration, scene_subject(&x, &MAGIC), loc);
+            let mut c = StageCue::new(Tier::SceneIllustration, prep.scene(&MAGIC), loc);
             let magic = MAGIC_TAG.is_match(&x);
             let effect = EFFECT_TAG.is_match(&x);
             if magic {
@@ -141,20 +143,20 @@ impl Session {
             if effect || !magic {
                 c.tags.push("special_effect".into());
             }
-            c.mood = mood(&x).into();
+            c.mood = prep.mood.into();
             cues.push(c);
         }
         if ATMOSPHERE.is_match(&x) && !location_match && !cues.iter().any(|c| c.tier == Tier::SceneIllustration) {
-            let mut c = StageCue::new(Tier::SceneIllustration, scene_subject(&x, &ATMOSPHERE), loc);
-            c.mood = mood(&x).into();
+            let mut c = StageCue::new(Tier::SceneIllustration, prep.scene(&ATMOSPHERE), loc);
+            c.mood = prep.mood.into();
             c.characters = names.clone();
             cues.push(c);
         }
         if cues.is_empty() {
-            let d = distill(&clean(&x));
-            if len(py_strip(&d)) > 10 {
-                let mut c = StageCue::new(Tier::SceneIllustration, truncate(&d), loc);
-                c.mood = mood(&x).into();
+            let d = prep.distilled();
+            if len(py_strip(d)) > 10 {
+                let mut c = StageCue::new(Tier::SceneIllustration, truncate(d), loc);
+                c.mood = prep.mood.into();
                 c.characters = names.clone();
                 cues.push(c);
             }
@@ -212,17 +214,39 @@ pub fn mood(x: &str) -> &'static str {
     "atmospheric"
 }
 
+/// Per-turn derived text: `clean(x)`, `distill(clean(x))` (computed on
+/// first use) and `mood(x)`.
+struct Prepared {
+    cleaned: String,
+    distilled: std::cell::OnceCell<String>,
+    mood: &'static str,
+}
+
+impl Prepared {
+    fn new(x: &str) -> Self {
+        Prepared { cleaned: clean(x), distilled: Default::default(), mood: mood(x) }
+    }
+
+    fn distilled(&self) -> &str {
+        self.distilled.get_or_init(|| distill(&self.cleaned))
+    }
+
+    /// `scene(x, family)`.
+    fn scene(&self, family: &Pattern) -> String {
+        let d = self.distilled();
+        if !d.is_empty() {
+            return truncate(d);
+        }
+        if let Some(s) = sentences(&self.cleaned).into_iter().find(|s| family.is_match(s)) {
+            return truncate(s);
+        }
+        truncate(&self.cleaned)
+    }
+}
+
 /// `scene(x, family)`.
-pub fn scene_subject(x: &str, family: &Regex) -> String {
-    let cleaned = clean(x);
-    let d = distill(&cleaned);
-    if !d.is_empty() {
-        return truncate(&d);
-    }
-    if let Some(s) = sentences(&cleaned).into_iter().find(|s| family.is_match(s)) {
-        return truncate(s);
-    }
-    truncate(&cleaned)
+pub fn scene_subject(x: &str, family: &Pattern) -> String {
+    Prepared::new(x).scene(family)
 }
 
 /// `portrait(x)`.
