@@ -21,7 +21,8 @@ fn corpus() -> Vec<String> {
 fn main() {
     let paragraphs = corpus();
     assert!(paragraphs.len() >= 200, "corpus has {} paragraphs", paragraphs.len());
-    let pack = Pack::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs/ashfall")).unwrap();
+    let pack =
+        Pack::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs/ashfall")).unwrap();
     let ctx = PackContext::new(pack.genre.clone(), pack.audio.clone());
     let state = GameState {
         location: "Harrowgate".into(),
@@ -76,5 +77,9 @@ fn main() {
     println!("  full turn (visual+audio+beat+documents) {:>9.0} paragraphs/s", n / full);
     println!("  visual cues only                        {:>9.0} paragraphs/s", n / visual);
     println!("  baseline (lower-case + word count)      {:>9.0} paragraphs/s", n / baseline);
-    println!("  ratio full/baseline {:.1}x the time; vs the Python reference's ~3400/s: {:.1}x faster", full / baseline, (n / full) / 3400.0);
+    println!(
+        "  ratio full/baseline {:.1}x the time; vs the Python reference's ~3400/s: {:.1}x faster",
+        full / baseline,
+        (n / full) / 3400.0
+    );
 }

@@ -47,10 +47,9 @@ fn main() {
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("validate-pack: {COPIES} copies of the example pack, {cores} core(s)");
-    for (label, opts) in [
-        ("with audio decode", Options::default()),
-        ("--no-decode", Options { decode: false, ..Options::default() }),
-    ] {
+    for (label, opts) in
+        [("with audio decode", Options::default()), ("--no-decode", Options { decode: false, ..Options::default() })]
+    {
         let single = time(opts, 1);
         let parallel = time(opts, cores);
         println!(

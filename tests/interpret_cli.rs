@@ -64,7 +64,10 @@ fn cooldown_suppresses_a_repeated_landscape_then_releases_it() {
 
 #[test]
 fn turn_numbers_and_output_shape() {
-    let (code, turns) = run(&[], b"Nothing happens.\n\n\n   \n[DOCUMENT:notice:\"Wanted\"]Reward: 50 caps[/DOCUMENT] The square is empty.\n");
+    let (code, turns) = run(
+        &[],
+        b"Nothing happens.\n\n\n   \n[DOCUMENT:notice:\"Wanted\"]Reward: 50 caps[/DOCUMENT] The square is empty.\n",
+    );
     assert_eq!(code, 0);
     assert_eq!(turns.len(), 2);
     let keys: Vec<&String> = turns[0].as_object().unwrap().keys().collect();
@@ -93,7 +96,10 @@ fn invalid_utf8_is_reported_and_processing_continues() {
     let (code, turns) = run(&[], &input);
     assert_eq!(code, 0);
     assert_eq!(turns.len(), 3);
-    assert_eq!(turns[1], serde_json::json!({"turn": 2, "error": {"field": "narration", "message": "invalid UTF-8 at byte 22"}}));
+    assert_eq!(
+        turns[1],
+        serde_json::json!({"turn": 2, "error": {"field": "narration", "message": "invalid UTF-8 at byte 22"}})
+    );
     assert_eq!(tiers(&turns[2]), ["landscape"]);
     input.clear();
 }
@@ -153,7 +159,8 @@ fn pretty_output_is_for_people() {
 
 #[test]
 fn missing_pack_is_a_clear_error() {
-    let out = Command::new(SQM).args(["interpret", "--pack", "/nonexistent/pack"]).stdin(Stdio::null()).output().unwrap();
+    let out =
+        Command::new(SQM).args(["interpret", "--pack", "/nonexistent/pack"]).stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/pack"), "{err}");

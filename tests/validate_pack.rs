@@ -114,7 +114,10 @@ fn negative_bpm_is_reported_at_the_value() {
     assert_eq!(located(&diags), one("INVALID_VALUE", "ashfall/audio.yaml", 7, 10));
     assert_eq!(diags[0]["message"], "bpm must be an integer ≥ 0, got -5");
     let human = String::from_utf8(f.run(&["validate-pack", "ashfall"]).stdout).unwrap();
-    assert!(human.starts_with("ashfall/audio.yaml:7:10: error[INVALID_VALUE]: bpm must be an integer ≥ 0, got -5\n"), "{human}");
+    assert!(
+        human.starts_with("ashfall/audio.yaml:7:10: error[INVALID_VALUE]: bpm must be an integer ≥ 0, got -5\n"),
+        "{human}"
+    );
     let github = String::from_utf8(f.run(&["validate-pack", "--format", "github", "ashfall"]).stdout).unwrap();
     assert_eq!(
         github.lines().next(),
@@ -420,7 +423,11 @@ fn style_and_place_checks() {
     f.edit("places.yaml", "forge:\n  environment:", "forge:\n  landmark:\n    solo: the Great Anvil\n  environment:");
     let long = "ash ".repeat(400);
     f.write("worlds/cinder-reach/visual_style.yaml", &format!("positive_suffix: {long}\n"));
-    f.edit("worlds/cinder-reach/history.yaml", "      - slug: glass-gate\n", "      - slug: glass-gate\n        visual_prompt: a glass arch\n");
+    f.edit(
+        "worlds/cinder-reach/history.yaml",
+        "      - slug: glass-gate\n",
+        "      - slug: glass-gate\n        visual_prompt: a glass arch\n",
+    );
     let (_, d) = f.json(&[]);
     let got: Vec<(String, u64)> = located(&d).into_iter().map(|l| (l.0, l.2)).collect();
     assert_eq!(
@@ -458,7 +465,11 @@ fn empty_pack_missing_path_and_server_profile() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 pack(s) checked"));
 
-    let out = Command::new(SQM).args(["validate-pack", "--json", "--profile", "server"]).arg(example_pack()).output().unwrap();
+    let out = Command::new(SQM)
+        .args(["validate-pack", "--json", "--profile", "server"])
+        .arg(example_pack())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let missing: Vec<&str> = doc["diagnostics"]
@@ -472,7 +483,11 @@ fn empty_pack_missing_path_and_server_profile() {
         assert!(missing.contains(&f), "{f} not in {missing:?}");
     }
     // The server rejects sqm-only mixer keys.
-    assert!(doc["diagnostics"].as_array().unwrap().iter().any(|d| d["code"] == "UNKNOWN_KEY" && d["severity"] == "error"));
+    assert!(doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["code"] == "UNKNOWN_KEY" && d["severity"] == "error"));
 }
 
 #[test]

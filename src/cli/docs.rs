@@ -25,7 +25,9 @@ pub fn man_pages() -> Vec<(String, Vec<u8>)> {
     let mut pages = Vec::new();
     let mut render = |c: &clap::Command, name: String| {
         let mut out = Vec::new();
-        clap_mangen::Man::new(c.clone().name(name.clone())).render(&mut out).expect("rendering into memory cannot fail");
+        clap_mangen::Man::new(c.clone().name(name.clone()))
+            .render(&mut out)
+            .expect("rendering into memory cannot fail");
         pages.push((format!("{name}.1"), out));
     };
     render(&cmd, "sqm".into());

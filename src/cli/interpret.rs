@@ -78,9 +78,15 @@ struct Output<W: Write> {
 impl<W: Write> Output<W> {
     fn turn(&mut self, n: usize, r: &TurnResult) -> std::io::Result<()> {
         if self.pretty {
-            writeln!(self.w, "turn {n}: render {} ({})", if r.render.generate { "yes" } else { "no" }, r.render.reason)?;
+            writeln!(
+                self.w,
+                "turn {n}: render {} ({})",
+                if r.render.generate { "yes" } else { "no" },
+                r.render.reason
+            )?;
             for c in &r.visual {
-                let tier = serde_json::to_value(c.tier).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                let tier =
+                    serde_json::to_value(c.tier).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
                 write!(self.w, "  visual   {tier:<18} {:?}", c.subject)?;
                 if !c.mood.is_empty() {
                     write!(self.w, "  mood: {}", c.mood)?;
@@ -104,7 +110,8 @@ impl<W: Write> Output<W> {
                 writeln!(self.w, "  document {} {:?}: {}", d.template_name, d.title, d.body_text)?;
             }
         } else {
-            let line = json!({"turn": n, "visual": r.visual, "audio": r.audio, "documents": r.documents, "render": r.render});
+            let line =
+                json!({"turn": n, "visual": r.visual, "audio": r.audio, "documents": r.documents, "render": r.render});
             serde_json::to_writer(&mut self.w, &line)?;
             self.w.write_all(b"\n")?;
         }
@@ -123,7 +130,12 @@ impl<W: Write> Output<W> {
     }
 }
 
-fn run_plain(mut input: impl BufRead, args: &Args, ctx: &PackContext, out: &mut Output<impl Write>) -> std::io::Result<()> {
+fn run_plain(
+    mut input: impl BufRead,
+    args: &Args,
+    ctx: &PackContext,
+    out: &mut Output<impl Write>,
+) -> std::io::Result<()> {
     let state = GameState {
         location: args.location.clone().unwrap_or_default(),
         time_of_day: args.time_of_day.clone().unwrap_or_default(),
@@ -221,7 +233,9 @@ fn read_turn(v: &Value) -> Result<Turn, (String, String)> {
     let previous = match obj.get("previous_location") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => return Err(("previous_location".into(), format!("expected a string or null, got {}", kind(other)))),
+        Some(other) => {
+            return Err(("previous_location".into(), format!("expected a string or null, got {}", kind(other))))
+        }
     };
     let (state, present) = match obj.get("game_state") {
         None | Some(Value::Null) => (GameState::default(), false),
@@ -253,7 +267,12 @@ fn read_state(gs: &serde_json::Map<String, Value>) -> Result<GameState, (String,
                         Some(other) => return Err((field, format!("expected a string, got {}", kind(other)))),
                         None => return Err((field, "missing".into())),
                     },
-                    other => return Err((format!("game_state.characters[{i}]"), format!("expected an object, got {}", kind(other)))),
+                    other => {
+                        return Err((
+                            format!("game_state.characters[{i}]"),
+                            format!("expected an object, got {}", kind(other)),
+                        ))
+                    }
                 };
                 state.characters.push(CharacterRef { name });
             }
@@ -266,9 +285,16 @@ fn read_state(gs: &serde_json::Map<String, Value>) -> Result<GameState, (String,
             Some(Value::Object(o)) => match o.get(flag) {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
-                Some(other) => return Err((format!("game_state.{key}.{flag}"), format!("expected true or false, got {}", kind(other)))),
+                Some(other) => {
+                    return Err((
+                        format!("game_state.{key}.{flag}"),
+                        format!("expected true or false, got {}", kind(other)),
+                    ))
+                }
             },
-            Some(other) => return Err((format!("game_state.{key}"), format!("expected an object, got {}", kind(other)))),
+            Some(other) => {
+                return Err((format!("game_state.{key}"), format!("expected an object, got {}", kind(other))))
+            }
         };
         if key == "combat" {
             state.combat.in_combat = value;

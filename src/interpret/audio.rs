@@ -69,20 +69,134 @@ impl AudioCue {
 
 /// Built-in moods: (mood, base intensity, keywords), in table order.
 pub const MOOD_TABLE: &[(&str, f64, &[&str])] = &[
-    ("combat", 0.8, &["battle", "fight", "attack", "sword", "axe", "charge", "slash", "strike", "combat", "war", "clash", "swords", "fray", "swarm", "dragon", "flame", "roar", "explosion", "blast", "punch"]),
-    ("tavern", 0.4, &["tavern", "inn", "bar", "ale", "drink", "hearth", "laughter", "roasting", "mead", "jazz", "piano", "smoke", "whiskey", "cabaret", "speakeasy", "cocktail", "glass", "barman", "bartender", "trumpet", "saxophone", "singer", "band", "trio", "music"]),
-    ("exploration", 0.3, &["trail", "wander", "journey", "forest", "path", "explore", "travel", "oaks", "birdsong", "stream", "mossy", "wasteland", "dust", "horizon"]),
-    ("tension", 0.6, &["shadow", "shadows", "dark", "darkness", "growl", "flicker", "creep", "danger", "ominous", "dread", "lurk", "radiation", "mutant", "contaminated"]),
+    (
+        "combat",
+        0.8,
+        &[
+            "battle",
+            "fight",
+            "attack",
+            "sword",
+            "axe",
+            "charge",
+            "slash",
+            "strike",
+            "combat",
+            "war",
+            "clash",
+            "swords",
+            "fray",
+            "swarm",
+            "dragon",
+            "flame",
+            "roar",
+            "explosion",
+            "blast",
+            "punch",
+        ],
+    ),
+    (
+        "tavern",
+        0.4,
+        &[
+            "tavern",
+            "inn",
+            "bar",
+            "ale",
+            "drink",
+            "hearth",
+            "laughter",
+            "roasting",
+            "mead",
+            "jazz",
+            "piano",
+            "smoke",
+            "whiskey",
+            "cabaret",
+            "speakeasy",
+            "cocktail",
+            "glass",
+            "barman",
+            "bartender",
+            "trumpet",
+            "saxophone",
+            "singer",
+            "band",
+            "trio",
+            "music",
+        ],
+    ),
+    (
+        "exploration",
+        0.3,
+        &[
+            "trail",
+            "wander",
+            "journey",
+            "forest",
+            "path",
+            "explore",
+            "travel",
+            "oaks",
+            "birdsong",
+            "stream",
+            "mossy",
+            "wasteland",
+            "dust",
+            "horizon",
+        ],
+    ),
+    (
+        "tension",
+        0.6,
+        &[
+            "shadow",
+            "shadows",
+            "dark",
+            "darkness",
+            "growl",
+            "flicker",
+            "creep",
+            "danger",
+            "ominous",
+            "dread",
+            "lurk",
+            "radiation",
+            "mutant",
+            "contaminated",
+        ],
+    ),
     ("mystery", 0.4, &["mysterious", "mystery", "strange", "whisper", "enigma", "riddle"]),
     ("sorrow", 0.4, &["sorrow", "grief", "mourn", "weep", "loss", "lament", "tears"]),
     ("triumph", 0.7, &["victory", "triumph", "glory", "conquer", "celebrate", "won"]),
     ("ritual", 0.5, &["ritual", "chant", "ceremony", "altar", "invoke", "summon"]),
-    ("settlement", 0.4, &["settlement", "camp", "village", "market", "trade", "barter", "shelter", "outpost", "home", "gather", "community"]),
-    ("ruins", 0.5, &["ruins", "rubble", "collapsed", "crumbling", "desolate", "wreckage", "abandoned", "decay", "overgrown"]),
+    (
+        "settlement",
+        0.4,
+        &[
+            "settlement",
+            "camp",
+            "village",
+            "market",
+            "trade",
+            "barter",
+            "shelter",
+            "outpost",
+            "home",
+            "gather",
+            "community",
+        ],
+    ),
+    (
+        "ruins",
+        0.5,
+        &["ruins", "rubble", "collapsed", "crumbling", "desolate", "wreckage", "abandoned", "decay", "overgrown"],
+    ),
     ("rest", 0.3, &["rest", "sleep", "campfire", "calm", "quiet", "peaceful", "dawn", "stars", "blanket", "dream"]),
 ];
 
-pub const BOOSTERS: &[&str] = &["dragon", "flame", "roar", "unleash", "torrent", "sear", "crumble", "explode", "fury", "rage", "devastat"];
+pub const BOOSTERS: &[&str] =
+    &["dragon", "flame", "roar", "unleash", "torrent", "sear", "crumble", "explode", "fury", "rage", "devastat"];
 
 /// SFX ids and their substring keywords, in emission order.
 pub const SFX_TABLE: &[(&str, &[&str])] = &[
@@ -278,9 +392,7 @@ fn cues(text: &str, audio: &AudioConfig, pack_sets: &[KeywordSet]) -> Vec<AudioC
         }
     }
     let music = match best {
-        Some((mood, base)) if best_score >= 1 => {
-            Some((mood.to_owned(), (base + 0.1 * boosters as f64).min(1.0)))
-        }
+        Some((mood, base)) if best_score >= 1 => Some((mood.to_owned(), (base + 0.1 * boosters as f64).min(1.0))),
         _ if audio.has_mood("exploration") => Some(("exploration".to_owned(), 0.3)),
         _ => None,
     };
@@ -319,7 +431,10 @@ mod tests {
     fn config(moods: &[&str], sfx: &[&str]) -> AudioConfig {
         let mut a = AudioConfig::default();
         for m in moods {
-            a.mood_tracks.insert((*m).into(), vec![MoodTrack { path: format!("{m}.ogg"), title: String::new(), bpm: 0, energy: 0.5 }]);
+            a.mood_tracks.insert(
+                (*m).into(),
+                vec![MoodTrack { path: format!("{m}.ogg"), title: String::new(), bpm: 0, energy: 0.5 }],
+            );
         }
         for s in sfx {
             a.sfx_library.insert((*s).into(), vec![format!("{s}.ogg")]);
@@ -348,7 +463,10 @@ mod tests {
         let c = interpret_audio("Shadows creep along the dark corridor; a computer terminal beeps.", &a);
         assert_eq!(music(&c), Some(("tension".into(), 0.6)));
         assert_eq!(sfx(&c), ["computer_noise"]);
-        assert_eq!(music(&interpret_audio("The tavern is full of laughter and ale.", &a)), Some(("exploration".into(), 0.3)));
+        assert_eq!(
+            music(&interpret_audio("The tavern is full of laughter and ale.", &a)),
+            Some(("exploration".into(), 0.3))
+        );
         let c = interpret_audio("In a fury of rage the mutant swarm attacks the camp.", &a);
         assert_eq!(music(&c), Some(("combat".into(), 1.0)));
         assert_eq!(sfx(&c), ["mutant_ooze"]);
@@ -358,8 +476,14 @@ mod tests {
     fn acceptance_11_pack_keywords() {
         let mut a = config(&["exploration", "tension", "heist"], &[]);
         a.mood_keywords.insert("heist".into(), vec!["vault".into(), "safe".into(), "alarm".into()]);
-        assert_eq!(music(&interpret_audio("The alarm wails as the vault door swings open in the dark.", &a)), Some(("heist".into(), 0.5)));
-        assert_eq!(music(&interpret_audio("Shadows lurk in the dark; the alarm is silent.", &a)), Some(("tension".into(), 0.6)));
+        assert_eq!(
+            music(&interpret_audio("The alarm wails as the vault door swings open in the dark.", &a)),
+            Some(("heist".into(), 0.5))
+        );
+        assert_eq!(
+            music(&interpret_audio("Shadows lurk in the dark; the alarm is silent.", &a)),
+            Some(("tension".into(), 0.6))
+        );
     }
 
     #[test]

@@ -65,7 +65,10 @@ mod tests {
         assert_eq!(beat_filter(inv, &fighting, Some("a")), verdict(true, "in_combat"));
         assert_eq!(beat_filter("Nothing much happens.", &at("b"), Some("a")), verdict(true, "location_changed"));
         assert_eq!(beat_filter("He nods.", &at(""), None), verdict(false, "default_deny"));
-        assert_eq!(beat_filter("A cloaked stranger emerges from the mist.", &at("a"), Some("a")), verdict(true, "npc_intro"));
+        assert_eq!(
+            beat_filter("A cloaked stranger emerges from the mist.", &at("a"), Some("a")),
+            verdict(true, "npc_intro")
+        );
     }
 
     #[test]

@@ -46,7 +46,8 @@ mod tests {
 
     #[test]
     fn acceptance_12() {
-        let (docs, rest) = extract_documents("[DOCUMENT:notice:\"Wanted\"]Reward: 50 caps[/DOCUMENT] The square is empty.", "ashfall");
+        let (docs, rest) =
+            extract_documents("[DOCUMENT:notice:\"Wanted\"]Reward: 50 caps[/DOCUMENT] The square is empty.", "ashfall");
         assert_eq!(rest, "The square is empty.");
         assert_eq!(docs.len(), 1);
         assert_eq!(docs[0].template_name, "notice");

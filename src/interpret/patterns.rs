@@ -130,41 +130,235 @@ pub const COMBAT_WORDS: &[&str] = &[
 ];
 
 pub const PORTRAIT_NOUNS: &[&str] = &[
-    "woman", "man", "figure", "person", "stranger", "someone", "creature", "being", "elf", "dwarf", "orc",
-    "goblin", "troll", "halfling", "gnome", "priest", "priestess", "sister", "brother", "elder", "knight",
-    "guard", "merchant", "thief", "mage", "wizard", "witch", "nun", "monk", "soldier", "captain", "lord",
-    "lady", "queen", "king", "prince", "princess", "child", "girl", "boy", "old~(?:man|woman)", "drifter",
-    "operator", "pilot", "trader", "scavenger", "raider", "synth", "mutant", "android", "cyborg", "veteran",
-    "survivor", "bartender", "innkeeper", "shopkeeper", "smith", "hunter", "healer", "she", "he",
+    "woman",
+    "man",
+    "figure",
+    "person",
+    "stranger",
+    "someone",
+    "creature",
+    "being",
+    "elf",
+    "dwarf",
+    "orc",
+    "goblin",
+    "troll",
+    "halfling",
+    "gnome",
+    "priest",
+    "priestess",
+    "sister",
+    "brother",
+    "elder",
+    "knight",
+    "guard",
+    "merchant",
+    "thief",
+    "mage",
+    "wizard",
+    "witch",
+    "nun",
+    "monk",
+    "soldier",
+    "captain",
+    "lord",
+    "lady",
+    "queen",
+    "king",
+    "prince",
+    "princess",
+    "child",
+    "girl",
+    "boy",
+    "old~(?:man|woman)",
+    "drifter",
+    "operator",
+    "pilot",
+    "trader",
+    "scavenger",
+    "raider",
+    "synth",
+    "mutant",
+    "android",
+    "cyborg",
+    "veteran",
+    "survivor",
+    "bartender",
+    "innkeeper",
+    "shopkeeper",
+    "smith",
+    "hunter",
+    "healer",
+    "she",
+    "he",
 ];
 
 pub const PORTRAIT_DESCS: &[&str] = &[
-    "wear", "cloak", "armor", "armour", "scar", "eye", "face", "pendant", "tall", "short", "crouch", "kneel",
-    "stand", "lean", "sit", "hood", "robe", "hair", "beard", "voice", "gaze", "stare", "look", "grin", "smile",
-    "frown", "prosthetic", "implant", "mutation", "cybernetic", "augment", "arm", "limb", "hand", "finger",
-    "skin", "jaw", "neck", "shoulder", "tattoo", "mark", "brand", "patch", "visor", "goggles", "helmet",
-    "compact", "wiry", "hulk", "massive", "gaunt", "weathered", "grizzled", "calloused", "scarred", "muscular",
-    "built", "watching", "coil",
+    "wear",
+    "cloak",
+    "armor",
+    "armour",
+    "scar",
+    "eye",
+    "face",
+    "pendant",
+    "tall",
+    "short",
+    "crouch",
+    "kneel",
+    "stand",
+    "lean",
+    "sit",
+    "hood",
+    "robe",
+    "hair",
+    "beard",
+    "voice",
+    "gaze",
+    "stare",
+    "look",
+    "grin",
+    "smile",
+    "frown",
+    "prosthetic",
+    "implant",
+    "mutation",
+    "cybernetic",
+    "augment",
+    "arm",
+    "limb",
+    "hand",
+    "finger",
+    "skin",
+    "jaw",
+    "neck",
+    "shoulder",
+    "tattoo",
+    "mark",
+    "brand",
+    "patch",
+    "visor",
+    "goggles",
+    "helmet",
+    "compact",
+    "wiry",
+    "hulk",
+    "massive",
+    "gaunt",
+    "weathered",
+    "grizzled",
+    "calloused",
+    "scarred",
+    "muscular",
+    "built",
+    "watching",
+    "coil",
 ];
 
 pub const ATMOSPHERE_WORDS: &[&str] = &[
-    "fog", "mist", "darkness", "shadow", "torchlight", "flicker", "gloom", "fades", "rolls?~in", "dusk", "dawn",
-    "moonlight", "starlight", "candlelight", "silence", "wind", "rain", "storm", "thunder", "lightning", "cold",
-    "chill", "warmth", "heat", "smoke", "ash", "dust", "ruins?", "crumbl", "decay", "overgrown", "abandoned",
-    "pulse[sd]?", "glow(?:s|ed|ing)?", "shimmer", "dark(?:ened|ening)?", "eeri[ely]*", "haunted", "desolat",
-    "bleak", "foreboding",
+    "fog",
+    "mist",
+    "darkness",
+    "shadow",
+    "torchlight",
+    "flicker",
+    "gloom",
+    "fades",
+    "rolls?~in",
+    "dusk",
+    "dawn",
+    "moonlight",
+    "starlight",
+    "candlelight",
+    "silence",
+    "wind",
+    "rain",
+    "storm",
+    "thunder",
+    "lightning",
+    "cold",
+    "chill",
+    "warmth",
+    "heat",
+    "smoke",
+    "ash",
+    "dust",
+    "ruins?",
+    "crumbl",
+    "decay",
+    "overgrown",
+    "abandoned",
+    "pulse[sd]?",
+    "glow(?:s|ed|ing)?",
+    "shimmer",
+    "dark(?:ened|ening)?",
+    "eeri[ely]*",
+    "haunted",
+    "desolat",
+    "bleak",
+    "foreboding",
 ];
 
 pub const MAGIC_WORDS: &[&str] = &[
-    "arcane", "magic(?:al)?", "spell", "shimmer", "portal", "divine", "radiance", "glyph", "explosion", "enchant",
-    "ward", "rune", "ritual", "summon", "conjur", "crystal", "amulet", "talisman", "curse", "hex", "bless",
-    "sorcery", "incantation", "mystic", "occult", "ethereal", "standing~stone", "ley~line", "ancient~power",
+    "arcane",
+    "magic(?:al)?",
+    "spell",
+    "shimmer",
+    "portal",
+    "divine",
+    "radiance",
+    "glyph",
+    "explosion",
+    "enchant",
+    "ward",
+    "rune",
+    "ritual",
+    "summon",
+    "conjur",
+    "crystal",
+    "amulet",
+    "talisman",
+    "curse",
+    "hex",
+    "bless",
+    "sorcery",
+    "incantation",
+    "mystic",
+    "occult",
+    "ethereal",
+    "standing~stone",
+    "ley~line",
+    "ancient~power",
 ];
 
 pub const DOCUMENT_WORDS: &[&str] = &[
-    "notice", "noticeboard", "poster", "letter", "scroll", "parchment", "tome", "book", "inscription", "sign",
-    "placard", "decree", "proclamation", "wanted~poster", "map", "journal", "diary", "note", "message",
-    "reads?~(?:the|a)", "written", "scrawled", "carved", "etched", "posted", "pinned", "nailed",
+    "notice",
+    "noticeboard",
+    "poster",
+    "letter",
+    "scroll",
+    "parchment",
+    "tome",
+    "book",
+    "inscription",
+    "sign",
+    "placard",
+    "decree",
+    "proclamation",
+    "wanted~poster",
+    "map",
+    "journal",
+    "diary",
+    "note",
+    "message",
+    "reads?~(?:the|a)",
+    "written",
+    "scrawled",
+    "carved",
+    "etched",
+    "posted",
+    "pinned",
+    "nailed",
 ];
 
 pub static LOCATION: LazyLock<Pattern> = LazyLock::new(|| words(LOCATION_WORDS));
@@ -188,23 +382,33 @@ pub static LOCATION_PHRASE: LazyLock<Regex> = LazyLock::new(|| {
 
 /// A dialogue line: quoted speech plus an attribution verb.
 pub static DIALOGUE_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r#"(?i)^["“‘].*["”’][,.]?\s*(?:\w+\s+)*(?:says?|said|mutter|mutters|whisper|whispers|shout|shouts|ask|asks|replie[sd]?|grumble[sd]?|growl[sd]?|laugh[sed]*)\w*\.?$"#)
+    re(
+        r#"(?i)^["“‘].*["”’][,.]?\s*(?:\w+\s+)*(?:says?|said|mutter|mutters|whisper|whispers|shout|shouts|ask|asks|replie[sd]?|grumble[sd]?|growl[sd]?|laugh[sed]*)\w*\.?$"#,
+    )
 });
 
 /// Combat verbs after a character name (§3 combat()).
 pub static COMBAT_VERB_TAIL: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)^\s+(attacks?|lunges?\s+at|charges?\s+at|swings?\s+at|strikes?|slashes?\s+at|stabs?\s+at|parr(?:y|ies)|blocks?|challenges?|hurls?|raises?|casts?)\s+(.+?)(?:\.|,|!|\z)")
+    re(
+        r"(?i)^\s+(attacks?|lunges?\s+at|charges?\s+at|swings?\s+at|strikes?|slashes?\s+at|stabs?\s+at|parr(?:y|ies)|blocks?|challenges?|hurls?|raises?|casts?)\s+(.+?)(?:\.|,|!|\z)",
+    )
 });
 
 // Beat filter families: literal single spaces, whole words.
 pub static BEAT_INTRO: LazyLock<Pattern> = LazyLock::new(|| {
-    Pattern::new(r"\b(?:emerges?|appears?|introduces?|announces?|steps? (?:forward|out|into)|a (?:\w+ )?figure|stranger|cloaked|mysterious)\b")
+    Pattern::new(
+        r"\b(?:emerges?|appears?|introduces?|announces?|steps? (?:forward|out|into)|a (?:\w+ )?figure|stranger|cloaked|mysterious)\b",
+    )
 });
 pub static BEAT_ACTION: LazyLock<Pattern> = LazyLock::new(|| {
-    Pattern::new(r"\b(?:attacks?|strikes?|dodges?|blocks?|leaps?|charges?|explodes?|crashes?|collapses?|transforms?|erupts?|shatters?|draws? (?:a |the )?(?:sword|weapon|blade|bow|staff)|flames?|lightning|thunder|earthquake|tidal|runs?|flees?|chases?|pursues?|ambush)\b")
+    Pattern::new(
+        r"\b(?:attacks?|strikes?|dodges?|blocks?|leaps?|charges?|explodes?|crashes?|collapses?|transforms?|erupts?|shatters?|draws? (?:a |the )?(?:sword|weapon|blade|bow|staff)|flames?|lightning|thunder|earthquake|tidal|runs?|flees?|chases?|pursues?|ambush)\b",
+    )
 });
 pub static BEAT_SKIP: LazyLock<Pattern> = LazyLock::new(|| {
-    Pattern::new(r"\b(?:inventory|add(?:ed|s)? .* to (?:your|the) inventory|picks? up|puts? (?:away|down)|stores?|equips?|orders? another|save point|current scene state|resume from|stopping point|your character|your stats|game saved|progress saved)\b")
+    Pattern::new(
+        r"\b(?:inventory|add(?:ed|s)? .* to (?:your|the) inventory|picks? up|puts? (?:away|down)|stores?|equips?|orders? another|save point|current scene state|resume from|stopping point|your character|your stats|game saved|progress saved)\b",
+    )
 });
 pub static STRAIGHT_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r#""[^"]*""#));
 
@@ -226,7 +430,9 @@ pub static SPACES_TABS: LazyLock<Regex> = LazyLock::new(|| re(r"[ \t]+"));
 pub static DOUBLE_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r#"["“][^"”]*["”]"#));
 pub static CURLY_SINGLE_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r"‘[^’]*’"));
 pub static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i),?\s*\b(?:said|says|whispered?|whispers?|muttered?|mutters?|shouted?|shouts?|asked?|asks?|replied?|replies?|grumbled?|grumbles?|growled?|growls?|exclaimed?|exclaims?|warned?)\b,?(?:\s+\w+){0,4}\.?")
+    re(
+        r"(?i),?\s*\b(?:said|says|whispered?|whispers?|muttered?|mutters?|shouted?|shouts?|asked?|asks?|replied?|replies?|grumbled?|grumbles?|growled?|growls?|exclaimed?|exclaims?|warned?)\b,?(?:\s+\w+){0,4}\.?",
+    )
 });
 pub static ABSTRACTIONS: LazyLock<Regex> = LazyLock::new(|| {
     let alts = [
@@ -277,14 +483,9 @@ mod tests {
         ] {
             assert!(!p.as_str().is_empty());
         }
-        for r in [
-            &*LOCATION_PHRASE,
-            &*DIALOGUE_LINE,
-            &*COMBAT_VERB_TAIL,
-            &*DOCUMENT_BLOCK,
-            &*ATTRIBUTION,
-            &*ABSTRACTIONS,
-        ] {
+        for r in
+            [&*LOCATION_PHRASE, &*DIALOGUE_LINE, &*COMBAT_VERB_TAIL, &*DOCUMENT_BLOCK, &*ATTRIBUTION, &*ABSTRACTIONS]
+        {
             assert!(!r.as_str().is_empty());
         }
         assert_eq!(MECHANICS.len(), 5);
@@ -315,15 +516,32 @@ mod tests {
         ] {
             assert!(COMBAT.is_match(yes), "{yes}");
         }
-        for no in ["he unsheathes a long rusted blade", "he draws a map", "she challenges the knight\nand then to a duel", "the attackers"] {
+        for no in [
+            "he unsheathes a long rusted blade",
+            "he draws a map",
+            "she challenges the knight\nand then to a duel",
+            "the attackers",
+        ] {
             assert!(!COMBAT.is_match(no), "{no}");
         }
     }
 
     #[test]
     fn ascii_and_unicode_engines_agree_on_ascii_text() {
-        let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/narration.txt")).unwrap();
-        let families = [&*LOCATION, &*COMBAT, &*PORTRAIT_NOUN, &*PORTRAIT_DESC, &*ATMOSPHERE, &*MAGIC, &*DOCUMENT, &*BEAT_SKIP, &*BEAT_INTRO, &*BEAT_ACTION];
+        let corpus =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/narration.txt")).unwrap();
+        let families = [
+            &*LOCATION,
+            &*COMBAT,
+            &*PORTRAIT_NOUN,
+            &*PORTRAIT_DESC,
+            &*ATMOSPHERE,
+            &*MAGIC,
+            &*DOCUMENT,
+            &*BEAT_SKIP,
+            &*BEAT_INTRO,
+            &*BEAT_ACTION,
+        ];
         for para in corpus.split("\n\n").filter(|p| p.is_ascii()) {
             for f in families {
                 let a: Vec<_> = f.ascii.find_iter(para.as_bytes()).map(|m| m.range()).collect();
@@ -350,7 +568,18 @@ mod tests {
             "Rux's HP: 12 → 7 HP [Attack d20: 15 vs AC 12 HIT]. The wind howls through the ruins.",
             "e\u{301}fog ruins\u{301} ash",
         ];
-        let families = [&*LOCATION, &*COMBAT, &*PORTRAIT_NOUN, &*PORTRAIT_DESC, &*ATMOSPHERE, &*MAGIC, &*DOCUMENT, &*BEAT_SKIP, &*BEAT_INTRO, &*BEAT_ACTION];
+        let families = [
+            &*LOCATION,
+            &*COMBAT,
+            &*PORTRAIT_NOUN,
+            &*PORTRAIT_DESC,
+            &*ATMOSPHERE,
+            &*MAGIC,
+            &*DOCUMENT,
+            &*BEAT_SKIP,
+            &*BEAT_INTRO,
+            &*BEAT_ACTION,
+        ];
         for s in samples {
             for f in families {
                 let fast: Vec<_> = f.find_iter(s).collect();

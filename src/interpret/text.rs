@@ -280,7 +280,9 @@ mod tests {
     #[test]
     fn distill_examples() {
         assert_eq!(
-            distill("He said nothing. She felt a sense of dread as if the walls were closing in, and the candle sputtered."),
+            distill(
+                "He said nothing. She felt a sense of dread as if the walls were closing in, and the candle sputtered."
+            ),
             "He She , and the candle sputtered"
         );
         assert_eq!(distill("Rux's HP: 12 → 7 HP [Attack d20: 15 vs AC 12 HIT]."), "Ruxs HP:");

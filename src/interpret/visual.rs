@@ -324,7 +324,10 @@ mod tests {
         GameState {
             location: "The Rusted Junction".into(),
             time_of_day: "dusk".into(),
-            characters: vec![super::super::CharacterRef { name: "Rux".into() }, super::super::CharacterRef { name: "Mira".into() }],
+            characters: vec![
+                super::super::CharacterRef { name: "Rux".into() },
+                super::super::CharacterRef { name: "Mira".into() },
+            ],
             ..Default::default()
         }
     }
@@ -339,7 +342,8 @@ mod tests {
 
     #[test]
     fn acceptance_1_combat_positions() {
-        let cues = one_turn("Rux attacks the raider with a rusted blade. Mira lunges at the scavenger, her knife flashing.");
+        let cues =
+            one_turn("Rux attacks the raider with a rusted blade. Mira lunges at the scavenger, her knife flashing.");
         assert_eq!(cues.len(), 1);
         assert_eq!(
             summary(&cues[0]),
@@ -364,7 +368,8 @@ mod tests {
 
     #[test]
     fn acceptance_3_portrait() {
-        let text = "A tall stranger in a hooded cloak watches you from the corner, a scar running down his weathered face.";
+        let text =
+            "A tall stranger in a hooded cloak watches you from the corner, a scar running down his weathered face.";
         let cues = one_turn(text);
         assert_eq!(cues.len(), 1);
         assert_eq!(cues[0].tier, Tier::Portrait);
@@ -387,7 +392,10 @@ mod tests {
     fn acceptance_5_document() {
         let cues = one_turn("A notice is nailed to the door: WANTED, dead or alive.");
         assert_eq!(cues.len(), 1);
-        assert_eq!(summary(&cues[0]), (Tier::TextOverlay, "A notice is nailed to the door: WANTED, dead or alive", "", vec!["document"], None));
+        assert_eq!(
+            summary(&cues[0]),
+            (Tier::TextOverlay, "A notice is nailed to the door: WANTED, dead or alive", "", vec!["document"], None)
+        );
     }
 
     #[test]
@@ -400,9 +408,14 @@ mod tests {
 
     #[test]
     fn acceptance_7_abstractions() {
-        let cues = one_turn("He said nothing. She felt a sense of dread as if the walls were closing in, and the candle sputtered.");
+        let cues = one_turn(
+            "He said nothing. She felt a sense of dread as if the walls were closing in, and the candle sputtered.",
+        );
         assert_eq!(cues.len(), 1);
-        assert_eq!(summary(&cues[0]), (Tier::SceneIllustration, "He She , and the candle sputtered", "tense", vec![], None));
+        assert_eq!(
+            summary(&cues[0]),
+            (Tier::SceneIllustration, "He She , and the candle sputtered", "tense", vec![], None)
+        );
     }
 
     #[test]
@@ -426,7 +439,10 @@ mod tests {
     fn acceptance_13_combat_and_magic() {
         let cues = one_turn("Rux attacks the orc. The arcane rune glows.");
         assert_eq!(cues.len(), 2);
-        assert_eq!(summary(&cues[0]), (Tier::SceneIllustration, "positions: Rux attacks the orc", "", vec!["combat"], Some("topdown_90")));
+        assert_eq!(
+            summary(&cues[0]),
+            (Tier::SceneIllustration, "positions: Rux attacks the orc", "", vec!["combat"], Some("topdown_90"))
+        );
         assert_eq!(
             summary(&cues[1]),
             (Tier::SceneIllustration, "Rux attacks the orc. The arcane rune glows", "mystical", vec!["magic"], None)
@@ -457,14 +473,20 @@ mod tests {
         assert_eq!(cues[0].mood, ", atmospheric");
         // `crumbling` matches nothing; `ruins` matches A.
         let cues = Session::new().interpret("The ruins are crumbling.", &GameState::default());
-        assert_eq!(summary(&cues[0]), (Tier::SceneIllustration, "The ruins are crumbling", "atmospheric", vec![], None));
+        assert_eq!(
+            summary(&cues[0]),
+            (Tier::SceneIllustration, "The ruins are crumbling", "atmospheric", vec![], None)
+        );
         // Mechanics: C matches the bracketed Attack in the raw text.
-        let cues = Session::new()
-            .interpret("Rux's HP: 12 → 7 HP [Attack d20: 15 vs AC 12 HIT]. The wind howls through the ruins.", &GameState::default());
+        let cues = Session::new().interpret(
+            "Rux's HP: 12 → 7 HP [Attack d20: 15 vs AC 12 HIT]. The wind howls through the ruins.",
+            &GameState::default(),
+        );
         assert_eq!(cues[0].subject, "Ruxs HP:");
         assert_eq!(cues[0].tags, ["combat"]);
         // A combat cue blocks R5 but not R4.
-        let cues = Session::new().interpret("He swings at the mage as the fog glows with arcane light.", &GameState::default());
+        let cues = Session::new()
+            .interpret("He swings at the mage as the fog glows with arcane light.", &GameState::default());
         let tiers: Vec<_> = cues.iter().map(|c| c.tags.clone()).collect();
         assert_eq!(tiers, vec![vec!["combat".to_owned()], vec!["magic".to_owned()]]);
     }

@@ -243,7 +243,10 @@ mod tests {
     fn human_format() {
         let report = Report {
             packs: vec![PackSummary { path: "ashfall".into(), errors: 2, warnings: 0 }],
-            diagnostics: vec![diag(7, "bpm must be an integer ≥ 0, got -5", Some("use 0 when unknown")), diag(0, "whole file", None)],
+            diagnostics: vec![
+                diag(7, "bpm must be an integer ≥ 0, got -5", Some("use 0 when unknown")),
+                diag(0, "whole file", None),
+            ],
         };
         assert_eq!(
             report.to_human(),
@@ -256,14 +259,20 @@ mod tests {
         let report = Report { packs: vec![], diagnostics: vec![diag(7, "100% bad\nreally", None), diag(0, "f", None)] };
         let out = report.to_github();
         let mut lines = out.lines();
-        assert_eq!(lines.next(), Some("::error file=ashfall/audio.yaml,line=7,col=10,title=INVALID_VALUE::100%25 bad%0Areally"));
+        assert_eq!(
+            lines.next(),
+            Some("::error file=ashfall/audio.yaml,line=7,col=10,title=INVALID_VALUE::100%25 bad%0Areally")
+        );
         assert_eq!(lines.next(), Some("::error file=ashfall/audio.yaml,title=INVALID_VALUE::f"));
         assert_eq!(escape_property("a:b,c"), "a%3Ab%2Cc");
     }
 
     #[test]
     fn json_format_fields() {
-        let report = Report { packs: vec![PackSummary { path: "ashfall".into(), errors: 1, warnings: 0 }], diagnostics: vec![diag(7, "m", None)] };
+        let report = Report {
+            packs: vec![PackSummary { path: "ashfall".into(), errors: 1, warnings: 0 }],
+            diagnostics: vec![diag(7, "m", None)],
+        };
         let v: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(v["version"], 1);
         assert_eq!(v["summary"]["errors"], 1);

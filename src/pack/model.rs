@@ -242,7 +242,9 @@ pub struct Descriptions {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PortraitManifest {
-    Wrapped { characters: Vec<Character> },
+    Wrapped {
+        characters: Vec<Character>,
+    },
     Bare(Vec<Character>),
     #[default]
     #[serde(skip)]

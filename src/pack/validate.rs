@@ -198,7 +198,14 @@ impl<'a> Validator<'a> {
         let root = self.pack.root.clone();
         let is_empty = std::fs::read_dir(&root).map(|mut d| d.next().is_none()).unwrap_or(false);
         if is_empty {
-            self.emit(Code::EmptyPack, Severity::Error, "", Pos::FILE, "the pack directory holds no files".into(), None);
+            self.emit(
+                Code::EmptyPack,
+                Severity::Error,
+                "",
+                Pos::FILE,
+                "the pack directory holds no files".into(),
+                None,
+            );
             // `file` for a dir-level diagnostic is the dir itself.
             if let Some(d) = self.diags.last_mut() {
                 d.file = self.pack.display.clone();
@@ -219,14 +226,18 @@ impl<'a> Validator<'a> {
             }
         }
 
-        let required: &[&str] = if self.server() {
-            &SERVER_GENRE_FILES
-        } else {
-            &["pack.yaml", "visual_style.yaml", "audio.yaml"]
-        };
+        let required: &[&str] =
+            if self.server() { &SERVER_GENRE_FILES } else { &["pack.yaml", "visual_style.yaml", "audio.yaml"] };
         for f in required {
             if !root.join(f).exists() {
-                self.emit(Code::MissingFile, Severity::Error, f, Pos::FILE, format!("required file {f} is missing"), None);
+                self.emit(
+                    Code::MissingFile,
+                    Severity::Error,
+                    f,
+                    Pos::FILE,
+                    format!("required file {f} is missing"),
+                    None,
+                );
             }
         }
 
@@ -295,7 +306,14 @@ impl<'a> Validator<'a> {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) => {
-                self.emit(Code::FileUnreadable, Severity::Error, rel, Pos::FILE, format!("cannot read file: {e}"), None);
+                self.emit(
+                    Code::FileUnreadable,
+                    Severity::Error,
+                    rel,
+                    Pos::FILE,
+                    format!("cannot read file: {e}"),
+                    None,
+                );
                 return None;
             }
         };
@@ -312,7 +330,11 @@ impl<'a> Validator<'a> {
                     Severity::Error,
                     rel,
                     Pos::new(line, column),
-                    format!("the file is not valid UTF-8 (bad byte 0x{:02X} at offset {})", bytes[e.valid_up_to()], e.valid_up_to()),
+                    format!(
+                        "the file is not valid UTF-8 (bad byte 0x{:02X} at offset {})",
+                        bytes[e.valid_up_to()],
+                        e.valid_up_to()
+                    ),
                     Some("save the file as UTF-8".into()),
                 );
                 return None;
@@ -321,9 +343,14 @@ impl<'a> Validator<'a> {
         let parsed = yaml::parse(text);
         for p in parsed.problems {
             match p {
-                YamlProblem::Syntax { pos, message, hint } => {
-                    self.emit(Code::YamlSyntax, Severity::Error, rel, pos, format!("YAML syntax error: {message}"), hint)
-                }
+                YamlProblem::Syntax { pos, message, hint } => self.emit(
+                    Code::YamlSyntax,
+                    Severity::Error,
+                    rel,
+                    pos,
+                    format!("YAML syntax error: {message}"),
+                    hint,
+                ),
                 YamlProblem::DuplicateKey { pos, key, first } => self.emit(
                     Code::DuplicateKey,
                     Severity::Error,
@@ -466,7 +493,14 @@ impl<'a> Validator<'a> {
             return None;
         };
         if !(lo..=hi).contains(&x) {
-            self.emit(Code::InvalidValue, Severity::Error, rel, v.pos, format!("{key} must be {expect}, got {}", fmt_num(v)), None);
+            self.emit(
+                Code::InvalidValue,
+                Severity::Error,
+                rel,
+                v.pos,
+                format!("{key} must be {expect}, got {}", fmt_num(v)),
+                None,
+            );
             return None;
         }
         Some(x)
@@ -496,14 +530,28 @@ impl<'a> Validator<'a> {
     fn asset(&mut self, rel: &str, node: &Node, what: &str) {
         let Some(raw) = node.as_str() else {
             if node.is_null() {
-                self.emit(Code::InvalidValue, Severity::Error, rel, node.pos, format!("{what} must be a non-empty path"), None);
+                self.emit(
+                    Code::InvalidValue,
+                    Severity::Error,
+                    rel,
+                    node.pos,
+                    format!("{what} must be a non-empty path"),
+                    None,
+                );
             } else {
                 self.type_error(rel, node, what, "a path string");
             }
             return;
         };
         if raw.trim().is_empty() {
-            self.emit(Code::InvalidValue, Severity::Error, rel, node.pos, format!("{what} must be a non-empty path"), None);
+            self.emit(
+                Code::InvalidValue,
+                Severity::Error,
+                rel,
+                node.pos,
+                format!("{what} must be a non-empty path"),
+                None,
+            );
             return;
         }
         if raw.starts_with("http://") || raw.starts_with("https://") {
@@ -568,7 +616,9 @@ impl<'a> Validator<'a> {
         }
         match self.cache.probe(&canonical) {
             Probe::Ok { .. } => {}
-            Probe::Unsupported(why) => self.emit(Code::AssetUnsupported, Severity::Warning, rel, node.pos, format!("{raw}: {why}"), None),
+            Probe::Unsupported(why) => {
+                self.emit(Code::AssetUnsupported, Severity::Warning, rel, node.pos, format!("{raw}: {why}"), None)
+            }
             Probe::Undecodable(why) => {
                 self.emit(Code::AssetUndecodable, Severity::Error, rel, node.pos, format!("{raw}: {why}"), None)
             }
@@ -659,7 +709,14 @@ impl<'a> Validator<'a> {
         }
         if let Some((m, pos)) = min {
             if m < 1 {
-                self.emit(Code::InvalidValue, Severity::Error, rel, pos, format!("recommended_players.min must be ≥ 1, got {m}"), None);
+                self.emit(
+                    Code::InvalidValue,
+                    Severity::Error,
+                    rel,
+                    pos,
+                    format!("recommended_players.min must be ≥ 1, got {m}"),
+                    None,
+                );
             }
         }
         if let (Some((lo, _)), Some((hi, pos))) = (min, max) {
@@ -712,7 +769,9 @@ impl<'a> Validator<'a> {
                     Severity::Warning,
                     rel,
                     pos,
-                    format!("preferred_model '{pm}' is not one of dev, schnell, flux, zimage; the default model is used"),
+                    format!(
+                        "preferred_model '{pm}' is not one of dev, schnell, flux, zimage; the default model is used"
+                    ),
                     None,
                 );
             }
@@ -758,9 +817,14 @@ impl<'a> Validator<'a> {
         match root.get("positive_suffix") {
             Some(v) => match &v.value {
                 Value::Str(s) if !s.trim().is_empty() => return Some((s.clone(), v.pos)),
-                Value::Str(_) | Value::Null => {
-                    self.emit(Code::EmptyStyle, Severity::Error, rel, v.pos, "positive_suffix is missing or empty".into(), None)
-                }
+                Value::Str(_) | Value::Null => self.emit(
+                    Code::EmptyStyle,
+                    Severity::Error,
+                    rel,
+                    v.pos,
+                    "positive_suffix is missing or empty".into(),
+                    None,
+                ),
                 _ => self.type_error(rel, v, "positive_suffix", "a string"),
             },
             None => self.emit(
@@ -911,7 +975,10 @@ impl<'a> Validator<'a> {
                                             Severity::Warning,
                                             rel,
                                             pos,
-                                            format!("variation type '{t}' is not one of {}; it weighs 1.0", VARIATION_TYPES.join(", ")),
+                                            format!(
+                                                "variation type '{t}' is not one of {}; it weighs 1.0",
+                                                VARIATION_TYPES.join(", ")
+                                            ),
                                             None,
                                         );
                                     }
@@ -1051,7 +1118,12 @@ impl<'a> Validator<'a> {
 
     /// The alias load check of audio.md §4. Returns the moods that some
     /// valid alias chain reaches.
-    fn check_aliases(&mut self, rel: &str, aliases: &[(String, String, Pos)], tracks: &HashSet<&str>) -> HashSet<String> {
+    fn check_aliases(
+        &mut self,
+        rel: &str,
+        aliases: &[(String, String, Pos)],
+        tracks: &HashSet<&str>,
+    ) -> HashSet<String> {
         let map: HashMap<&str, &str> = aliases.iter().map(|(k, v, _)| (k.as_str(), v.as_str())).collect();
         let mut reached = HashSet::new();
         for (start, first, pos) in aliases {
@@ -1235,7 +1307,14 @@ impl<'a> Validator<'a> {
         let required: &[&str] = if self.server() { &SERVER_WORLD_FILES } else { &["world.yaml"] };
         for f in required {
             if !world_root.join(f).exists() {
-                self.emit(Code::MissingFile, Severity::Error, &format!("{dir}/{f}"), Pos::FILE, format!("required file {dir}/{f} is missing"), None);
+                self.emit(
+                    Code::MissingFile,
+                    Severity::Error,
+                    &format!("{dir}/{f}"),
+                    Pos::FILE,
+                    format!("required file {dir}/{f} is missing"),
+                    None,
+                );
             }
         }
         let cultures: HashSet<String> = std::fs::read_dir(world_root.join("cultures"))
@@ -1287,7 +1366,8 @@ impl<'a> Validator<'a> {
                     "visual_tag_overrides",
                 ];
                 self.keys(&rel, e, KNOWN, false);
-                let legacy = node.get("style_prompt").map(|_| "rename the legacy key 'style_prompt' to 'positive_suffix'");
+                let legacy =
+                    node.get("style_prompt").map(|_| "rename the legacy key 'style_prompt' to 'positive_suffix'");
                 if let Some((world_suffix, pos)) = self.style_suffix(&rel, &node, legacy) {
                     if let Some((genre_suffix, _)) = &facts.positive_suffix {
                         let combined = format!("{genre_suffix}, {world_suffix}");
@@ -1320,16 +1400,8 @@ impl<'a> Validator<'a> {
 
     fn check_world_yaml(&mut self, rel: &str, root: &Node, world: &str, pois: Option<&HashSet<String>>) {
         let Some(e) = self.map(rel, root, "world.yaml") else { return };
-        const KNOWN: &[&str] = &[
-            "axis_snapshot",
-            "cover_poi",
-            "description",
-            "era",
-            "name",
-            "slug",
-            "starting_location",
-            "tone",
-        ];
+        const KNOWN: &[&str] =
+            &["axis_snapshot", "cover_poi", "description", "era", "name", "slug", "starting_location", "tone"];
         self.keys(rel, e, KNOWN, false);
         self.req_str(rel, root, "name", "");
         self.req_str(rel, root, "description", "");
@@ -1415,7 +1487,9 @@ impl<'a> Validator<'a> {
                 let name = self.opt_str(rel, poi, "name").map(str::to_owned);
                 let id = match (slug, name) {
                     (Some(s), _) if !s.is_empty() => Some((s, poi.get("slug").map(|n| n.pos).unwrap_or(poi.pos))),
-                    (_, Some(n)) if !n.is_empty() => Some((slugify(&n), poi.get("name").map(|n| n.pos).unwrap_or(poi.pos))),
+                    (_, Some(n)) if !n.is_empty() => {
+                        Some((slugify(&n), poi.get("name").map(|n| n.pos).unwrap_or(poi.pos)))
+                    }
                     _ => None,
                 };
                 match id {
@@ -1572,9 +1646,12 @@ impl<'a> Validator<'a> {
                         }
                     }
                 }
-                _ if !has_appearance => {
-                    self.missing(rel, entry, "appearance", "character needs complete 'descriptions' or a non-empty 'appearance': ")
-                }
+                _ if !has_appearance => self.missing(
+                    rel,
+                    entry,
+                    "appearance",
+                    "character needs complete 'descriptions' or a non-empty 'appearance': ",
+                ),
                 _ => {}
             }
             if let Some(c) = self.opt_str(rel, entry, "culture") {
@@ -1629,8 +1706,7 @@ fn is_loose_slug(s: &str) -> bool {
 }
 
 fn is_hex_colour(s: &str) -> bool {
-    s.strip_prefix('#')
-        .is_some_and(|h| matches!(h.len(), 3 | 6 | 8) && h.chars().all(|c| c.is_ascii_hexdigit()))
+    s.strip_prefix('#').is_some_and(|h| matches!(h.len(), 3 | 6 | 8) && h.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn fmt_num(n: &Node) -> String {

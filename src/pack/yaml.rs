@@ -104,10 +104,7 @@ impl Node {
     /// Looks up `key` in a mapping node. Keys that are not strings are
     /// compared by their scalar text.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.key_text().as_deref() == Some(key))
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| k.key_text().as_deref() == Some(key)).map(|(_, v)| v)
     }
 
     /// The text of a scalar used as a mapping key (`1`, `true` and `null`
@@ -134,12 +131,9 @@ impl Node {
             Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(entries) => J::Object(
-                entries
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.key_text()?, v.to_json())))
-                    .collect(),
-            ),
+            Value::Map(entries) => {
+                J::Object(entries.iter().filter_map(|(k, v)| Some((k.key_text()?, v.to_json()))).collect())
+            }
         }
     }
 }
@@ -157,11 +151,9 @@ impl fmt::Display for YamlProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             YamlProblem::Syntax { pos, message, .. } => write!(f, "{}:{}: {message}", pos.line, pos.column),
-            YamlProblem::DuplicateKey { pos, key, first } => write!(
-                f,
-                "{}:{}: duplicate key '{key}' (first defined on line {})",
-                pos.line, pos.column, first.line
-            ),
+            YamlProblem::DuplicateKey { pos, key, first } => {
+                write!(f, "{}:{}: duplicate key '{key}' (first defined on line {})", pos.line, pos.column, first.line)
+            }
         }
     }
 }
@@ -245,8 +237,19 @@ struct Builder {
 }
 
 enum Frame {
-    Seq { pos: Pos, anchor: usize, items: Vec<Node> },
-    Map { pos: Pos, anchor: usize, entries: Vec<(Node, Node)>, pending_key: Option<Node>, seen: HashMap<String, Pos>, skip_value: bool },
+    Seq {
+        pos: Pos,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        pos: Pos,
+        anchor: usize,
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+        seen: HashMap<String, Pos>,
+        skip_value: bool,
+    },
 }
 
 fn pos_of(mark: Marker) -> Pos {

@@ -1,0 +1,65 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_sqm_global_optspecs
+    string join \n v/verbose q/quiet h/help V/version
+end
+
+function __fish_sqm_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_sqm_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_sqm_using_subcommand
+    set -l cmd (__fish_sqm_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c sqm -n "__fish_sqm_needs_command" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c sqm -n "__fish_sqm_needs_command" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c sqm -n "__fish_sqm_needs_command" -s h -l help -d 'Print help'
+complete -c sqm -n "__fish_sqm_needs_command" -s V -l version -d 'Print version'
+complete -c sqm -n "__fish_sqm_needs_command" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
+complete -c sqm -n "__fish_sqm_needs_command" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
+complete -c sqm -n "__fish_sqm_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c sqm -n "__fish_sqm_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -l format -d 'Output format' -r -f -a "human\t''
+json\t''
+github\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -l profile -d 'Rule set: media (what sqm uses) or server (the game server\'s loader too)' -r -f -a "media\t'What sqm renders and plays'
+server\t'Everything the game server\'s loader enforces as well'"
+complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -l json -d 'Shorthand for --format json'
+complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -l deny-warnings -d 'Exit 1 when there are warnings, too'
+complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -l no-decode -d 'Check that audio assets exist, without decoding them'
+complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -s V -l version -d 'Print version'
+complete -c sqm -n "__fish_sqm_using_subcommand interpret" -l pack -d 'Genre pack directory (default: the built-in example pack). Its audio.yaml decides which moods and sound effects can be cued' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand interpret" -l world -d 'World whose audio.yaml (if any) replaces the genre\'s' -r
+complete -c sqm -n "__fish_sqm_using_subcommand interpret" -l location -d 'Game state for plain input: current location' -r
+complete -c sqm -n "__fish_sqm_using_subcommand interpret" -l time-of-day -d 'Game state for plain input: time of day' -r
+complete -c sqm -n "__fish_sqm_using_subcommand interpret" -l character -d 'Game state for plain input: a character name (repeatable, in order)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand interpret" -l jsonl -d 'Read JSON lines instead of plain paragraphs'
+complete -c sqm -n "__fish_sqm_using_subcommand interpret" -l pretty -d 'Human-readable output instead of JSON lines'
+complete -c sqm -n "__fish_sqm_using_subcommand interpret" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c sqm -n "__fish_sqm_using_subcommand interpret" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c sqm -n "__fish_sqm_using_subcommand interpret" -s h -l help -d 'Print help'
+complete -c sqm -n "__fish_sqm_using_subcommand interpret" -s V -l version -d 'Print version'
+complete -c sqm -n "__fish_sqm_using_subcommand completions" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c sqm -n "__fish_sqm_using_subcommand completions" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c sqm -n "__fish_sqm_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c sqm -n "__fish_sqm_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from validate-pack interpret completions help" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from validate-pack interpret completions help" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from validate-pack interpret completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from validate-pack interpret completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

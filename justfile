@@ -1,0 +1,35 @@
+# Developer tasks. `just` lists them.
+
+default:
+    @just --list
+
+# Build everything (debug).
+build:
+    cargo build --all-targets
+
+# Run the test suite exactly as CI does.
+test:
+    bash scripts/setup.sh && cargo test --locked
+
+# Format and lint.
+lint:
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings
+
+# Regenerate committed completions and man pages after CLI changes.
+docs:
+    SQM_BLESS=1 cargo test --test docs
+
+# Benchmarks (release builds; print ratios against in-process baselines).
+bench:
+    cargo bench --bench interpret
+    cargo bench --bench validate
+
+# Re-synthesise the example pack's audio and the narration corpus.
+assets:
+    python3 scripts/gen_audio.py
+    python3 scripts/gen_corpus.py
+
+# Check the example pack like a content author would.
+validate:
+    cargo run --quiet -- validate-pack examples/genre_packs

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One-time set-up for a fresh Debian machine (idempotent; safe to re-run).
+# Installs the system packages sqm's build needs. Rust itself comes from
+# rustup (https://rustup.rs) and must already be on PATH.
+set -euo pipefail
+
+# System packages the build needs (none yet: audio decoding is pure Rust).
+APT_PACKAGES=()
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found; install Rust with rustup first" >&2
+    exit 2
+fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "setup: installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
