@@ -11,19 +11,55 @@ use super::patterns::*;
 use super::text::{clean, distill, len, portrait_matches, py_strip, sentences, similarity, truncate};
 use super::GameState;
 
-/// Image tiers. The interpreter emits the first four; the rest come from
-/// the game server's explicit requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The routable image tiers (tiers-and-prompts.md §1). The interpreter
+/// emits four of them; `portrait_square` and `cartography` come from the
+/// game server's explicit requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
+    Cartography,
+    Landscape,
     Portrait,
     PortraitSquare,
-    Landscape,
     SceneIllustration,
     TextOverlay,
-    Cartography,
-    Tactical,
-    Fog,
+}
+
+impl Tier {
+    /// Every routable tier, sorted by name.
+    pub const ALL: [Tier; 6] = [
+        Tier::Cartography,
+        Tier::Landscape,
+        Tier::Portrait,
+        Tier::PortraitSquare,
+        Tier::SceneIllustration,
+        Tier::TextOverlay,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Cartography => "cartography",
+            Tier::Landscape => "landscape",
+            Tier::Portrait => "portrait",
+            Tier::PortraitSquare => "portrait_square",
+            Tier::SceneIllustration => "scene_illustration",
+            Tier::TextOverlay => "text_overlay",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    pub fn is_portrait(self) -> bool {
+        matches!(self, Tier::Portrait | Tier::PortraitSquare)
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A visual cue: what to draw for this turn.

@@ -1,4 +1,12 @@
-//! Prompt composition. So far: the token estimator the composer's budget is
-//! defined in (tiers-and-prompts.md §3.3), shared with `validate-pack`.
+//! Prompt composition: tier table, style resolution from the genre pack,
+//! the Flux-era composer (tiers-and-prompts.md), the raw-field fallback,
+//! and seeds.
 
+pub mod compose;
+pub mod style;
+pub mod tiers;
 pub mod tokens;
+
+pub use compose::{compose, raw_fallback, seed_for, Composed, Cue};
+pub use style::{ComposeError, ComposeErrorKind, Style, StyleSource};
+pub use tiers::{TierSpec, Variant};
