@@ -9,3 +9,4 @@ pub mod cli;
 pub mod interpret;
 pub mod pack;
 pub mod prompt;
+pub mod render;

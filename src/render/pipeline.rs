@@ -1,0 +1,410 @@
+//! From a render request to a file: the dispatch order of protocol.md §5.2
+//! (music refusal, beat filter, narration → cue, tier check, prompt), then
+//! execution on a backend with content-addressed caching. `sqm render` and
+//! the daemon both go through here.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use super::output::{output_path, parameters_text, render_key, write_png};
+use super::{Backend, RenderError, RenderJob};
+use crate::interpret::{beat_filter, extract_documents, GameState, Session, Tier};
+use crate::prompt::style::StyleRequest;
+use crate::prompt::tiers::tier_error;
+use crate::prompt::{compose, raw_fallback, ComposeError, Cue, StyleSource, TierSpec};
+
+/// The render parameters sqm reads (protocol.md §5.1), already type-checked.
+#[derive(Clone, Debug, Default)]
+pub struct RenderRequest {
+    pub tier: String,
+    pub subject: String,
+    pub mood: String,
+    pub location: String,
+    pub characters: Vec<String>,
+    pub tags: Vec<String>,
+    pub genre: String,
+    pub world: String,
+    pub narration: String,
+    /// The game state, and whether the request carried a non-empty one.
+    pub game_state: GameState,
+    pub game_state_present: bool,
+    pub previous_location: Option<String>,
+    pub positive_prompt: String,
+    pub prompt: String,
+    pub negative_prompt: String,
+    pub seed: Option<i64>,
+    pub variant: Option<String>,
+    pub subject_name: String,
+    pub art_style: String,
+    pub visual_tag_overrides: Option<IndexMap<String, String>>,
+    /// `sqm render --steps`; the daemon never sets it.
+    pub steps: Option<u32>,
+}
+
+/// A request ready for a backend.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PreparedJob {
+    pub job: RenderJob,
+    pub clip_prompt: String,
+    pub worker_type: String,
+}
+
+/// What preparation decided.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prepared {
+    /// The beat filter said no.
+    Skipped {
+        reason: &'static str,
+    },
+    Job(Box<PreparedJob>),
+}
+
+/// Why a request cannot be rendered, mapped to protocol error codes.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PrepareError {
+    #[error("{0}")]
+    Generation(String),
+    #[error("{0}")]
+    Extraction(String),
+    #[error("{0}")]
+    Compose(ComposeError, Option<String>),
+}
+
+/// Tier names that count as a caller's own visual block.
+fn is_image_tier_name(tier: &str) -> bool {
+    Tier::parse(tier).is_some() || tier == "fog_of_war" || tier == "tactical_sketch"
+}
+
+/// Runs the dispatch steps 1–5 of protocol.md §5.2.
+pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, PrepareError> {
+    // 1. Music is played, not generated.
+    if req.tier == "music" {
+        return Err(PrepareError::Generation(tier_error("music")));
+    }
+    // 2. Beat filter, only with both narration and game state.
+    if !req.narration.is_empty() && req.game_state_present {
+        let verdict = beat_filter(&req.narration, &req.game_state, req.previous_location.as_deref());
+        if !verdict.generate {
+            return Ok(Prepared::Skipped { reason: "beat_filter" });
+        }
+    }
+    let mut cue = Cue {
+        tier: None,
+        subject: req.subject.clone(),
+        mood: req.mood.clone(),
+        location: req.location.clone(),
+        characters: req.characters.clone(),
+        tags: req.tags.clone(),
+    };
+    let mut tier_name = req.tier.clone();
+    // 3. Narration → cue.
+    if !req.narration.is_empty() && req.positive_prompt.is_empty() {
+        let (documents, stripped) =
+            extract_documents(&req.narration, if req.genre.is_empty() { "unknown" } else { &req.genre });
+        for d in &documents {
+            tracing::info!(template = %d.template_name, title = %d.title, "document in narration");
+        }
+        let caller_has_visual = is_image_tier_name(&req.tier) && !req.subject.is_empty();
+        if !caller_has_visual {
+            let cues = Session::new().interpret(&stripped, &req.game_state);
+            if let Some(first) = cues.into_iter().next() {
+                cue.subject = first.subject;
+                cue.mood = first.mood;
+                cue.tags = first.tags;
+                tier_name = first.tier.name().to_owned();
+            }
+            if cue.subject.is_empty() {
+                return Err(PrepareError::Extraction(
+                    "SubjectExtractor returned no visual subject from narration. No fallback — refusing to render narrative prose directly.".into(),
+                ));
+            }
+        }
+    }
+    // 4. Tier check.
+    let tier = Tier::parse(&tier_name).ok_or_else(|| PrepareError::Generation(tier_error(&tier_name)))?;
+    cue.tier = Some(tier);
+
+    // 5. Prompt.
+    let compose_err = |e: ComposeError| PrepareError::Compose(e, Some(tier.name().to_owned()));
+    let style = styles
+        .resolve(&StyleRequest {
+            genre: &req.genre,
+            world: &req.world,
+            art_style: &req.art_style,
+            negative_prompt: &req.negative_prompt,
+            visual_tag_overrides: req.visual_tag_overrides.as_ref(),
+        })
+        .map_err(compose_err)?;
+    let preferred = style.as_ref().map(|s| s.preferred_model.as_str()).unwrap_or("");
+    let spec =
+        TierSpec::of(tier).with_variant(req.variant.as_deref(), preferred, tier).map_err(PrepareError::Generation)?;
+
+    let (positive, negative, clip, worker_type, seed) = if !req.positive_prompt.is_empty() {
+        (req.positive_prompt.clone(), req.negative_prompt.clone(), String::new(), preferred_or_flux(preferred), 0u32)
+    } else if let (false, Some(style)) = (cue.subject.is_empty(), style.as_ref()) {
+        // Resolve refs so prompts (and seeds) see names, not slugs.
+        cue.location = styles.resolve_location(&req.genre, &cue.location);
+        cue.characters = cue
+            .characters
+            .iter()
+            .map(|c| styles.resolve_character(&req.genre, &req.world, c, &req.subject_name))
+            .collect();
+        let c = compose(&cue, tier, style);
+        (c.positive_prompt, c.negative_prompt, c.clip_prompt, c.worker_type, c.seed)
+    } else if !req.prompt.is_empty() {
+        (req.prompt.clone(), req.negative_prompt.clone(), String::new(), preferred_or_flux(preferred), 0)
+    } else {
+        let text = raw_fallback(&cue, Some(tier)).ok_or_else(|| {
+            PrepareError::Generation(
+                "No prompt content: params has no positive_prompt, prompt, subject, or tags".into(),
+            )
+        })?;
+        (text, req.negative_prompt.clone(), String::new(), preferred_or_flux(preferred), 0)
+    };
+    // An explicit seed wins; seeds are 32-bit, so others wrap.
+    let seed = req.seed.map(|s| s.rem_euclid(1 << 32) as u32).unwrap_or(seed);
+    let job = RenderJob {
+        tier,
+        positive_prompt: positive,
+        negative_prompt: negative,
+        seed,
+        width: spec.width,
+        height: spec.height,
+        steps: req.steps.unwrap_or(spec.steps),
+        guidance: spec.guidance,
+        variant: spec.variant,
+        subject: cue.subject.clone(),
+        mood: cue.mood.clone(),
+    };
+    Ok(Prepared::Job(Box::new(PreparedJob { job, clip_prompt: clip, worker_type })))
+}
+
+fn preferred_or_flux(preferred: &str) -> String {
+    if preferred.is_empty() {
+        "flux".into()
+    } else {
+        preferred.to_owned()
+    }
+}
+
+/// The result of running a job (protocol.md §5.3).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RenderOutcome {
+    pub image_url: String,
+    pub image_path: String,
+    pub width: u32,
+    pub height: u32,
+    pub elapsed_ms: u64,
+    pub seed: u32,
+    pub backend: String,
+    pub cached: bool,
+}
+
+/// Where a job's file goes, and its cache key.
+pub fn planned_path(out_dir: &Path, backend: &dyn Backend, job: &RenderJob) -> (String, PathBuf) {
+    let key = render_key(backend.name(), backend.model().as_deref(), job);
+    let path = output_path(out_dir, backend.name(), &key);
+    (key, path)
+}
+
+/// Runs `job` on `backend`, writing the PNG under `out_dir` unless an
+/// identical render is already on disk.
+pub fn execute(
+    prepared: &PreparedJob,
+    backend: &mut dyn Backend,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(u32, u32),
+    cancel: &dyn Fn() -> bool,
+) -> Result<RenderOutcome, RenderError> {
+    let job = &prepared.job;
+    super::validate_job(job)?;
+    let started = Instant::now();
+    let name = backend.name().to_owned();
+    let (_, path) = planned_path(out_dir, backend, job);
+    let outcome = |path: String, width, height, cached, started: Instant| RenderOutcome {
+        image_url: path.clone(),
+        image_path: path,
+        width,
+        height,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        seed: job.seed,
+        backend: name.clone(),
+        cached,
+    };
+    if path.is_file() {
+        return Ok(outcome(path.display().to_string(), job.width, job.height, true, started));
+    }
+    match backend.render(job, progress, cancel)? {
+        None => Ok(outcome("/dev/null".into(), 0, 0, false, started)),
+        Some(img) => {
+            let model = backend.model().unwrap_or_else(|| name.clone());
+            let meta = serde_json::json!({"backend": name, "model": model, "job": job, "clip_prompt": prepared.clip_prompt, "worker_type": prepared.worker_type});
+            write_png(&path, &img, &parameters_text(job, &model), &meta.to_string())?;
+            let abs = std::path::absolute(&path).unwrap_or(path);
+            Ok(outcome(abs.display().to_string(), img.width, img.height, false, started))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::sketch::SketchBackend;
+
+    fn styles() -> StyleSource {
+        StyleSource::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs"))
+    }
+
+    fn job(p: Prepared) -> PreparedJob {
+        match p {
+            Prepared::Job(j) => *j,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dispatch_errors_in_order() {
+        let s = styles();
+        let r = |tier: &str| RenderRequest { tier: tier.into(), positive_prompt: "x".into(), ..Default::default() };
+        assert!(
+            matches!(prepare(&r("music"), &s), Err(PrepareError::Generation(m)) if m.starts_with("tier 'music' is not generated"))
+        );
+        assert_eq!(prepare(&r("fog_of_war"), &s), Err(PrepareError::Generation("Unknown tier: 'fog_of_war'".into())));
+        assert!(
+            matches!(prepare(&r("tactical_sketch"), &s), Err(PrepareError::Generation(m)) if m.contains("retired"))
+        );
+        let none = RenderRequest { tier: "portrait".into(), ..Default::default() };
+        assert_eq!(
+            prepare(&none, &s),
+            Err(PrepareError::Generation(
+                "No prompt content: params has no positive_prompt, prompt, subject, or tags".into()
+            ))
+        );
+        let bad_variant = RenderRequest { variant: Some("pro".into()), ..r("landscape") };
+        assert!(
+            matches!(prepare(&bad_variant, &s), Err(PrepareError::Generation(m)) if m.starts_with("Unknown variant override"))
+        );
+        let bad_genre = RenderRequest {
+            tier: "portrait".into(),
+            subject: "orc".into(),
+            genre: "nope".into(),
+            world: "w".into(),
+            ..Default::default()
+        };
+        match prepare(&bad_genre, &s) {
+            Err(PrepareError::Compose(e, tier)) => {
+                assert_eq!(e.to_string(), format!("StyleMissError: unknown genre 'nope' under {}", s.root.display()));
+                assert_eq!(tier.as_deref(), Some("portrait"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn beat_filter_and_narration() {
+        let s = styles();
+        let skip = RenderRequest {
+            tier: "landscape".into(),
+            narration: "You put away your sword and check your inventory.".into(),
+            game_state: GameState { location: "Tavern".into(), ..Default::default() },
+            game_state_present: true,
+            previous_location: Some("Tavern".into()),
+            ..Default::default()
+        };
+        assert_eq!(prepare(&skip, &s), Ok(Prepared::Skipped { reason: "beat_filter" }));
+        // Narration without game state: the interpreter picks the tier.
+        let narr = RenderRequest { narration: "You enter the ruined chapel.".into(), ..Default::default() };
+        let j = job(prepare(&narr, &s).unwrap());
+        assert_eq!(j.job.tier, Tier::Landscape);
+        // No style: the raw fallback, `<mood> atmosphere`.
+        assert_eq!(j.job.positive_prompt, "ruined chapel, , atmospheric atmosphere");
+        // The caller's visual block wins over the narration.
+        let own = RenderRequest { tier: "portrait".into(), subject: "orc".into(), ..narr.clone() };
+        assert_eq!(job(prepare(&own, &s).unwrap()).job.tier, Tier::Portrait);
+        let empty = RenderRequest { narration: "\"Hi,\" she says.".into(), ..Default::default() };
+        assert!(matches!(prepare(&empty, &s), Err(PrepareError::Extraction(_))));
+    }
+
+    #[test]
+    fn composed_from_the_pack_with_refs() {
+        let s = styles();
+        let r = RenderRequest {
+            tier: "portrait".into(),
+            subject: "a tinker at work".into(),
+            genre: "ashfall".into(),
+            world: "cinder-reach".into(),
+            location: "where:cinder-reach/harrowgate".into(),
+            characters: vec!["npc:tinker-ro".into()],
+            ..Default::default()
+        };
+        let j = job(prepare(&r, &s).unwrap());
+        assert!(j.job.positive_prompt.starts_with("character portrait, detailed face and attire, centered subject, a tinker at work, Harrowgate, Ro the Tinker, solo character"));
+        assert_eq!((j.job.width, j.job.height, j.job.steps), (768, 1024, 12));
+        // The pack prefers schnell.
+        assert_eq!(j.job.variant, crate::prompt::Variant::Schnell);
+        assert_eq!(j.worker_type, "schnell");
+        let seeded = RenderRequest { seed: Some(-1), ..r };
+        assert_eq!(job(prepare(&seeded, &s).unwrap()).job.seed, u32::MAX);
+    }
+
+    #[test]
+    fn execute_writes_once_then_serves_from_disk() {
+        let out = tempfile::tempdir().unwrap();
+        let r = RenderRequest {
+            tier: "scene_illustration".into(),
+            positive_prompt: "x".into(),
+            seed: Some(1),
+            ..Default::default()
+        };
+        let j = job(prepare(&r, &styles()).unwrap());
+        let mut backend = SketchBackend::default();
+        let mut steps = 0;
+        let first = execute(&j, &mut backend, out.path(), &mut |_, _| steps += 1, &|| false).unwrap();
+        assert!(!first.cached);
+        assert_eq!(steps, 1);
+        assert!(first.image_path.ends_with(".png"));
+        assert!(first.image_path.contains("/sketch/render_"));
+        let (w, h, text) = super::super::output::read_png_text(Path::new(&first.image_path)).unwrap();
+        assert_eq!((w, h), (1024, 768));
+        let params = &text.iter().find(|(k, _)| k == "parameters").unwrap().1;
+        assert!(
+            params
+                .starts_with("x\nSteps: 12, Sampler: Euler, CFG scale: 3.5, Seed: 1, Size: 1024x768, Model: sketch-v1"),
+            "{params}"
+        );
+        let meta: serde_json::Value = serde_json::from_str(&text.iter().find(|(k, _)| k == "sqm").unwrap().1).unwrap();
+        assert_eq!(meta["job"]["seed"], 1);
+        let second = execute(&j, &mut backend, out.path(), &mut |_, _| steps += 1, &|| false).unwrap();
+        assert!(second.cached);
+        assert_eq!(second.image_path, first.image_path);
+        assert_eq!(steps, 1);
+        // No temporary files are left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(out.path().join("sketch")).unwrap().filter_map(|e| e.ok()).collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn cancelled_render_writes_nothing() {
+        let out = tempfile::tempdir().unwrap();
+        let r = RenderRequest { tier: "landscape".into(), positive_prompt: "y".into(), ..Default::default() };
+        let j = job(prepare(&r, &styles()).unwrap());
+        let err = execute(&j, &mut SketchBackend::default(), out.path(), &mut |_, _| {}, &|| true).unwrap_err();
+        assert!(matches!(err, RenderError::Cancelled));
+        assert!(
+            !out.path().join("sketch").exists()
+                || std::fs::read_dir(out.path().join("sketch")).unwrap().next().is_none()
+        );
+    }
+
+    #[test]
+    fn null_backend_reports_dev_null() {
+        let out = tempfile::tempdir().unwrap();
+        let r = RenderRequest { tier: "landscape".into(), positive_prompt: "y".into(), ..Default::default() };
+        let j = job(prepare(&r, &styles()).unwrap());
+        let o = execute(&j, &mut crate::render::null::NullBackend, out.path(), &mut |_, _| {}, &|| false).unwrap();
+        assert_eq!((o.image_path.as_str(), o.width, o.height), ("/dev/null", 0, 0));
+    }
+}
