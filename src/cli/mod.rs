@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod completions;
 pub mod docs;
 pub mod interpret;
+pub mod render;
 pub mod validate_pack;
 
 /// Exit codes shared by every subcommand.
@@ -49,6 +50,8 @@ pub enum Command {
     ValidatePack(validate_pack::Args),
     /// Turn narrator prose into visual cues, audio cues and documents.
     Interpret(interpret::Args),
+    /// Render one image (tier table, pack style, deterministic seed).
+    Render(render::Args),
     /// Print a shell completion script.
     Completions(completions::Args),
 }
@@ -60,6 +63,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::ValidatePack(args) => validate_pack::run(args),
         Command::Interpret(args) => interpret::run(args),
+        Command::Render(args) => render::run(args),
         Command::Completions(args) => completions::run(args),
     };
     match result {

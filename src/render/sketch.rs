@@ -239,7 +239,7 @@ fn sketch(job: &RenderJob) -> Image {
             }
             let ink = mix(pal.ground, [0.0; 3], 0.5);
             let head = wf.min(hf) * 0.15;
-            cv.ellipse(cx, hf * 0.98, wf * 0.36, hf * 0.3, ink, 1.0);
+            cv.ellipse(cx, hf * 0.95, wf * 0.38, hf * 0.32, ink, 1.0);
             cv.ellipse(cx, cy + head * 1.1, head * 0.45, head * 0.8, ink, 1.0);
             cv.ellipse(cx, cy, head * 0.85, head, ink, 1.0);
             // Rim light from the side the seed picks.

@@ -1,0 +1,154 @@
+//! `sqm render`: one image through the same pipeline as the daemon.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use crate::render::backend_by_name;
+use crate::render::pipeline::{execute, prepare, PrepareError, Prepared, RenderRequest};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  sqm render --tier portrait \"orc warrior\"
+  sqm render --tier landscape --mood \"dusk, ominous\" --location where:cinder-reach/harrowgate \"the walls\"
+  sqm render --tier portrait --dry-run --json \"orc warrior\"      # the composed prompt, no image")]
+pub struct Args {
+    /// Tier: portrait, portrait_square, landscape, scene_illustration, text_overlay, cartography.
+    #[arg(long)]
+    pub tier: String,
+    /// What to draw.
+    #[arg(required = true, value_name = "SUBJECT")]
+    pub subject: Vec<String>,
+    /// Directory of genre packs (default: the built-in example packs).
+    #[arg(long, env = "SIDEQUEST_GENRE_PACKS", value_name = "DIR")]
+    pub genre_packs: Option<PathBuf>,
+    /// Genre (pack) whose visual style to use (default with the built-in packs: ashfall).
+    #[arg(long)]
+    pub genre: Option<String>,
+    /// World within the genre.
+    #[arg(long)]
+    pub world: Option<String>,
+    #[arg(long, default_value = "")]
+    pub mood: String,
+    /// A place name or a `where:<world>/<slug>` ref.
+    #[arg(long, default_value = "")]
+    pub location: String,
+    /// A character name or `npc:<slug>` / `pc:<slug>` ref (repeatable).
+    #[arg(long = "character", value_name = "NAME")]
+    pub characters: Vec<String>,
+    /// A tag (repeatable).
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+    /// Image backend.
+    #[arg(long, default_value = "sketch", value_parser = ["sketch", "null", "flux"])]
+    pub backend: String,
+    /// Seed (default: derived from the request).
+    #[arg(long, allow_negative_numbers = true)]
+    pub seed: Option<i64>,
+    /// Denoising steps (default: the tier's).
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// Flux variant override: dev or schnell.
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Where to write the PNG (default: the content-addressed file in the output dir).
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Output directory for content-addressed renders.
+    #[arg(long, env = "SIDEQUEST_OUTPUT_DIR", value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Print the composed request as JSON and render nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let subject = args.subject.join(" ");
+    if subject.trim().is_empty() {
+        bail!("the subject is empty: say what to draw");
+    }
+    if let Some(0) | Some(201..) = args.steps {
+        bail!("--steps must be between 1 and 200");
+    }
+    let (root, default_genre) = match &args.genre_packs {
+        Some(root) => (root.clone(), None),
+        None => (
+            crate::pack::embedded::packs_root().context("cannot unpack the built-in example packs")?,
+            Some(crate::pack::embedded::DEFAULT_GENRE),
+        ),
+    };
+    let styles = crate::prompt::StyleSource::new(root);
+    let req = RenderRequest {
+        tier: args.tier.clone(),
+        subject,
+        mood: args.mood.clone(),
+        location: args.location.clone(),
+        characters: args.characters.clone(),
+        tags: args.tags.clone(),
+        genre: args.genre.clone().or(default_genre.map(str::to_owned)).unwrap_or_default(),
+        world: args.world.clone().unwrap_or_default(),
+        seed: args.seed,
+        variant: args.variant.clone(),
+        steps: args.steps,
+        ..Default::default()
+    };
+    let prepared = match prepare(&req, &styles) {
+        Ok(Prepared::Job(j)) => j,
+        Ok(Prepared::Skipped { reason }) => bail!("nothing to render ({reason})"),
+        Err(PrepareError::Compose(e, _)) => bail!("{e}"),
+        Err(e) => bail!("{e}"),
+    };
+    let mut backend = backend_by_name(&args.backend).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.dry_run {
+        let j = &prepared.job;
+        let doc = serde_json::json!({
+            "positive_prompt": j.positive_prompt, "negative_prompt": j.negative_prompt, "clip_prompt": prepared.clip_prompt,
+            "worker_type": prepared.worker_type, "seed": j.seed, "width": j.width, "height": j.height, "steps": j.steps,
+            "guidance": j.guidance, "model": j.variant.name(), "backend": backend.name(),
+        });
+        println!("{}", if args.json { doc.to_string() } else { serde_json::to_string_pretty(&doc)? });
+        return Ok(super::exit::OK);
+    }
+    let out_dir = match &args.output_dir {
+        Some(d) => d.clone(),
+        None => default_output_dir(),
+    };
+    backend.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut outcome = execute(&prepared, backend.as_mut(), &out_dir, &mut |_, _| {}, &|| false)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let (Some(target), true) = (&args.out, outcome.image_path != "/dev/null") {
+        copy_atomic(std::path::Path::new(&outcome.image_path), target)?;
+        let abs = std::path::absolute(target).unwrap_or(target.clone()).display().to_string();
+        outcome.image_path = abs.clone();
+        outcome.image_url = abs;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        println!("{}", outcome.image_path);
+    }
+    Ok(super::exit::OK)
+}
+
+/// `$XDG_CACHE_HOME/sqm/renders` (or `~/.cache/sqm/renders`).
+fn default_output_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("sqm").join("renders")
+}
+
+fn copy_atomic(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    let dir = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    std::fs::copy(from, tmp.path()).with_context(|| format!("cannot write {}", to.display()))?;
+    tmp.persist(to).map_err(|e| anyhow::anyhow!("cannot write {}: {}", to.display(), e.error))?;
+    Ok(())
+}
