@@ -6,6 +6,7 @@
 //! [`cli`]; each subcommand there is a thin shell over these modules.
 
 pub mod cli;
+pub mod daemon;
 pub mod interpret;
 pub mod pack;
 pub mod prompt;

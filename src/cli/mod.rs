@@ -9,6 +9,7 @@ pub mod completions;
 pub mod docs;
 pub mod interpret;
 pub mod render;
+pub mod serve;
 pub mod validate_pack;
 
 /// Exit codes shared by every subcommand.
@@ -46,6 +47,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the media daemon on a Unix socket (or query/stop a running one).
+    Serve(serve::Args),
     /// Check genre packs against the pack contract (CI-friendly).
     ValidatePack(validate_pack::Args),
     /// Turn narrator prose into visual cues, audio cues and documents.
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::ValidatePack(args) => validate_pack::run(args),
         Command::Interpret(args) => interpret::run(args),
         Command::Render(args) => render::run(args),

@@ -1,0 +1,167 @@
+//! `sqm serve`: run the daemon, or talk to a running one.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use serde_json::{json, Value};
+
+use crate::daemon::client;
+use crate::daemon::server::{self, Config, Warmup};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WarmTarget {
+    All,
+    Flux,
+    Image,
+    Embed,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Speaks newline-delimited JSON on a Unix socket (methods ping, status, warm_up,
+shutdown, render, embed, cancel). Exit codes: 0 stopped cleanly, 1 cannot start
+(or no daemon for --status/--shutdown), 3 another sqm daemon serves the socket.
+
+Examples:
+  sqm serve                                  # sketch backend, built-in packs
+  sqm serve --socket /tmp/sq.sock --output-dir ~/sq-images
+  sqm serve --status --json
+  echo '{\"id\":1,\"method\":\"ping\"}' | socat - UNIX-CONNECT:/tmp/sidequest-renderer.sock")]
+pub struct Args {
+    /// Socket path.
+    #[arg(long, env = "SQM_SOCKET", default_value = "/tmp/sidequest-renderer.sock")]
+    pub socket: PathBuf,
+    /// Where images are written (default: a new private temp dir).
+    #[arg(long, env = "SIDEQUEST_OUTPUT_DIR", value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Directory of genre packs (default: the built-in example packs).
+    #[arg(long, env = "SIDEQUEST_GENRE_PACKS", value_name = "DIR")]
+    pub genre_packs: Option<PathBuf>,
+    /// Image backend.
+    #[arg(long, default_value = "sketch", value_parser = ["sketch", "null"])]
+    pub backend: String,
+    /// Warm up at start (default all).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all", value_name = "WHAT")]
+    pub warmup: Option<WarmTarget>,
+    /// Do not warm anything up at start.
+    #[arg(long, conflicts_with = "warmup")]
+    pub no_warmup: bool,
+    /// Send no heartbeat event lines (only for clients that read exactly one line per request).
+    #[arg(long)]
+    pub no_heartbeat: bool,
+    /// Seconds running work may take to finish when stopping.
+    #[arg(long, default_value_t = 120.0, value_name = "SECS")]
+    pub drain_timeout: f64,
+    /// Ask a running daemon for its status and exit.
+    #[arg(long, conflicts_with = "shutdown")]
+    pub status: bool,
+    /// Ask a running daemon to stop and exit.
+    #[arg(long)]
+    pub shutdown: bool,
+    /// Machine-readable output for --status and --shutdown.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    if args.status || args.shutdown {
+        return talk(&args);
+    }
+    let output_dir = match &args.output_dir {
+        Some(d) => d.clone(),
+        None => tempfile::Builder::new().prefix("sq-daemon-").tempdir().context("cannot create an output dir")?.keep(),
+    };
+    let genre_packs = match &args.genre_packs {
+        Some(p) => p.clone(),
+        None => crate::pack::embedded::packs_root().context("cannot unpack the built-in example packs")?,
+    };
+    let warmup = if args.no_warmup {
+        None
+    } else {
+        Some(match args.warmup.unwrap_or(WarmTarget::All) {
+            WarmTarget::All => Warmup::All,
+            WarmTarget::Flux | WarmTarget::Image => Warmup::Image,
+            WarmTarget::Embed => Warmup::Embed,
+        })
+    };
+    if !(args.drain_timeout.is_finite() && args.drain_timeout >= 0.0) {
+        anyhow::bail!("--drain-timeout must be a number of seconds ≥ 0");
+    }
+    let config = Config {
+        socket: args.socket.clone(),
+        output_dir,
+        genre_packs,
+        warmup,
+        heartbeat: !args.no_heartbeat,
+        drain_timeout: Duration::from_secs_f64(args.drain_timeout),
+        device: "cpu".into(),
+    };
+    let backend = crate::render::backend_by_name(&args.backend).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loader: crate::daemon::scheduler::EmbedLoader = Box::new(|| {
+        Err("the embedding model all-MiniLM-L6-v2 is not available: this build has no embedding backend".to_owned())
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
+    match runtime.block_on(server::run(config, backend, "all-MiniLM-L6-v2".into(), loader)) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(e.exit_code)
+        }
+    }
+}
+
+fn talk(args: &Args) -> anyhow::Result<u8> {
+    let method = if args.status { "status" } else { "shutdown" };
+    let reply = match client::request(&args.socket, method, json!({}), Duration::from_secs(5)) {
+        Ok(r) => r,
+        Err(e) => {
+            if let client::ClientError::Connect { .. } = e {
+                // Refused: clean up a stale socket unless a live daemon is recorded.
+                let pid_file = server::pid_path(&args.socket);
+                if server::read_live_sqm_pid(&pid_file).is_none() {
+                    let _ = std::fs::remove_file(&args.socket);
+                    let _ = std::fs::remove_file(&pid_file);
+                }
+            }
+            eprintln!("error: {e}");
+            return Ok(super::exit::FAILURE);
+        }
+    };
+    if let Some(err) = reply.get("error").filter(|e| !e.is_null()) {
+        eprintln!("error: {}: {}", err["code"].as_str().unwrap_or("?"), err["message"].as_str().unwrap_or("?"));
+        return Ok(super::exit::FAILURE);
+    }
+    let result = reply.get("result").cloned().unwrap_or(Value::Null);
+    if args.json {
+        println!("{result}");
+    } else if args.status {
+        print_status(&result);
+    } else {
+        println!("daemon at {} is stopping", args.socket.display());
+    }
+    Ok(super::exit::OK)
+}
+
+fn print_status(s: &Value) {
+    let q = &s["sqm"];
+    println!("sqm daemon {} (pid {}), up {} s", q["version"].as_str().unwrap_or("?"), q["pid"], q["uptime_s"]);
+    println!("  socket       {}", q["socket"].as_str().unwrap_or("?"));
+    println!("  output dir   {}", q["output_dir"].as_str().unwrap_or("?"));
+    println!("  genre packs  {}", q["genre_packs"].as_str().unwrap_or("?"));
+    println!(
+        "  image        {} ({} backend), {}, depth {}",
+        s["image"].as_str().unwrap_or("?"),
+        q["backend"].as_str().unwrap_or("?"),
+        s["queue_states"]["image"].as_str().unwrap_or("?"),
+        s["queue_depths"]["image"]
+    );
+    println!(
+        "  embed        {} ({}), {}, depth {}",
+        s["embed"].as_str().unwrap_or("?"),
+        q["embed_model"].as_str().unwrap_or("?"),
+        s["queue_states"]["embed"].as_str().unwrap_or("?"),
+        s["queue_depths"]["embed"]
+    );
+}

@@ -1,0 +1,232 @@
+//! One client connection: framing, in-order replies, events, and noticing
+//! when the peer has gone.
+//!
+//! Three tasks cooperate per connection:
+//! * the **reader** splits the byte stream into lines (1 MiB cap) and spawns
+//!   one handler task per request, so later requests may start early;
+//! * the **sequencer** awaits the handlers in arrival order and forwards
+//!   each reply (plus its post-reply heartbeat) to the writer, so replies
+//!   leave in request order;
+//! * the **writer** owns the socket's write half and writes whole lines:
+//!   replies from the sequencer and events (busy heartbeats, progress)
+//!   straight from the lanes.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use super::dispatch::handle_request;
+use super::scheduler::{ConnHandle, Outgoing};
+use super::server::Ctx;
+use super::wire::{self, Code, LaneState, Queue, WireError, MAX_LINE};
+
+enum Frame {
+    Line(Vec<u8>),
+    TooLarge,
+    Eof,
+}
+
+/// Reads one `\n`-terminated line of at most [`MAX_LINE`] bytes. A longer
+/// line is discarded up to and including its newline.
+async fn read_frame<R: AsyncBufReadExt + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Frame> {
+    buf.clear();
+    let mut too_large = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            // EOF: a final unterminated line still counts as a request.
+            return Ok(if too_large {
+                Frame::TooLarge
+            } else if buf.is_empty() {
+                Frame::Eof
+            } else {
+                Frame::Line(std::mem::take(buf))
+            });
+        }
+        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (available.len(), false),
+        };
+        if !too_large {
+            if buf.len() + chunk > MAX_LINE {
+                too_large = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&available[..chunk]);
+            }
+        }
+        reader.consume(if done { chunk + 1 } else { chunk });
+        if done {
+            return Ok(if too_large { Frame::TooLarge } else { Frame::Line(std::mem::take(buf)) });
+        }
+    }
+}
+
+/// Serves one connection until the peer closes and every reply is written.
+pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
+    let conn_id = ctx.next_conn_id();
+    let fd = stream.as_raw_fd();
+    let (rd, mut wr) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
+    let gone = Arc::new(AtomicBool::new(false));
+    let conn = ConnHandle { id: conn_id, gone: gone.clone(), events: out_tx.clone() };
+
+    // Writer.
+    let writer_ctx = ctx.clone();
+    let writer_gone = gone.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(item) = out_rx.recv().await {
+            let line = match item {
+                Outgoing::Line(l) => l,
+                Outgoing::Heartbeat(q, s) => {
+                    if !writer_ctx.config.heartbeat {
+                        continue;
+                    }
+                    writer_ctx.heartbeat_line(q, s)
+                }
+            };
+            let mut bytes = line.into_bytes();
+            bytes.push(b'\n');
+            if wr.write_all(&bytes).await.is_err() {
+                writer_gone.store(true, Ordering::Release);
+                // Keep draining so senders never block; nothing is written.
+                while out_rx.recv().await.is_some() {}
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+
+    if ctx.config.heartbeat {
+        let _ = out_tx.send(Outgoing::Heartbeat(Queue::Image, LaneState::Ready));
+        let _ = out_tx.send(Outgoing::Heartbeat(Queue::Embed, LaneState::Ready));
+    }
+
+    // Sequencer.
+    let (seq_tx, mut seq_rx) = mpsc::unbounded_channel::<(Value, tokio::task::JoinHandle<Vec<Outgoing>>)>();
+    let seq_out = out_tx.clone();
+    let sequencer = tokio::spawn(async move {
+        while let Some((id, handle)) = seq_rx.recv().await {
+            let lines = match handle.await {
+                Ok(lines) => lines,
+                Err(e) => {
+                    // Decision (e): a panic still gets a reply.
+                    tracing::error!(error = %e, "request handler failed");
+                    let err = WireError::new(Code::GenerationFailed, format!("internal error: {e}"));
+                    vec![Outgoing::Line(wire::reply_err(&id, &err))]
+                }
+            };
+            for l in lines {
+                let _ = seq_out.send(l);
+            }
+        }
+    });
+
+    // Reader.
+    let mut reader = BufReader::with_capacity(64 * 1024, rd);
+    let mut buf = Vec::new();
+    loop {
+        let frame = match read_frame(&mut reader, &mut buf).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(conn = conn_id, error = %e, "read failed");
+                gone.store(true, Ordering::Release);
+                break;
+            }
+        };
+        match frame {
+            Frame::Eof => break,
+            Frame::TooLarge => {
+                let id = Value::String("unknown".into());
+                let err = WireError::new(Code::InvalidRequest, "request too large");
+                let line = wire::reply_err(&id, &err);
+                let _ = seq_tx.send((id, tokio::spawn(async move { vec![Outgoing::Line(line)] })));
+            }
+            Frame::Line(mut line) => {
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match wire::parse_request(&line) {
+                    Err((id, err)) => {
+                        let text = wire::reply_err(&id, &err);
+                        let _ = seq_tx.send((id, tokio::spawn(async move { vec![Outgoing::Line(text)] })));
+                    }
+                    Ok(req) => {
+                        let id = req.id.clone();
+                        let handler = tokio::spawn(handle_request(req, ctx.clone(), conn.clone()));
+                        let _ = seq_tx.send((id, handler));
+                    }
+                }
+            }
+        }
+    }
+    drop(seq_tx);
+    drop(conn);
+
+    // The peer stopped sending. It may still be reading (half-close), or be
+    // gone entirely: watch for the hang-up while replies are pending, so the
+    // render lane can drop its queued work.
+    let watcher_gone = gone.clone();
+    let watcher = tokio::spawn(async move {
+        loop {
+            if peer_hung_up(fd) {
+                watcher_gone.store(true, Ordering::Release);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let _ = sequencer.await;
+    watcher.abort();
+    drop(out_tx);
+    let _ = writer.await;
+}
+
+/// True when the peer has fully closed (POLLHUP), not just shut down its
+/// write side.
+fn peer_hung_up(fd: i32) -> bool {
+    let mut pfd = libc::pollfd { fd, events: 0, revents: 0 };
+    // SAFETY: `pfd` is a valid pollfd for the duration of the call, and the
+    // descriptor stays open while this connection's task runs.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn frames(input: &[u8]) -> Vec<String> {
+        let mut r = BufReader::with_capacity(7, input);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            match read_frame(&mut r, &mut buf).await.unwrap() {
+                Frame::Eof => return out,
+                Frame::TooLarge => out.push("<too large>".into()),
+                Frame::Line(l) => out.push(String::from_utf8(l).unwrap()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn framing() {
+        assert_eq!(frames(b"a\nbb\n\nccc").await, vec!["a", "bb", "", "ccc"]);
+        let mut big = vec![b'x'; MAX_LINE + 1];
+        big.extend_from_slice(b"\nok\n");
+        assert_eq!(frames(&big).await, vec!["<too large>", "ok"]);
+        let mut exact = vec![b'y'; MAX_LINE];
+        exact.push(b'\n');
+        assert_eq!(frames(&exact).await.len(), 1);
+        assert_eq!(frames(&exact).await[0].len(), MAX_LINE);
+    }
+}

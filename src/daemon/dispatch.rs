@@ -1,0 +1,158 @@
+//! Method dispatch: one request in, the lines of its reply out (the reply,
+//! then the lane's `ready` heartbeat when the request ran on a lane).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use super::scheduler::{ConnHandle, LaneResult, Outgoing, Waiter};
+use super::server::Ctx;
+use super::wire::{self, parse_render, Code, Request, WireError, MAX_EMBED_BYTES};
+use crate::render::pipeline::{prepare, PrepareError, Prepared};
+
+/// Handles one request and returns the lines to write, in order.
+pub async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle) -> Vec<Outgoing> {
+    let span = tracing::info_span!("request", method = %req.method, id = %req.id, conn = conn.id, tier = tracing::field::Empty);
+    let started = Instant::now();
+    let id = req.id.clone();
+    let (result, ready_after) = async {
+        match req.method.as_str() {
+            "ping" => (Ok(json!({"status": "ok"})), None),
+            "status" => (Ok(ctx.status()), None),
+            "shutdown" => {
+                ctx.request_shutdown("shutdown request");
+                (Ok(json!({"status": "ok"})), None)
+            }
+            "warm_up" => (warm_up(&req.params, &ctx, &conn).await, None),
+            "render" => render(&req, &ctx, &conn).await,
+            "embed" => embed(&req, &ctx, &conn).await,
+            "cancel" => {
+                let target = req.params.get("id").cloned().unwrap_or(Value::Null);
+                let n = ctx.render.cancel(&target);
+                (Ok(json!({"cancelled": n})), None)
+            }
+            other => (Err(WireError::new(Code::UnknownMethod, format!("Unknown: {other}"))), None),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let _enter = span.enter();
+    match &result {
+        Ok(_) => tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ok"),
+        Err(e) => {
+            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, code = ?e.code, message = %e.message, "error")
+        }
+    }
+    let mut lines = vec![Outgoing::Line(match &result {
+        Ok(v) => wire::reply_ok(&id, v.clone()),
+        Err(e) => wire::reply_err(&id, e),
+    })];
+    if let Some(q) = ready_after {
+        lines.push(Outgoing::Heartbeat(q, wire::LaneState::Ready));
+    }
+    lines
+}
+
+async fn lane_wait(rx: oneshot::Receiver<LaneResult>, lost: Code) -> LaneResult {
+    rx.await.unwrap_or_else(|_| LaneResult {
+        result: Err(WireError::new(lost, "internal error: the work lane stopped before answering")),
+        ready_after: None,
+    })
+}
+
+async fn render(req: &Request, ctx: &Arc<Ctx>, conn: &ConnHandle) -> (Result<Value, WireError>, Option<wire::Queue>) {
+    let params = match parse_render(&req.params) {
+        Ok(p) => p,
+        Err(e) => return (Err(e), None),
+    };
+    tracing::Span::current().record("tier", params.request.tier.as_str());
+    let styles = ctx.styles.clone();
+    let request = params.request;
+    let prepared = tokio::task::spawn_blocking(move || prepare(&request, &styles)).await;
+    let job = match prepared {
+        Ok(Ok(Prepared::Skipped { reason })) => return (Ok(json!({"status": "skipped", "reason": reason})), None),
+        Ok(Ok(Prepared::Job(job))) => job,
+        Ok(Err(PrepareError::Generation(m))) => return (Err(WireError::new(Code::GenerationFailed, m)), None),
+        Ok(Err(PrepareError::Extraction(m))) => return (Err(WireError::new(Code::ExtractionFailed, m)), None),
+        Ok(Err(PrepareError::Compose(e, tier))) => {
+            let err = WireError::new(Code::ComposeFailed, e.to_string())
+                .with("error_type", e.kind.as_str())
+                .with("tier", tier.map(Value::String).unwrap_or(Value::Null));
+            return (Err(err), None);
+        }
+        Err(e) => return (Err(WireError::new(Code::GenerationFailed, format!("internal error: {e}"))), None),
+    };
+    if ctx.is_shutting_down() {
+        return (Err(WireError::new(Code::GenerationFailed, "daemon shutting down")), None);
+    }
+    let (tx, rx) = oneshot::channel();
+    ctx.render.submit_render(*job, params.priority, Waiter::new(req.id.clone(), conn.clone(), params.stream, tx));
+    let r = lane_wait(rx, Code::GenerationFailed).await;
+    (r.result, r.ready_after)
+}
+
+async fn embed(req: &Request, ctx: &Arc<Ctx>, conn: &ConnHandle) -> (Result<Value, WireError>, Option<wire::Queue>) {
+    let text = match req.params.get("text") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        _ => return (Err(WireError::new(Code::InvalidRequest, "embed requires non-empty 'text' field")), None),
+    };
+    if text.len() > MAX_EMBED_BYTES {
+        return (Err(WireError::new(Code::InvalidRequest, "embed 'text' exceeds 32768-byte UTF-8 limit")), None);
+    }
+    if ctx.is_shutting_down() {
+        return (Err(WireError::new(Code::EmbedFailed, "daemon shutting down")), None);
+    }
+    let (tx, rx) = oneshot::channel();
+    ctx.embed.submit_embed(text, Waiter::new(req.id.clone(), conn.clone(), false, tx));
+    let r = lane_wait(rx, Code::EmbedFailed).await;
+    (r.result, r.ready_after)
+}
+
+async fn warm_up(params: &Map<String, Value>, ctx: &Arc<Ctx>, conn: &ConnHandle) -> Result<Value, WireError> {
+    let worker = match params.get("worker") {
+        None | Some(Value::Null) => "all".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(WireError::new(Code::InvalidRequest, "'worker' must be a string")),
+    };
+    let (image, embed): (Option<&str>, bool) = match worker.as_str() {
+        "all" => (Some("image"), true),
+        "flux" | "image" => (Some(worker.as_str()), false),
+        "embed" => (None, true),
+        other => {
+            return Err(WireError::new(
+                Code::InvalidRequest,
+                format!("unknown worker '{other}' (expected all, flux, image or embed)"),
+            ))
+        }
+    };
+    if ctx.is_shutting_down() {
+        return Err(WireError::new(Code::WarmupFailed, "daemon shutting down"));
+    }
+    let image_rx = image.map(|name| {
+        let (tx, rx) = oneshot::channel();
+        ctx.render.submit_warmup(name.to_owned(), Waiter::new(Value::Null, conn.clone(), false, tx));
+        rx
+    });
+    let embed_rx = embed.then(|| {
+        let (tx, rx) = oneshot::channel();
+        ctx.embed.submit_warmup(Waiter::new(Value::Null, conn.clone(), false, tx));
+        rx
+    });
+    let mut workers = Map::new();
+    if let Some(rx) = image_rx {
+        let sub = lane_wait(rx, Code::WarmupFailed).await.result?;
+        let keys: Vec<&str> = if worker == "all" { vec!["flux", "image"] } else { vec![worker.as_str()] };
+        for k in keys {
+            let mut s = sub.clone();
+            s["worker"] = json!(k);
+            workers.insert((*k).to_owned(), s);
+        }
+    }
+    if let Some(rx) = embed_rx {
+        workers.insert("embed".into(), lane_wait(rx, Code::WarmupFailed).await.result?);
+    }
+    Ok(json!({"status": "warm", "workers": workers}))
+}

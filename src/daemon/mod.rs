@@ -1,0 +1,16 @@
+//! `sqm serve`: the warm sidecar the game server talks to over a Unix socket
+//! (protocol.md).
+//!
+//! * [`wire`] — every type that crosses the socket;
+//! * [`connection`] — framing, in-order replies, events, disconnects;
+//! * [`dispatch`] — one request to its reply;
+//! * [`scheduler`] — the render and embed lanes;
+//! * [`server`] — startup checks, accept loop, graceful drain;
+//! * [`client`] — talking to a running daemon (`sqm serve --status`).
+
+pub mod client;
+pub mod connection;
+pub mod dispatch;
+pub mod scheduler;
+pub mod server;
+pub mod wire;

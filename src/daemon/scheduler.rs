@@ -1,0 +1,607 @@
+//! The two work lanes of the daemon.
+//!
+//! * The **render lane** is one OS thread that owns the image backend. Its
+//!   queue puts interactive requests before batch ones (FIFO within a
+//!   class), coalesces identical renders (same content key: one
+//!   computation, every waiter gets its own reply), drops queued work whose
+//!   client has gone, and honours `cancel` between denoising steps.
+//! * The **embed lane** is a second thread with its own FIFO, so an embed
+//!   never waits behind a render.
+//!
+//! Lanes talk to connections through [`Waiter`]s: events (busy heartbeat,
+//! progress) go straight to the connection's writer; the final result goes
+//! back through a oneshot channel so the connection can write replies in
+//! request order.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::wire::{self, Code, LaneState, Priority, Queue, WireError};
+use crate::render::pipeline::{execute, planned_path, PreparedJob};
+use crate::render::{Backend, RenderError};
+
+/// A line to write on a connection. Heartbeats are rendered when written,
+/// so their depth and timestamp are those at emit time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outgoing {
+    Line(String),
+    Heartbeat(Queue, LaneState),
+}
+
+/// What a connection shares with the lanes.
+#[derive(Clone, Debug)]
+pub struct ConnHandle {
+    pub id: u64,
+    /// Set when the peer can no longer receive (fully closed).
+    pub gone: Arc<AtomicBool>,
+    pub events: mpsc::UnboundedSender<Outgoing>,
+}
+
+impl ConnHandle {
+    fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
+    fn send(&self, o: Outgoing) {
+        let _ = self.events.send(o);
+    }
+}
+
+/// The outcome of a lane request: the result, and which lane's `ready`
+/// heartbeat must follow the reply (set when a `busy` one was sent).
+#[derive(Debug)]
+pub struct LaneResult {
+    pub result: Result<Value, WireError>,
+    pub ready_after: Option<Queue>,
+}
+
+/// One client waiting on a lane.
+pub struct Waiter {
+    pub request_id: Value,
+    pub conn: ConnHandle,
+    pub stream: bool,
+    pub reply: oneshot::Sender<LaneResult>,
+    cancelled: bool,
+    busy_sent: bool,
+}
+
+impl Waiter {
+    pub fn new(request_id: Value, conn: ConnHandle, stream: bool, reply: oneshot::Sender<LaneResult>) -> Self {
+        Waiter { request_id, conn, stream, reply, cancelled: false, busy_sent: false }
+    }
+
+    fn finish(self, result: Result<Value, WireError>, queue: Queue) {
+        let ready_after = self.busy_sent.then_some(queue);
+        let _ = self.reply.send(LaneResult { result, ready_after });
+    }
+}
+
+enum RenderWork {
+    Render { job: Box<PreparedJob>, key: String },
+    WarmUp { name: String },
+}
+
+struct Entry {
+    seq: u64,
+    priority: Priority,
+    work: RenderWork,
+    waiters: Vec<Waiter>,
+}
+
+struct Running {
+    key: Option<String>,
+    waiters: Vec<Waiter>,
+}
+
+#[derive(Default)]
+struct RenderState {
+    queue: Vec<Entry>,
+    running: Option<Running>,
+    next_seq: u64,
+    shutting_down: bool,
+    /// Set when the drain timeout passes: running work is cancelled.
+    abort: bool,
+}
+
+/// Counters shared with `status` and heartbeats.
+#[derive(Default)]
+pub struct LaneStats {
+    /// Running + waiting requests.
+    pub depth: AtomicUsize,
+    pub busy: AtomicBool,
+    pub warm: AtomicBool,
+}
+
+/// The render lane.
+pub struct RenderLane {
+    state: Mutex<RenderState>,
+    wake: Condvar,
+    pub stats: LaneStats,
+    pub backend_name: &'static str,
+    pub model: Option<String>,
+    out_dir: PathBuf,
+    /// Queued requests per priority, for `status`.
+    pub queued_interactive: AtomicUsize,
+    pub queued_batch: AtomicUsize,
+}
+
+fn shutting_down() -> WireError {
+    WireError::new(Code::GenerationFailed, "daemon shutting down")
+}
+
+impl RenderLane {
+    /// Starts the lane thread, which takes ownership of `backend`.
+    pub fn start(backend: Box<dyn Backend>, out_dir: PathBuf) -> Arc<RenderLane> {
+        let lane = Arc::new(RenderLane {
+            state: Mutex::new(RenderState::default()),
+            wake: Condvar::new(),
+            stats: LaneStats::default(),
+            backend_name: backend.name(),
+            model: backend.model(),
+            out_dir,
+            queued_interactive: AtomicUsize::new(0),
+            queued_batch: AtomicUsize::new(0),
+        });
+        let worker = lane.clone();
+        std::thread::Builder::new()
+            .name("sqm-render".into())
+            .spawn(move || worker.run(backend))
+            .expect("spawn render lane");
+        lane
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RenderState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count_queued(&self, st: &RenderState) {
+        let (mut i, mut b) = (0, 0);
+        for e in &st.queue {
+            match e.priority {
+                Priority::Interactive => i += e.waiters.len(),
+                Priority::Batch => b += e.waiters.len(),
+            }
+        }
+        self.queued_interactive.store(i, Ordering::Relaxed);
+        self.queued_batch.store(b, Ordering::Relaxed);
+    }
+
+    /// Queues a render. Identical renders (same key) queued or running are
+    /// joined instead of computed again.
+    pub fn submit_render(&self, job: PreparedJob, priority: Priority, waiter: Waiter) {
+        let key = crate::render::output::render_key(self.backend_name, self.model.as_deref(), &job.job);
+        let mut st = self.lock();
+        if st.shutting_down {
+            drop(st);
+            waiter.finish(Err(shutting_down()), Queue::Image);
+            return;
+        }
+        self.stats.depth.fetch_add(1, Ordering::AcqRel);
+        if let Some(running) = st.running.as_mut().filter(|r| r.key.as_deref() == Some(key.as_str())) {
+            let mut waiter = waiter;
+            waiter.conn.send(Outgoing::Heartbeat(Queue::Image, LaneState::Busy));
+            waiter.busy_sent = true;
+            running.waiters.push(waiter);
+            return;
+        }
+        if let Some(entry) =
+            st.queue.iter_mut().find(|e| matches!(&e.work, RenderWork::Render { key: k, .. } if *k == key))
+        {
+            // An interactive waiter promotes a batch entry.
+            entry.priority = entry.priority.min(priority);
+            entry.waiters.push(waiter);
+        } else {
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.queue.push(Entry {
+                seq,
+                priority,
+                work: RenderWork::Render { job: Box::new(job), key },
+                waiters: vec![waiter],
+            });
+        }
+        self.count_queued(&st);
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Queues a backend warm-up (it waits behind earlier work like any job).
+    pub fn submit_warmup(&self, name: String, waiter: Waiter) {
+        let mut st = self.lock();
+        if st.shutting_down {
+            drop(st);
+            waiter.finish(Err(WireError::new(Code::WarmupFailed, "daemon shutting down")), Queue::Image);
+            return;
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.queue.push(Entry {
+            seq,
+            priority: Priority::Interactive,
+            work: RenderWork::WarmUp { name },
+            waiters: vec![waiter],
+        });
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Cancels every queued or running render requested with `id`. Returns
+    /// how many requests were cancelled.
+    pub fn cancel(&self, id: &Value) -> usize {
+        let mut st = self.lock();
+        let mut count = 0;
+        let mut finished = Vec::new();
+        for entry in st.queue.iter_mut().filter(|e| matches!(e.work, RenderWork::Render { .. })) {
+            let mut i = 0;
+            while i < entry.waiters.len() {
+                if entry.waiters[i].request_id == *id {
+                    finished.push(entry.waiters.remove(i));
+                    count += 1;
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        st.queue.retain(|e| !e.waiters.is_empty());
+        if let Some(running) = st.running.as_mut() {
+            for w in running.waiters.iter_mut().filter(|w| w.request_id == *id && !w.cancelled) {
+                w.cancelled = true;
+                count += 1;
+            }
+        }
+        self.count_queued(&st);
+        drop(st);
+        self.stats.depth.fetch_sub(finished.len(), Ordering::AcqRel);
+        for w in finished {
+            w.finish(Err(WireError::new(Code::Cancelled, "render cancelled by request")), Queue::Image);
+        }
+        count
+    }
+
+    /// Starts the drain: queued work is answered "daemon shutting down" and
+    /// later submissions are refused. Running work continues.
+    pub fn begin_shutdown(&self) {
+        let mut st = self.lock();
+        st.shutting_down = true;
+        let queued: Vec<Entry> = std::mem::take(&mut st.queue);
+        self.count_queued(&st);
+        drop(st);
+        for e in queued {
+            let is_render = matches!(e.work, RenderWork::Render { .. });
+            if is_render {
+                self.stats.depth.fetch_sub(e.waiters.len(), Ordering::AcqRel);
+            }
+            for w in e.waiters {
+                let err = if is_render {
+                    shutting_down()
+                } else {
+                    WireError::new(Code::WarmupFailed, "daemon shutting down")
+                };
+                w.finish(Err(err), Queue::Image);
+            }
+        }
+        self.wake.notify_all();
+    }
+
+    /// Cancels the running render (drain timeout).
+    pub fn abort_running(&self) {
+        self.lock().abort = true;
+    }
+
+    /// True while a render or warm-up is running.
+    pub fn is_idle(&self) -> bool {
+        let st = self.lock();
+        st.running.is_none() && st.queue.is_empty()
+    }
+
+    fn run(self: Arc<Self>, mut backend: Box<dyn Backend>) {
+        loop {
+            let entry = {
+                let mut st = self.lock();
+                loop {
+                    if let Some(i) =
+                        st.queue.iter().enumerate().min_by_key(|(_, e)| (e.priority, e.seq)).map(|(i, _)| i)
+                    {
+                        let mut e = st.queue.remove(i);
+                        // Renders of clients that have gone are dropped unstarted.
+                        let before = e.waiters.len();
+                        if matches!(e.work, RenderWork::Render { .. }) {
+                            e.waiters.retain(|w| !w.conn.is_gone());
+                        }
+                        let dropped = before - e.waiters.len();
+                        if dropped > 0 {
+                            self.stats.depth.fetch_sub(dropped, Ordering::AcqRel);
+                            tracing::info!(dropped, "dropped queued render(s) of disconnected clients");
+                        }
+                        if e.waiters.is_empty() {
+                            continue;
+                        }
+                        let key = match &e.work {
+                            RenderWork::Render { key, .. } => Some(key.clone()),
+                            RenderWork::WarmUp { .. } => None,
+                        };
+                        let is_render = key.is_some();
+                        let mut waiters = std::mem::take(&mut e.waiters);
+                        if is_render {
+                            for w in waiters.iter_mut() {
+                                w.busy_sent = true;
+                            }
+                        }
+                        st.running = Some(Running { key, waiters: Vec::new() });
+                        self.count_queued(&st);
+                        break Some((e, waiters));
+                    }
+                    if st.shutting_down {
+                        break None;
+                    }
+                    st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let Some((entry, waiters)) = entry else { return };
+            self.stats.busy.store(true, Ordering::Release);
+            match entry.work {
+                RenderWork::Render { job, .. } => self.run_render(&mut *backend, &job, waiters),
+                RenderWork::WarmUp { name } => self.run_warmup(&mut *backend, &name, waiters),
+            }
+            self.stats.busy.store(false, Ordering::Release);
+        }
+    }
+
+    fn run_render(&self, backend: &mut dyn Backend, job: &PreparedJob, waiters: Vec<Waiter>) {
+        // Busy heartbeats first, then the waiters join the running record
+        // so that cancel and coalescing see them.
+        for w in &waiters {
+            w.conn.send(Outgoing::Heartbeat(Queue::Image, LaneState::Busy));
+        }
+        let cached_before = planned_path(&self.out_dir, backend, &job.job).1.is_file();
+        self.lock().running.as_mut().expect("running set").waiters.extend(waiters);
+        let started = Instant::now();
+        let result = {
+            let mut progress = |step: u32, steps: u32| {
+                let st = self.lock();
+                if let Some(r) = st.running.as_ref() {
+                    for w in r.waiters.iter().filter(|w| w.stream && !w.cancelled) {
+                        w.conn.send(Outgoing::Line(wire::progress(&w.request_id, step, steps)));
+                    }
+                }
+            };
+            let cancel = || {
+                let st = self.lock();
+                st.abort || st.running.as_ref().is_some_and(|r| r.waiters.iter().all(|w| w.cancelled))
+            };
+            if cached_before {
+                // A cache hit emits no progress events.
+                execute(job, backend, &self.out_dir, &mut |_, _| {}, &cancel)
+            } else {
+                execute(job, backend, &self.out_dir, &mut progress, &cancel)
+            }
+        };
+        self.stats.warm.store(backend.is_loaded(), Ordering::Release);
+        let waiters = self.lock().running.take().map(|r| r.waiters).unwrap_or_default();
+        self.stats.depth.fetch_sub(waiters.len(), Ordering::AcqRel);
+        let elapsed = started.elapsed();
+        match &result {
+            Ok(o) => tracing::info!(
+                backend = backend.name(),
+                cached = o.cached,
+                elapsed_ms = elapsed.as_millis() as u64,
+                waiters = waiters.len(),
+                "render done"
+            ),
+            Err(e) => tracing::warn!(error = %e, "render failed"),
+        }
+        let mut first = true;
+        for w in waiters {
+            if w.cancelled {
+                w.finish(Err(WireError::new(Code::Cancelled, "render cancelled by request")), Queue::Image);
+                continue;
+            }
+            let reply = match &result {
+                Ok(outcome) => {
+                    let mut o = outcome.clone();
+                    o.cached = o.cached || !first;
+                    first = false;
+                    Ok(serde_json::to_value(o).expect("outcome serializes"))
+                }
+                Err(RenderError::Cancelled) => Err(WireError::new(Code::Cancelled, "render cancelled by request")),
+                Err(e) => Err(WireError::new(Code::GenerationFailed, e.to_string())),
+            };
+            w.finish(reply, Queue::Image);
+        }
+    }
+
+    fn run_warmup(&self, backend: &mut dyn Backend, name: &str, waiters: Vec<Waiter>) {
+        let was_warm = backend.is_loaded();
+        let started = Instant::now();
+        let result = backend.load();
+        self.stats.warm.store(backend.is_loaded(), Ordering::Release);
+        self.lock().running = None;
+        let reply = match result {
+            Ok(()) => Ok(json!({
+                "worker": name,
+                "status": if was_warm { "already_warm" } else { "warm" },
+                "warmup_ms": if was_warm { 0 } else { started.elapsed().as_millis() as u64 },
+                "backend": backend.name(),
+                "model": backend.model(),
+            })),
+            Err(e) => Err(WireError::new(Code::WarmupFailed, e.to_string())),
+        };
+        for w in waiters {
+            w.finish(reply.clone(), Queue::Image);
+        }
+    }
+}
+
+/// Something that turns text into a sentence embedding.
+pub trait Embedder: Send {
+    fn model_name(&self) -> &str;
+    fn embed(&mut self, text: &str) -> Result<Vec<f32>, String>;
+}
+
+/// Loads the embedder on first use (or on `warm_up`).
+pub type EmbedLoader = Box<dyn FnMut() -> Result<Box<dyn Embedder>, String> + Send>;
+
+enum EmbedWork {
+    Embed(String),
+    WarmUp,
+}
+
+/// The embed lane.
+pub struct EmbedLane {
+    state: Mutex<(VecDeque<(EmbedWork, Waiter)>, bool)>,
+    wake: Condvar,
+    pub stats: LaneStats,
+    pub model_name: String,
+}
+
+impl EmbedLane {
+    pub fn start(model_name: String, loader: EmbedLoader) -> Arc<EmbedLane> {
+        let lane = Arc::new(EmbedLane {
+            state: Mutex::new((VecDeque::new(), false)),
+            wake: Condvar::new(),
+            stats: LaneStats::default(),
+            model_name,
+        });
+        let worker = lane.clone();
+        std::thread::Builder::new()
+            .name("sqm-embed".into())
+            .spawn(move || worker.run(loader))
+            .expect("spawn embed lane");
+        lane
+    }
+
+    fn submit(&self, work: EmbedWork, waiter: Waiter) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.1 {
+            drop(st);
+            let err = match work {
+                EmbedWork::Embed(_) => WireError::new(Code::EmbedFailed, "daemon shutting down"),
+                EmbedWork::WarmUp => WireError::new(Code::WarmupFailed, "daemon shutting down"),
+            };
+            waiter.finish(Err(err), Queue::Embed);
+            return;
+        }
+        if matches!(work, EmbedWork::Embed(_)) {
+            self.stats.depth.fetch_add(1, Ordering::AcqRel);
+        }
+        st.0.push_back((work, waiter));
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    pub fn submit_embed(&self, text: String, waiter: Waiter) {
+        self.submit(EmbedWork::Embed(text), waiter);
+    }
+
+    pub fn submit_warmup(&self, waiter: Waiter) {
+        self.submit(EmbedWork::WarmUp, waiter);
+    }
+
+    pub fn begin_shutdown(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.1 = true;
+        let queued: Vec<_> = st.0.drain(..).collect();
+        drop(st);
+        for (work, w) in queued {
+            let err = match work {
+                EmbedWork::Embed(_) => {
+                    self.stats.depth.fetch_sub(1, Ordering::AcqRel);
+                    WireError::new(Code::EmbedFailed, "daemon shutting down")
+                }
+                EmbedWork::WarmUp => WireError::new(Code::WarmupFailed, "daemon shutting down"),
+            };
+            w.finish(Err(err), Queue::Embed);
+        }
+        self.wake.notify_all();
+    }
+
+    pub fn is_idle(&self) -> bool {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0.is_empty() && !self.stats.busy.load(Ordering::Acquire)
+    }
+
+    fn run(self: Arc<Self>, mut loader: EmbedLoader) {
+        let mut model: Option<Box<dyn Embedder>> = None;
+        loop {
+            let next = {
+                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if let Some(item) = st.0.pop_front() {
+                        break Some(item);
+                    }
+                    if st.1 {
+                        break None;
+                    }
+                    st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let Some((work, mut waiter)) = next else { return };
+            self.stats.busy.store(true, Ordering::Release);
+            match work {
+                EmbedWork::WarmUp => {
+                    let started = Instant::now();
+                    let was_warm = model.is_some();
+                    let result = if was_warm {
+                        Ok(())
+                    } else {
+                        loader().map(|m| {
+                            model = Some(m);
+                        })
+                    };
+                    self.stats.warm.store(model.is_some(), Ordering::Release);
+                    let reply = result
+                        .map(|()| {
+                            json!({"worker": "embed", "status": if was_warm {"already_warm"} else {"warm"},
+                                "warmup_ms": if was_warm {0} else {started.elapsed().as_millis() as u64}, "model": self.model_name})
+                        })
+                        .map_err(|e| WireError::new(Code::WarmupFailed, e));
+                    waiter.finish(reply, Queue::Embed);
+                }
+                EmbedWork::Embed(text) => {
+                    waiter.conn.send(Outgoing::Heartbeat(Queue::Embed, LaneState::Busy));
+                    waiter.busy_sent = true;
+                    if model.is_none() {
+                        match loader() {
+                            Ok(m) => model = Some(m),
+                            Err(e) => {
+                                self.stats.depth.fetch_sub(1, Ordering::AcqRel);
+                                waiter.finish(Err(WireError::new(Code::EmbedFailed, e)), Queue::Embed);
+                                self.stats.busy.store(false, Ordering::Release);
+                                continue;
+                            }
+                        }
+                    }
+                    self.stats.warm.store(true, Ordering::Release);
+                    let m = model.as_mut().expect("loaded above");
+                    let started = Instant::now();
+                    let result = m.embed(&text);
+                    let latency = started.elapsed().as_millis() as u64;
+                    self.stats.depth.fetch_sub(1, Ordering::AcqRel);
+                    let reply = result
+                        .map(|v| json!({"embedding": v, "model": m.model_name(), "latency_ms": latency}))
+                        .map_err(|e| WireError::new(Code::EmbedFailed, e));
+                    waiter.finish(reply, Queue::Embed);
+                }
+            }
+            self.stats.busy.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Waits until `idle()` holds or `timeout` passes; true when idle.
+pub fn wait_idle(idle: impl Fn() -> bool, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if idle() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    idle()
+}

@@ -1,0 +1,414 @@
+//! Server lifecycle (protocol.md §11): socket ownership checks, binding,
+//! the pid file, accepting connections, warm-up, and the graceful drain on
+//! SIGTERM, SIGINT or `shutdown`.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use super::scheduler::{EmbedLane, EmbedLoader, RenderLane};
+use super::wire::{self, LaneState, Queue};
+use crate::interpret::Tier;
+use crate::prompt::StyleSource;
+use crate::render::Backend;
+
+/// What to warm up at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Warmup {
+    All,
+    Image,
+    Embed,
+}
+
+/// Daemon configuration, resolved by the CLI.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub socket: PathBuf,
+    pub output_dir: PathBuf,
+    pub genre_packs: PathBuf,
+    pub warmup: Option<Warmup>,
+    pub heartbeat: bool,
+    pub drain_timeout: Duration,
+    pub device: String,
+}
+
+/// The pid file beside a socket: `.sock` replaced by `.pid`, or appended.
+pub fn pid_path(socket: &Path) -> PathBuf {
+    let s = socket.to_string_lossy();
+    match s.strip_suffix(".sock") {
+        Some(stem) => PathBuf::from(format!("{stem}.pid")),
+        None => PathBuf::from(format!("{s}.pid")),
+    }
+}
+
+/// Why the daemon did not start; carries the process exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StartError {
+    pub exit_code: u8,
+    pub message: String,
+}
+
+fn start_err(exit_code: u8, message: impl Into<String>) -> StartError {
+    StartError { exit_code, message: message.into() }
+}
+
+/// Shared state of a running daemon.
+pub struct Ctx {
+    pub config: Config,
+    pub render: Arc<RenderLane>,
+    pub embed: Arc<EmbedLane>,
+    pub styles: StyleSource,
+    started: Instant,
+    shutting_down: AtomicBool,
+    shutdown_tx: watch::Sender<Option<String>>,
+    next_conn: AtomicU64,
+}
+
+impl Ctx {
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Starts the graceful stop (idempotent).
+    pub fn request_shutdown(&self, why: &str) {
+        self.shutdown_tx.send_if_modified(|v| {
+            if v.is_none() {
+                *v = Some(why.to_owned());
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn heartbeat_line(&self, queue: Queue, state: LaneState) -> String {
+        let depth = match queue {
+            Queue::Image => self.render.stats.depth.load(Ordering::Acquire),
+            Queue::Embed => self.embed.stats.depth.load(Ordering::Acquire),
+        };
+        wire::heartbeat(queue, state, depth, monotonic_seconds())
+    }
+
+    /// The `status` result (protocol.md §3.1).
+    pub fn status(&self) -> Value {
+        let warm = |b: bool| if b { "warm" } else { "cold" };
+        let image_warm = self.render.stats.warm.load(Ordering::Acquire);
+        let embed_warm = self.embed.stats.warm.load(Ordering::Acquire);
+        let lane_state = |warm: bool, busy: bool| {
+            if busy {
+                "busy"
+            } else if warm {
+                "ready"
+            } else {
+                "cold"
+            }
+        };
+        let tiers: Vec<&str> = Tier::ALL.iter().map(|t| t.name()).collect();
+        json!({
+            "flux": warm(image_warm),
+            "image": warm(image_warm),
+            "embed": warm(embed_warm),
+            "queue_states": {
+                "image": lane_state(image_warm, self.render.stats.busy.load(Ordering::Acquire)),
+                "embed": lane_state(embed_warm, self.embed.stats.busy.load(Ordering::Acquire)),
+            },
+            "queue_depths": {
+                "image": self.render.stats.depth.load(Ordering::Acquire),
+                "embed": self.embed.stats.depth.load(Ordering::Acquire),
+            },
+            "supported_tiers": {"flux": tiers, "image": tiers, "embed": ["embed"]},
+            "sqm": {
+                "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
+                "uptime_s": (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                "socket": self.config.socket.display().to_string(),
+                "output_dir": self.config.output_dir.display().to_string(),
+                "genre_packs": self.config.genre_packs.display().to_string(),
+                "backend": self.render.backend_name,
+                "model": self.render.model,
+                "device": self.config.device,
+                "embed_model": self.embed.model_name,
+                "heartbeat": self.config.heartbeat,
+                "queued": {
+                    "interactive": self.render.queued_interactive.load(Ordering::Relaxed),
+                    "batch": self.render.queued_batch.load(Ordering::Relaxed),
+                },
+            },
+        })
+    }
+}
+
+/// Seconds on the system monotonic clock (the clock Python's
+/// `time.monotonic()` reads).
+pub fn monotonic_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// Checks who owns the socket path (steps 1–4 of §11), removing a stale
+/// socket and pid file.
+fn claim_socket(socket: &Path) -> Result<(), StartError> {
+    let dir = socket.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let meta = std::fs::metadata(dir).map_err(|e| start_err(1, format!("socket directory {}: {e}", dir.display())))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        return Err(start_err(
+            1,
+            format!("refusing to serve in {}: it is world-writable without the sticky bit", dir.display()),
+        ));
+    }
+    let pid_file = pid_path(socket);
+    if let Ok(m) = std::fs::symlink_metadata(socket) {
+        if !m.file_type().is_socket() {
+            return Err(start_err(1, format!("{} exists and is not a socket; leaving it alone", socket.display())));
+        }
+        let live_pid = read_live_sqm_pid(&pid_file);
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() || live_pid.is_some() {
+            let pid = live_pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+            return Err(start_err(3, format!("another sqm daemon (pid {pid}) serves {}", socket.display())));
+        }
+        tracing::warn!(socket = %socket.display(), "removing stale socket");
+        let _ = std::fs::remove_file(socket);
+        let _ = std::fs::remove_file(&pid_file);
+    } else if let Some(pid) = read_live_sqm_pid(&pid_file) {
+        return Err(start_err(3, format!("another sqm daemon (pid {pid}) serves {}", socket.display())));
+    } else {
+        let _ = std::fs::remove_file(&pid_file);
+    }
+    Ok(())
+}
+
+/// The pid in `pid_file` when it names a live process called `sqm` other
+/// than this one.
+pub fn read_live_sqm_pid(pid_file: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    if pid == std::process::id() {
+        return None;
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "sqm").then_some(pid)
+}
+
+fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, contents.as_bytes())?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Binds the socket with mode 0600 and returns it with its inode.
+fn bind(socket: &Path) -> Result<(UnixListener, (u64, u64)), StartError> {
+    // SAFETY: umask only changes this process's file-creation mask.
+    let old = unsafe { libc::umask(0o177) };
+    let listener = UnixListener::bind(socket);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(old) };
+    let listener = listener.map_err(|e| start_err(1, format!("cannot bind {}: {e}", socket.display())))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| start_err(1, format!("cannot chmod {}: {e}", socket.display())))?;
+    let m = std::fs::metadata(socket).map_err(|e| start_err(1, format!("{}: {e}", socket.display())))?;
+    Ok((listener, (m.dev(), m.ino())))
+}
+
+/// Removes `path` only if it is still the inode we created.
+fn remove_if_ours(path: &Path, ours: (u64, u64)) {
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if (m.dev(), m.ino()) == ours {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Raises the open-file soft limit to the hard limit, so a flood of
+/// clients does not starve the daemon of descriptors.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid pointer to an rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Runs the daemon until it is stopped. Returns the process exit code.
+pub async fn run(
+    config: Config,
+    backend: Box<dyn Backend>,
+    embed_model: String,
+    embed_loader: EmbedLoader,
+) -> Result<u8, StartError> {
+    raise_fd_limit();
+    claim_socket(&config.socket)?;
+    std::fs::create_dir_all(&config.output_dir)
+        .map_err(|e| start_err(1, format!("cannot create output dir {}: {e}", config.output_dir.display())))?;
+    let (listener, socket_inode) = bind(&config.socket)?;
+    let pid_file = pid_path(&config.socket);
+    if let Err(e) = write_atomic(&pid_file, &format!("{}\n", std::process::id())) {
+        remove_if_ours(&config.socket, socket_inode);
+        return Err(start_err(1, format!("cannot write pid file {}: {e}", pid_file.display())));
+    }
+    let pid_inode = std::fs::metadata(&pid_file).map(|m| (m.dev(), m.ino())).unwrap_or_default();
+    record_output_dir(&config.output_dir);
+
+    let render = RenderLane::start(backend, config.output_dir.clone());
+    let embed = EmbedLane::start(embed_model, embed_loader);
+    let (shutdown_tx, mut shutdown_rx) = watch::channel(None::<String>);
+    let ctx = Arc::new(Ctx {
+        styles: StyleSource::new(config.genre_packs.clone()),
+        config: config.clone(),
+        render,
+        embed,
+        started: Instant::now(),
+        shutting_down: AtomicBool::new(false),
+        shutdown_tx,
+        next_conn: AtomicU64::new(1),
+    });
+    tracing::info!(socket = %config.socket.display(), output_dir = %config.output_dir.display(), backend = ctx.render.backend_name, "sqm daemon listening");
+    warm_up_in_background(&ctx);
+
+    // Signals.
+    let sig_ctx = ctx.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return;
+        };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            count += 1;
+            if count == 1 {
+                sig_ctx.request_shutdown("signal");
+            } else {
+                tracing::warn!("second signal: exiting now");
+                remove_if_ours(&sig_ctx.config.socket, socket_inode);
+                remove_if_ours(&pid_path(&sig_ctx.config.socket), pid_inode);
+                std::process::exit(0);
+            }
+        }
+    });
+
+    // Accept until asked to stop.
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(super::connection::serve_connection(stream, ctx.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown_rx.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+
+    // Graceful stop.
+    let why = shutdown_rx.borrow().clone().unwrap_or_default();
+    tracing::info!(reason = %why, "shutting down");
+    drop(listener);
+    remove_if_ours(&config.socket, socket_inode);
+    ctx.shutting_down.store(true, Ordering::Release);
+    ctx.render.begin_shutdown();
+    ctx.embed.begin_shutdown();
+    let drain_ctx = ctx.clone();
+    let timeout = config.drain_timeout;
+    let drained = tokio::task::spawn_blocking(move || {
+        let idle = || drain_ctx.render.is_idle() && drain_ctx.embed.is_idle();
+        if super::scheduler::wait_idle(idle, timeout) {
+            return true;
+        }
+        tracing::warn!("drain timeout: cancelling running work");
+        drain_ctx.render.abort_running();
+        super::scheduler::wait_idle(idle, Duration::from_secs(10))
+    })
+    .await
+    .unwrap_or(false);
+    if !drained {
+        tracing::warn!("work still running at exit");
+    }
+    // Let connections write their last replies.
+    let _ =
+        tokio::time::timeout(Duration::from_millis(500), async { while connections.join_next().await.is_some() {} })
+            .await;
+    connections.abort_all();
+    remove_if_ours(&pid_file, pid_inode);
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+fn warm_up_in_background(ctx: &Arc<Ctx>) {
+    let Some(which) = ctx.config.warmup else { return };
+    let (events, _) = tokio::sync::mpsc::unbounded_channel();
+    let conn = super::scheduler::ConnHandle { id: 0, gone: Arc::new(AtomicBool::new(false)), events };
+    if matches!(which, Warmup::All | Warmup::Image) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        ctx.render.submit_warmup("image".into(), super::scheduler::Waiter::new(Value::Null, conn.clone(), false, tx));
+        tokio::spawn(async move {
+            if let Ok(r) = rx.await {
+                match r.result {
+                    Ok(v) => tracing::info!(result = %v, "image backend warm"),
+                    Err(e) => tracing::warn!(error = %e.message, "image warm-up failed"),
+                }
+            }
+        });
+    }
+    if matches!(which, Warmup::All | Warmup::Embed) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        ctx.embed.submit_warmup(super::scheduler::Waiter::new(Value::Null, conn, false, tx));
+        tokio::spawn(async move {
+            if let Ok(r) = rx.await {
+                match r.result {
+                    Ok(v) => tracing::info!(result = %v, "embed model warm"),
+                    Err(e) => tracing::warn!(error = %e.message, "embed warm-up failed"),
+                }
+            }
+        });
+    }
+}
+
+/// Writes the output dir to `~/.sidequest/daemon-output-dir` for the game
+/// server. Failure is logged, not fatal.
+fn record_output_dir(out: &Path) {
+    let Some(home) = std::env::var_os("HOME") else { return };
+    let dir = PathBuf::from(home).join(".sidequest");
+    let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+    let result = std::fs::create_dir_all(&dir)
+        .and_then(|_| write_atomic(&dir.join("daemon-output-dir"), &format!("{}\n", abs.display())));
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot record the output dir in ~/.sidequest/daemon-output-dir");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_paths() {
+        assert_eq!(pid_path(Path::new("/tmp/sidequest-renderer.sock")), PathBuf::from("/tmp/sidequest-renderer.pid"));
+        assert_eq!(pid_path(Path::new("/tmp/s")), PathBuf::from("/tmp/s.pid"));
+    }
+}

@@ -1,0 +1,373 @@
+//! The wire format of `sqm serve` (protocol.md): request envelopes, replies,
+//! error codes, events, and the typed render params. Everything that crosses
+//! the socket is defined here and nowhere else.
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::interpret::{CharacterRef, GameState};
+use crate::render::pipeline::RenderRequest;
+
+/// Largest accepted request line, newline excluded.
+pub const MAX_LINE: usize = 1024 * 1024;
+/// Largest embed text, in UTF-8 bytes.
+pub const MAX_EMBED_BYTES: usize = 32 * 1024;
+
+/// Protocol error codes (protocol.md §8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    ParseError,
+    InvalidRequest,
+    UnknownMethod,
+    WarmupFailed,
+    ExtractionFailed,
+    GenerationFailed,
+    ComposeFailed,
+    EmbedFailed,
+    Cancelled,
+}
+
+/// An error reply body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WireError {
+    pub code: Code,
+    pub message: String,
+    /// Extra fields (`error_type`, `tier` for COMPOSE_FAILED).
+    pub extra: Map<String, Value>,
+}
+
+impl WireError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.is_empty() {
+            message = format!("{code:?} (no message)");
+        }
+        WireError { code, message, extra: Map::new() }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    fn to_value(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("code".into(), serde_json::to_value(self.code).expect("code"));
+        obj.insert("message".into(), Value::String(self.message.clone()));
+        for (k, v) in &self.extra {
+            obj.insert(k.clone(), v.clone());
+        }
+        Value::Object(obj)
+    }
+}
+
+/// `{"id":…,"result":…}` as one line (no newline).
+pub fn reply_ok(id: &Value, result: Value) -> String {
+    json!({"id": id, "result": result}).to_string()
+}
+
+/// `{"id":…,"error":{…}}` as one line.
+pub fn reply_err(id: &Value, err: &WireError) -> String {
+    json!({"id": id, "error": err.to_value()}).to_string()
+}
+
+/// Which lane a heartbeat reports on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Queue {
+    Image,
+    Embed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LaneState {
+    Ready,
+    Busy,
+}
+
+pub fn heartbeat(queue: Queue, state: LaneState, depth: usize, ts: f64) -> String {
+    json!({"event": "heartbeat", "queue": queue, "state": state, "queue_depth": depth, "ts_monotonic": ts}).to_string()
+}
+
+pub fn progress(id: &Value, step: u32, steps: u32) -> String {
+    json!({"event": "progress", "id": id, "step": step, "steps": steps}).to_string()
+}
+
+/// A parsed request envelope.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    pub id: Value,
+    pub method: String,
+    pub params: Map<String, Value>,
+}
+
+/// Parses one request line (without its newline, `\r` already stripped).
+/// Errors carry the id to reply with.
+pub fn parse_request(line: &[u8]) -> Result<Request, (Value, WireError)> {
+    let unknown = || Value::String("unknown".into());
+    let text = std::str::from_utf8(line).map_err(|e| {
+        (unknown(), WireError::new(Code::ParseError, format!("invalid UTF-8 at byte {}", e.valid_up_to())))
+    })?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| (unknown(), WireError::new(Code::ParseError, e.to_string())))?;
+    let Value::Object(mut obj) = value else {
+        return Err((unknown(), WireError::new(Code::InvalidRequest, "request must be a JSON object")));
+    };
+    let id = obj.remove("id").unwrap_or_else(unknown);
+    let method = match obj.remove("method") {
+        None | Some(Value::Null) => return Err((id, WireError::new(Code::InvalidRequest, "Missing 'method'"))),
+        Some(Value::String(s)) if s.is_empty() => {
+            return Err((id, WireError::new(Code::InvalidRequest, "Missing 'method'")))
+        }
+        Some(Value::String(s)) => s,
+        Some(_) => return Err((id, WireError::new(Code::InvalidRequest, "'method' must be a string"))),
+    };
+    let params = match obj.remove("params") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(p)) => p,
+        Some(_) => return Err((id, WireError::new(Code::InvalidRequest, "'params' must be an object"))),
+    };
+    Ok(Request { id, method, params })
+}
+
+fn invalid(name: &str, ty: &str) -> WireError {
+    WireError::new(Code::InvalidRequest, format!("'{name}' must be {ty}"))
+}
+
+/// Typed accessors over params: absent or null → default; a wrong type
+/// → `INVALID_REQUEST "'<name>' must be <type>"`.
+pub struct Params<'a>(pub &'a Map<String, Value>);
+
+impl Params<'_> {
+    pub fn string(&self, name: &str) -> Result<String, WireError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(invalid(name, "a string")),
+        }
+    }
+
+    pub fn opt_string(&self, name: &str) -> Result<Option<String>, WireError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(invalid(name, "a string")),
+        }
+    }
+
+    pub fn strings(&self, name: &str) -> Result<Vec<String>, WireError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| invalid(name, "a list of strings")))
+                .collect(),
+            Some(_) => Err(invalid(name, "a list of strings")),
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool, WireError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(invalid(name, "a boolean")),
+        }
+    }
+
+    pub fn int(&self, name: &str) -> Result<Option<i64>, WireError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid(name, "an integer")),
+            Some(_) => Err(invalid(name, "an integer")),
+        }
+    }
+
+    pub fn string_map(&self, name: &str) -> Result<Option<indexmap::IndexMap<String, String>>, WireError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(o)) => o
+                .iter()
+                .map(|(k, v)| {
+                    v.as_str().map(|s| (k.clone(), s.to_owned())).ok_or_else(|| invalid(name, "an object of strings"))
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(_) => Err(invalid(name, "an object of strings")),
+        }
+    }
+}
+
+/// Render priority (sqm extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    Interactive,
+    Batch,
+}
+
+/// The render params of protocol.md §5.1, type-checked.
+pub struct RenderParams {
+    pub request: RenderRequest,
+    pub priority: Priority,
+    pub stream: bool,
+}
+
+pub fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, WireError> {
+    let p = Params(params);
+    let (game_state, present) = match params.get("game_state") {
+        None | Some(Value::Null) => (GameState::default(), false),
+        Some(Value::Object(gs)) => (parse_game_state(gs)?, !gs.is_empty()),
+        Some(_) => return Err(invalid("game_state", "an object")),
+    };
+    let priority = match p.opt_string("priority")?.as_deref() {
+        None | Some("interactive") => Priority::Interactive,
+        Some("batch") => Priority::Batch,
+        Some(other) => {
+            return Err(WireError::new(
+                Code::InvalidRequest,
+                format!("unknown priority '{other}' (expected interactive or batch)"),
+            ))
+        }
+    };
+    let request = RenderRequest {
+        tier: p.string("tier")?,
+        subject: p.string("subject")?,
+        mood: p.string("mood")?,
+        location: p.string("location")?,
+        characters: p.strings("characters")?,
+        tags: p.strings("tags")?,
+        genre: p.string("genre")?,
+        world: p.string("world")?,
+        narration: p.string("narration")?,
+        game_state,
+        game_state_present: present,
+        previous_location: p.opt_string("previous_location")?,
+        positive_prompt: p.string("positive_prompt")?,
+        prompt: p.string("prompt")?,
+        negative_prompt: p.string("negative_prompt")?,
+        seed: p.int("seed")?,
+        variant: p.opt_string("variant")?,
+        subject_name: p.string("subject_name")?,
+        art_style: p.string("art_style")?,
+        visual_tag_overrides: p.string_map("visual_tag_overrides")?,
+        steps: None,
+    };
+    Ok(RenderParams { request, priority, stream: p.bool("stream")? })
+}
+
+fn parse_game_state(gs: &Map<String, Value>) -> Result<GameState, WireError> {
+    let p = Params(gs);
+    let location = p.string("location").map_err(|_| invalid("game_state.location", "a string"))?;
+    let time_of_day = p.string("time_of_day").map_err(|_| invalid("game_state.time_of_day", "a string"))?;
+    let mut characters = Vec::new();
+    match gs.get("characters") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for item in items {
+                let name = match item {
+                    Value::Object(o) => match o.get("name") {
+                        Some(Value::String(s)) => s.clone(),
+                        None | Some(Value::Null) => String::new(),
+                        Some(_) => return Err(invalid("game_state.characters[].name", "a string")),
+                    },
+                    Value::String(s) => s.clone(),
+                    _ => return Err(invalid("game_state.characters", "a list of objects")),
+                };
+                characters.push(CharacterRef { name });
+            }
+        }
+        Some(_) => return Err(invalid("game_state.characters", "a list of objects")),
+    }
+    let flag = |key: &str, field: &str| -> Result<bool, WireError> {
+        match gs.get(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Object(o)) => match o.get(field) {
+                None | Some(Value::Null) => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(_) => Err(invalid(&format!("game_state.{key}.{field}"), "a boolean")),
+            },
+            Some(_) => Err(invalid(&format!("game_state.{key}"), "an object")),
+        }
+    };
+    let mut state = GameState { location, time_of_day, characters, ..Default::default() };
+    state.combat.in_combat = flag("combat", "in_combat")?;
+    state.chase.in_chase = flag("chase", "in_chase")?;
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(line: &str) -> (Value, String, String) {
+        let (id, e) = parse_request(line.as_bytes()).unwrap_err();
+        (id, serde_json::to_value(e.code).unwrap().as_str().unwrap().to_owned(), e.message)
+    }
+
+    #[test]
+    fn envelopes() {
+        let r = parse_request(br#"{"id":null,"method":"ping"}"#).unwrap();
+        assert_eq!((r.id, r.method.as_str(), r.params.len()), (Value::Null, "ping", 0));
+        let r = parse_request(br#"{"method":"ping","params":null,"extra":1}"#).unwrap();
+        assert_eq!(r.id, json!("unknown"));
+        assert_eq!(
+            err("not json"),
+            (json!("unknown"), "PARSE_ERROR".into(), "expected ident at line 1 column 2".into())
+        );
+        assert_eq!(err("[1]").2, "request must be a JSON object");
+        assert_eq!(err(r#"{"id":1}"#), (json!(1), "INVALID_REQUEST".into(), "Missing 'method'".into()));
+        assert_eq!(err(r#"{"id":1,"method":""}"#).2, "Missing 'method'");
+        assert_eq!(err(r#"{"id":1,"method":5}"#).2, "'method' must be a string");
+        assert_eq!(err(r#"{"id":1,"method":"ping","params":[]}"#).2, "'params' must be an object");
+        let (id, code, msg) = {
+            let (id, e) = parse_request(b"{\"id\":\"\xff\"}").unwrap_err();
+            (id, e.code, e.message)
+        };
+        assert_eq!((id, code, msg.as_str()), (json!("unknown"), Code::ParseError, "invalid UTF-8 at byte 7"));
+    }
+
+    #[test]
+    fn replies_and_events() {
+        assert_eq!(reply_ok(&json!("a"), json!({"status":"ok"})), r#"{"id":"a","result":{"status":"ok"}}"#);
+        let e = WireError::new(Code::ComposeFailed, "StyleMissError: x")
+            .with("error_type", "StyleMissError")
+            .with("tier", "portrait");
+        assert_eq!(
+            reply_err(&json!(7), &e),
+            r#"{"id":7,"error":{"code":"COMPOSE_FAILED","message":"StyleMissError: x","error_type":"StyleMissError","tier":"portrait"}}"#
+        );
+        assert_eq!(WireError::new(Code::GenerationFailed, "").message, "GenerationFailed (no message)");
+        assert_eq!(
+            heartbeat(Queue::Image, LaneState::Busy, 2, 1.5),
+            r#"{"event":"heartbeat","queue":"image","state":"busy","queue_depth":2,"ts_monotonic":1.5}"#
+        );
+        assert_eq!(progress(&json!("s"), 1, 12), r#"{"event":"progress","id":"s","step":1,"steps":12}"#);
+    }
+
+    #[test]
+    fn render_params_are_type_checked() {
+        let parse = |v: Value| parse_render(v.as_object().unwrap()).map(|_| ()).map_err(|e| e.message);
+        assert_eq!(parse(json!({"tier": 5})), Err("'tier' must be a string".into()));
+        assert_eq!(parse(json!({"characters": "Rux"})), Err("'characters' must be a list of strings".into()));
+        assert_eq!(parse(json!({"seed": "1"})), Err("'seed' must be an integer".into()));
+        assert_eq!(parse(json!({"stream": 1})), Err("'stream' must be a boolean".into()));
+        assert_eq!(
+            parse(json!({"priority": "now"})),
+            Err("unknown priority 'now' (expected interactive or batch)".into())
+        );
+        assert_eq!(
+            parse(json!({"game_state": {"combat": {"in_combat": "yes"}}})),
+            Err("'game_state.combat.in_combat' must be a boolean".into())
+        );
+        let ok = parse_render(
+            json!({"tier":"portrait","seed":3,"game_state":{"location":"x"},"session_id":"ignored","steps":99})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ok.request.seed, Some(3));
+        assert!(ok.request.game_state_present);
+        assert_eq!(ok.request.steps, None);
+    }
+}
