@@ -28,10 +28,31 @@ complete -c sqm -n "__fish_sqm_needs_command" -s v -l verbose -d 'More log outpu
 complete -c sqm -n "__fish_sqm_needs_command" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
 complete -c sqm -n "__fish_sqm_needs_command" -s h -l help -d 'Print help'
 complete -c sqm -n "__fish_sqm_needs_command" -s V -l version -d 'Print version'
+complete -c sqm -n "__fish_sqm_needs_command" -f -a "serve" -d 'Run the media daemon on a Unix socket (or query/stop a running one)'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
+complete -c sqm -n "__fish_sqm_needs_command" -f -a "render" -d 'Render one image (tier table, pack style, deterministic seed)'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l socket -d 'Socket path' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l output-dir -d 'Where images are written (default: a new private temp dir)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l genre-packs -d 'Directory of genre packs (default: the built-in example packs)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l backend -d 'Image backend' -r -f -a "sketch\t''
+null\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l warmup -d 'Warm up at start (default all)' -r -f -a "all\t''
+flux\t''
+image\t''
+embed\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l drain-timeout -d 'Seconds running work may take to finish when stopping' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-warmup -d 'Do not warm anything up at start'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-heartbeat -d 'Send no heartbeat event lines (only for clients that read exactly one line per request)'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l status -d 'Ask a running daemon for its status and exit'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l shutdown -d 'Ask a running daemon to stop and exit'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l json -d 'Machine-readable output for --status and --shutdown'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -l format -d 'Output format' -r -f -a "human\t''
 json\t''
 github\t''"
@@ -55,11 +76,35 @@ complete -c sqm -n "__fish_sqm_using_subcommand interpret" -s v -l verbose -d 'M
 complete -c sqm -n "__fish_sqm_using_subcommand interpret" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
 complete -c sqm -n "__fish_sqm_using_subcommand interpret" -s h -l help -d 'Print help'
 complete -c sqm -n "__fish_sqm_using_subcommand interpret" -s V -l version -d 'Print version'
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l tier -d 'Tier: portrait, portrait_square, landscape, scene_illustration, text_overlay, cartography' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l genre-packs -d 'Directory of genre packs (default: the built-in example packs)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l genre -d 'Genre (pack) whose visual style to use (default with the built-in packs: ashfall)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l world -d 'World within the genre' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l mood -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l location -d 'A place name or a `where:<world>/<slug>` ref' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l character -d 'A character name or `npc:<slug>` / `pc:<slug>` ref (repeatable)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l tag -d 'A tag (repeatable)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l backend -d 'Image backend' -r -f -a "sketch\t''
+null\t''
+flux\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l seed -d 'Seed (default: derived from the request)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l steps -d 'Denoising steps (default: the tier\'s)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l variant -d 'Flux variant override: dev or schnell' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l out -d 'Where to write the PNG (default: the content-addressed file in the output dir)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l output-dir -d 'Output directory for content-addressed renders' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l dry-run -d 'Print the composed request as JSON and render nothing'
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l json -d 'Print the result as JSON'
+complete -c sqm -n "__fish_sqm_using_subcommand render" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c sqm -n "__fish_sqm_using_subcommand render" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c sqm -n "__fish_sqm_using_subcommand render" -s h -l help -d 'Print help'
+complete -c sqm -n "__fish_sqm_using_subcommand render" -s V -l version -d 'Print version'
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from validate-pack interpret completions help" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from validate-pack interpret completions help" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from validate-pack interpret completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from validate-pack interpret completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render completions help" -f -a "serve" -d 'Run the media daemon on a Unix socket (or query/stop a running one)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render completions help" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render completions help" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render completions help" -f -a "render" -d 'Render one image (tier table, pack style, deterministic seed)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

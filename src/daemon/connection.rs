@@ -162,7 +162,8 @@ pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
                     }
                     Ok(req) => {
                         let id = req.id.clone();
-                        let handler = tokio::spawn(handle_request(req, ctx.clone(), conn.clone()));
+                        let arrival = ctx.next_arrival();
+                        let handler = tokio::spawn(handle_request(req, ctx.clone(), conn.clone(), arrival));
                         let _ = seq_tx.send((id, handler));
                     }
                 }

@@ -14,7 +14,7 @@ use super::wire::{self, parse_render, Code, Request, WireError, MAX_EMBED_BYTES}
 use crate::render::pipeline::{prepare, PrepareError, Prepared};
 
 /// Handles one request and returns the lines to write, in order.
-pub async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle) -> Vec<Outgoing> {
+pub async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle, arrival: u64) -> Vec<Outgoing> {
     let span = tracing::info_span!("request", method = %req.method, id = %req.id, conn = conn.id, tier = tracing::field::Empty);
     let started = Instant::now();
     let id = req.id.clone();
@@ -26,8 +26,8 @@ pub async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle) -> Ve
                 ctx.request_shutdown("shutdown request");
                 (Ok(json!({"status": "ok"})), None)
             }
-            "warm_up" => (warm_up(&req.params, &ctx, &conn).await, None),
-            "render" => render(&req, &ctx, &conn).await,
+            "warm_up" => (warm_up(&req.params, &ctx, &conn, arrival).await, None),
+            "render" => render(&req, &ctx, &conn, arrival).await,
             "embed" => embed(&req, &ctx, &conn).await,
             "cancel" => {
                 let target = req.params.get("id").cloned().unwrap_or(Value::Null);
@@ -63,7 +63,12 @@ async fn lane_wait(rx: oneshot::Receiver<LaneResult>, lost: Code) -> LaneResult 
     })
 }
 
-async fn render(req: &Request, ctx: &Arc<Ctx>, conn: &ConnHandle) -> (Result<Value, WireError>, Option<wire::Queue>) {
+async fn render(
+    req: &Request,
+    ctx: &Arc<Ctx>,
+    conn: &ConnHandle,
+    arrival: u64,
+) -> (Result<Value, WireError>, Option<wire::Queue>) {
     let params = match parse_render(&req.params) {
         Ok(p) => p,
         Err(e) => return (Err(e), None),
@@ -89,7 +94,12 @@ async fn render(req: &Request, ctx: &Arc<Ctx>, conn: &ConnHandle) -> (Result<Val
         return (Err(WireError::new(Code::GenerationFailed, "daemon shutting down")), None);
     }
     let (tx, rx) = oneshot::channel();
-    ctx.render.submit_render(*job, params.priority, Waiter::new(req.id.clone(), conn.clone(), params.stream, tx));
+    ctx.render.submit_render(
+        *job,
+        params.priority,
+        arrival,
+        Waiter::new(req.id.clone(), conn.clone(), params.stream, tx),
+    );
     let r = lane_wait(rx, Code::GenerationFailed).await;
     (r.result, r.ready_after)
 }
@@ -111,7 +121,12 @@ async fn embed(req: &Request, ctx: &Arc<Ctx>, conn: &ConnHandle) -> (Result<Valu
     (r.result, r.ready_after)
 }
 
-async fn warm_up(params: &Map<String, Value>, ctx: &Arc<Ctx>, conn: &ConnHandle) -> Result<Value, WireError> {
+async fn warm_up(
+    params: &Map<String, Value>,
+    ctx: &Arc<Ctx>,
+    conn: &ConnHandle,
+    arrival: u64,
+) -> Result<Value, WireError> {
     let worker = match params.get("worker") {
         None | Some(Value::Null) => "all".to_owned(),
         Some(Value::String(s)) => s.clone(),
@@ -133,7 +148,7 @@ async fn warm_up(params: &Map<String, Value>, ctx: &Arc<Ctx>, conn: &ConnHandle)
     }
     let image_rx = image.map(|name| {
         let (tx, rx) = oneshot::channel();
-        ctx.render.submit_warmup(name.to_owned(), Waiter::new(Value::Null, conn.clone(), false, tx));
+        ctx.render.submit_warmup(name.to_owned(), arrival, Waiter::new(Value::Null, conn.clone(), false, tx));
         rx
     });
     let embed_rx = embed.then(|| {

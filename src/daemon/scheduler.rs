@@ -103,7 +103,6 @@ struct Running {
 struct RenderState {
     queue: Vec<Entry>,
     running: Option<Running>,
-    next_seq: u64,
     shutting_down: bool,
     /// Set when the drain timeout passes: running work is cancelled.
     abort: bool,
@@ -172,9 +171,11 @@ impl RenderLane {
         self.queued_batch.store(b, Ordering::Relaxed);
     }
 
-    /// Queues a render. Identical renders (same key) queued or running are
-    /// joined instead of computed again.
-    pub fn submit_render(&self, job: PreparedJob, priority: Priority, waiter: Waiter) {
+    /// Queues a render. `arrival` orders requests FIFO within a priority
+    /// class (stamped when the request was read, so slow preparation does
+    /// not let a later request overtake). Identical renders (same key)
+    /// queued or running are joined instead of computed again.
+    pub fn submit_render(&self, job: PreparedJob, priority: Priority, arrival: u64, waiter: Waiter) {
         let key = crate::render::output::render_key(self.backend_name, self.model.as_deref(), &job.job);
         let mut st = self.lock();
         if st.shutting_down {
@@ -197,10 +198,8 @@ impl RenderLane {
             entry.priority = entry.priority.min(priority);
             entry.waiters.push(waiter);
         } else {
-            let seq = st.next_seq;
-            st.next_seq += 1;
             st.queue.push(Entry {
-                seq,
+                seq: arrival,
                 priority,
                 work: RenderWork::Render { job: Box::new(job), key },
                 waiters: vec![waiter],
@@ -212,17 +211,15 @@ impl RenderLane {
     }
 
     /// Queues a backend warm-up (it waits behind earlier work like any job).
-    pub fn submit_warmup(&self, name: String, waiter: Waiter) {
+    pub fn submit_warmup(&self, name: String, arrival: u64, waiter: Waiter) {
         let mut st = self.lock();
         if st.shutting_down {
             drop(st);
             waiter.finish(Err(WireError::new(Code::WarmupFailed, "daemon shutting down")), Queue::Image);
             return;
         }
-        let seq = st.next_seq;
-        st.next_seq += 1;
         st.queue.push(Entry {
-            seq,
+            seq: arrival,
             priority: Priority::Interactive,
             work: RenderWork::WarmUp { name },
             waiters: vec![waiter],

@@ -69,11 +69,17 @@ pub struct Ctx {
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<Option<String>>,
     next_conn: AtomicU64,
+    next_arrival: AtomicU64,
 }
 
 impl Ctx {
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A process-wide arrival stamp for a request just read.
+    pub fn next_arrival(&self) -> u64 {
+        self.next_arrival.fetch_add(1, Ordering::Relaxed)
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -278,6 +284,7 @@ pub async fn run(
         shutting_down: AtomicBool::new(false),
         shutdown_tx,
         next_conn: AtomicU64::new(1),
+        next_arrival: AtomicU64::new(0),
     });
     tracing::info!(socket = %config.socket.display(), output_dir = %config.output_dir.display(), backend = ctx.render.backend_name, "sqm daemon listening");
     warm_up_in_background(&ctx);
@@ -365,7 +372,12 @@ fn warm_up_in_background(ctx: &Arc<Ctx>) {
     let conn = super::scheduler::ConnHandle { id: 0, gone: Arc::new(AtomicBool::new(false)), events };
     if matches!(which, Warmup::All | Warmup::Image) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        ctx.render.submit_warmup("image".into(), super::scheduler::Waiter::new(Value::Null, conn.clone(), false, tx));
+        let arrival = ctx.next_arrival();
+        ctx.render.submit_warmup(
+            "image".into(),
+            arrival,
+            super::scheduler::Waiter::new(Value::Null, conn.clone(), false, tx),
+        );
         tokio::spawn(async move {
             if let Ok(r) = rx.await {
                 match r.result {

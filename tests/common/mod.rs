@@ -1,0 +1,165 @@
+//! Helpers for tests that run the real `sqm serve` binary on a temp socket.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const SQM: &str = env!("CARGO_BIN_EXE_sqm");
+
+pub struct Daemon {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub out: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, extra)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
+        let socket = dir.path().join("d.sock");
+        let out = dir.path().join("out");
+        let child = Command::new(SQM)
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--output-dir")
+            .arg(&out)
+            .args(extra)
+            .env("HOME", dir.path())
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .env_remove("SIDEQUEST_GENRE_PACKS")
+            .env_remove("SIDEQUEST_OUTPUT_DIR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, dir, socket, out };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not start");
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn connect(&self) -> Conn {
+        Conn::new(&self.socket)
+    }
+
+    /// One request on a new connection; returns the reply (events skipped).
+    pub fn call(&self, line: &str) -> Value {
+        let mut c = self.connect();
+        c.send(line);
+        c.reply()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for exit and returns the code.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn pngs(&self) -> Vec<PathBuf> {
+        let dir = self.out.join("sketch");
+        let mut v: Vec<PathBuf> =
+            std::fs::read_dir(&dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Conn {
+    pub stream: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Conn {
+    pub fn new(socket: &Path) -> Conn {
+        let stream = UnixStream::connect(socket).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Conn { stream, reader }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.stream.write_all(line.as_bytes()).unwrap();
+        self.stream.write_all(b"\n").unwrap();
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next line, parsed; `None` at EOF.
+    pub fn line(&mut self) -> Option<Value> {
+        let mut buf = String::new();
+        match self.reader.read_line(&mut buf) {
+            Ok(0) => None,
+            Ok(_) => Some(serde_json::from_str(buf.trim_end()).unwrap_or_else(|e| panic!("{e}: {buf}"))),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+
+    /// The next non-event line.
+    pub fn reply(&mut self) -> Value {
+        loop {
+            let v = self.line().expect("EOF before reply");
+            if v.get("event").is_none() {
+                return v;
+            }
+        }
+    }
+
+    pub fn set_timeout(&self, d: Duration) {
+        self.stream.set_read_timeout(Some(d)).unwrap();
+    }
+}
+
+/// A short description of a line for sequence assertions.
+pub fn tag(v: &Value) -> String {
+    match v.get("event").and_then(Value::as_str) {
+        Some("heartbeat") => format!("hb({},{})", v["queue"].as_str().unwrap(), v["state"].as_str().unwrap()),
+        Some("progress") => format!("progress({}/{})", v["step"], v["steps"]),
+        Some(other) => other.to_owned(),
+        None if v.get("error").is_some() => format!("{}:{}", v["id"], v["error"]["code"].as_str().unwrap()),
+        None => format!("{}:ok", v["id"]),
+    }
+}
