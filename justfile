@@ -24,6 +24,7 @@ docs:
 bench:
     cargo bench --bench interpret
     cargo bench --bench validate
+    cargo bench --bench daemon
 
 # Re-synthesise the example pack's audio and the narration corpus.
 assets:

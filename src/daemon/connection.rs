@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
-use super::dispatch::handle_request;
+use super::dispatch::{handle_request, quick_reply};
 use super::scheduler::{ConnHandle, Outgoing};
 use super::server::Ctx;
 use super::wire::{self, Code, LaneState, Queue, WireError, MAX_LINE};
@@ -68,65 +68,27 @@ async fn read_frame<R: AsyncBufReadExt + Unpin>(reader: &mut R, buf: &mut Vec<u8
     }
 }
 
+/// A reply slot in arrival order: ready now, or computed by a task.
+enum Pending {
+    Ready(Vec<Outgoing>),
+    Task(Value, tokio::task::JoinHandle<Vec<Outgoing>>),
+}
+
 /// Serves one connection until the peer closes and every reply is written.
 pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
     let conn_id = ctx.next_conn_id();
     let fd = stream.as_raw_fd();
-    let (rd, mut wr) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
+    let (rd, wr) = stream.into_split();
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<Outgoing>();
+    let (seq_tx, seq_rx) = mpsc::unbounded_channel::<Pending>();
     let gone = Arc::new(AtomicBool::new(false));
     let conn = ConnHandle { id: conn_id, gone: gone.clone(), events: out_tx.clone() };
-
-    // Writer.
-    let writer_ctx = ctx.clone();
-    let writer_gone = gone.clone();
-    let writer = tokio::spawn(async move {
-        while let Some(item) = out_rx.recv().await {
-            let line = match item {
-                Outgoing::Line(l) => l,
-                Outgoing::Heartbeat(q, s) => {
-                    if !writer_ctx.config.heartbeat {
-                        continue;
-                    }
-                    writer_ctx.heartbeat_line(q, s)
-                }
-            };
-            let mut bytes = line.into_bytes();
-            bytes.push(b'\n');
-            if wr.write_all(&bytes).await.is_err() {
-                writer_gone.store(true, Ordering::Release);
-                // Keep draining so senders never block; nothing is written.
-                while out_rx.recv().await.is_some() {}
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
 
     if ctx.config.heartbeat {
         let _ = out_tx.send(Outgoing::Heartbeat(Queue::Image, LaneState::Ready));
         let _ = out_tx.send(Outgoing::Heartbeat(Queue::Embed, LaneState::Ready));
     }
-
-    // Sequencer.
-    let (seq_tx, mut seq_rx) = mpsc::unbounded_channel::<(Value, tokio::task::JoinHandle<Vec<Outgoing>>)>();
-    let seq_out = out_tx.clone();
-    let sequencer = tokio::spawn(async move {
-        while let Some((id, handle)) = seq_rx.recv().await {
-            let lines = match handle.await {
-                Ok(lines) => lines,
-                Err(e) => {
-                    // Decision (e): a panic still gets a reply.
-                    tracing::error!(error = %e, "request handler failed");
-                    let err = WireError::new(Code::GenerationFailed, format!("internal error: {e}"));
-                    vec![Outgoing::Line(wire::reply_err(&id, &err))]
-                }
-            };
-            for l in lines {
-                let _ = seq_out.send(l);
-            }
-        }
-    });
+    let writer = tokio::spawn(write_loop(wr, out_rx, seq_rx, ctx.clone(), gone.clone()));
 
     // Reader.
     let mut reader = BufReader::with_capacity(64 * 1024, rd);
@@ -140,13 +102,11 @@ pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
                 break;
             }
         };
-        match frame {
+        let pending = match frame {
             Frame::Eof => break,
             Frame::TooLarge => {
-                let id = Value::String("unknown".into());
                 let err = WireError::new(Code::InvalidRequest, "request too large");
-                let line = wire::reply_err(&id, &err);
-                let _ = seq_tx.send((id, tokio::spawn(async move { vec![Outgoing::Line(line)] })));
+                Pending::Ready(vec![Outgoing::Line(wire::reply_err(&Value::String("unknown".into()), &err))])
             }
             Frame::Line(mut line) => {
                 if line.last() == Some(&b'\r') {
@@ -156,22 +116,23 @@ pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
                     continue;
                 }
                 match wire::parse_request(&line) {
-                    Err((id, err)) => {
-                        let text = wire::reply_err(&id, &err);
-                        let _ = seq_tx.send((id, tokio::spawn(async move { vec![Outgoing::Line(text)] })));
-                    }
-                    Ok(req) => {
-                        let id = req.id.clone();
-                        let arrival = ctx.next_arrival();
-                        let handler = tokio::spawn(handle_request(req, ctx.clone(), conn.clone(), arrival));
-                        let _ = seq_tx.send((id, handler));
-                    }
+                    Err((id, err)) => Pending::Ready(vec![Outgoing::Line(wire::reply_err(&id, &err))]),
+                    Ok(req) => match quick_reply(&req, &ctx) {
+                        Some(lines) => Pending::Ready(lines),
+                        None => {
+                            let arrival = ctx.next_arrival();
+                            let id = req.id.clone();
+                            Pending::Task(id, tokio::spawn(handle_request(req, ctx.clone(), conn.clone(), arrival)))
+                        }
+                    },
                 }
             }
-        }
+        };
+        let _ = seq_tx.send(pending);
     }
     drop(seq_tx);
     drop(conn);
+    drop(out_tx);
 
     // The peer stopped sending. It may still be reading (half-close), or be
     // gone entirely: watch for the hang-up while replies are pending, so the
@@ -186,10 +147,94 @@ pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    let _ = sequencer.await;
-    watcher.abort();
-    drop(out_tx);
     let _ = writer.await;
+    watcher.abort();
+}
+
+/// Owns the write half. Writes event lines as they come, and reply slots
+/// strictly in arrival order (awaiting each task in turn). Ends when the
+/// reader is done, every slot is written, and no lane holds the events
+/// sender any more.
+async fn write_loop(
+    mut wr: tokio::net::unix::OwnedWriteHalf,
+    mut events: mpsc::UnboundedReceiver<Outgoing>,
+    mut slots: mpsc::UnboundedReceiver<Pending>,
+    ctx: Arc<Ctx>,
+    gone: Arc<AtomicBool>,
+) {
+    let mut queue: std::collections::VecDeque<Pending> = std::collections::VecDeque::new();
+    let mut slots_open = true;
+    let mut events_open = true;
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut broken = false;
+    loop {
+        // Everything that is ready goes into one buffer, written at once.
+        while let Some(Pending::Ready(_)) = queue.front() {
+            if let Some(Pending::Ready(lines)) = queue.pop_front() {
+                render_lines(&ctx, lines, &mut out);
+            }
+        }
+        if !out.is_empty() && !broken {
+            if wr.write_all(&out).await.is_err() {
+                broken = true;
+                gone.store(true, Ordering::Release);
+            }
+            out.clear();
+        }
+        if !slots_open && queue.is_empty() && (!events_open || broken) {
+            break;
+        }
+        if !slots_open && queue.is_empty() {
+            // Only lane events can still arrive; they matter only while
+            // replies are pending, so stop here.
+            break;
+        }
+        tokio::select! {
+            biased;
+            ev = events.recv(), if events_open => match ev {
+                Some(o) => render_lines(&ctx, vec![o], &mut out),
+                None => events_open = false,
+            },
+            slot = slots.recv(), if slots_open => match slot {
+                Some(p) => queue.push_back(p),
+                None => slots_open = false,
+            },
+            done = front_task(&mut queue), if matches!(queue.front(), Some(Pending::Task(..))) => {
+                queue.pop_front();
+                queue.push_front(Pending::Ready(done));
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Awaits the task at the front of the queue, turning a panic into the
+/// `GENERATION_FAILED "internal error"` reply of Decision (e).
+async fn front_task(queue: &mut std::collections::VecDeque<Pending>) -> Vec<Outgoing> {
+    let Some(Pending::Task(id, handle)) = queue.front_mut() else { return Vec::new() };
+    match handle.await {
+        Ok(lines) => lines,
+        Err(e) => {
+            tracing::error!(error = %e, "request handler failed");
+            let err = WireError::new(Code::GenerationFailed, format!("internal error: {e}"));
+            vec![Outgoing::Line(wire::reply_err(id, &err))]
+        }
+    }
+}
+
+fn render_lines(ctx: &Ctx, lines: Vec<Outgoing>, out: &mut Vec<u8>) {
+    for item in lines {
+        match item {
+            Outgoing::Line(l) => out.extend_from_slice(l.as_bytes()),
+            Outgoing::Heartbeat(q, s) => {
+                if !ctx.config.heartbeat {
+                    continue;
+                }
+                out.extend_from_slice(ctx.heartbeat_line(q, s).as_bytes());
+            }
+        }
+        out.push(b'\n');
+    }
 }
 
 /// True when the peer has fully closed (POLLHUP), not just shut down its

@@ -13,6 +13,26 @@ use super::server::Ctx;
 use super::wire::{self, parse_render, Code, Request, WireError, MAX_EMBED_BYTES};
 use crate::render::pipeline::{prepare, PrepareError, Prepared};
 
+/// Requests answered on the spot, without a task: `ping`, `status`,
+/// `cancel` and unknown methods.
+pub fn quick_reply(req: &Request, ctx: &Ctx) -> Option<Vec<Outgoing>> {
+    let result = match req.method.as_str() {
+        "ping" => Ok(json!({"status": "ok"})),
+        "status" => Ok(ctx.status()),
+        "cancel" => {
+            let target = req.params.get("id").cloned().unwrap_or(Value::Null);
+            Ok(json!({"cancelled": ctx.render.cancel(&target)}))
+        }
+        "shutdown" | "warm_up" | "render" | "embed" => return None,
+        other => Err(WireError::new(Code::UnknownMethod, format!("Unknown: {other}"))),
+    };
+    tracing::debug!(method = %req.method, id = %req.id, "answered inline");
+    Some(vec![Outgoing::Line(match result {
+        Ok(v) => wire::reply_ok(&req.id, v),
+        Err(e) => wire::reply_err(&req.id, &e),
+    })])
+}
+
 /// Handles one request and returns the lines to write, in order.
 pub async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle, arrival: u64) -> Vec<Outgoing> {
     let span = tracing::info_span!("request", method = %req.method, id = %req.id, conn = conn.id, tier = tracing::field::Empty);
