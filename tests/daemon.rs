@@ -141,13 +141,17 @@ fn pipelined_replies_keep_request_order() {
 
 #[test]
 fn embed_lane_does_not_wait_for_renders() {
-    let d = Daemon::start(&["--no-warmup", "--no-heartbeat"]);
+    let model = common::embed_model();
+    let d = Daemon::start(&["--no-warmup", "--no-heartbeat", "--embed-model", &model]);
+    let warm = d.call(r#"{"id":"w","method":"warm_up","params":{"worker":"embed"}}"#);
+    assert_eq!(warm["result"]["workers"]["embed"]["status"], "warm", "{warm}");
     let _filler = busy_lane(&d, 25, "f");
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     let reply = d.call(r#"{"id":"e","method":"embed","params":{"text":"The ruins crumble."}}"#);
     let embed_time = started.elapsed();
     assert_eq!(reply["id"], "e");
+    assert_eq!(reply["result"]["embedding"].as_array().unwrap().len(), 384, "{reply}");
     // The render lane is still working through its queue.
     let status = d.call(r#"{"id":"s","method":"status"}"#);
     assert!(status["result"]["queue_depths"]["image"].as_u64().unwrap() > 0, "{status}");
@@ -330,4 +334,63 @@ fn sigterm_with_a_render_in_flight_leaves_complete_files_only() {
     }
     assert!(!d.socket.exists());
     assert!(!d.dir.path().join("d.pid").exists());
+}
+
+fn reference_vector(text: &str) -> Vec<f64> {
+    let data =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/embed_reference.jsonl")).unwrap();
+    data.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["text"] == text)
+        .map(|v| v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .unwrap()
+}
+
+#[test]
+fn embed_method_with_the_real_model() {
+    let model = common::embed_model();
+    let d = Daemon::start(&["--no-warmup", "--embed-model", &model]);
+    let status = d.call(r#"{"id":"s","method":"status"}"#);
+    assert_eq!(status["result"]["embed"], "cold");
+    let mut c = d.connect();
+    c.send(r#"{"id":"e1","method":"embed","params":{"text":"The ruins crumble in the wasteland wind."}}"#);
+    let lines: Vec<Value> = (0..5).map(|_| c.line().unwrap()).collect();
+    assert_eq!(
+        lines.iter().map(tag).collect::<Vec<_>>(),
+        ["hb(image,ready)", "hb(embed,ready)", "hb(embed,busy)", "\"e1\":ok", "hb(embed,ready)"]
+    );
+    let r = &lines[3]["result"];
+    assert_eq!(r["model"], "all-MiniLM-L6-v2");
+    assert!(r["latency_ms"].is_u64());
+    let v: Vec<f64> =
+        r["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().expect("numbers, never booleans")).collect();
+    assert_eq!(v.len(), 384);
+    let expected = reference_vector("The ruins crumble in the wasteland wind.");
+    let dot: f64 = v.iter().zip(&expected).map(|(a, b)| a * b).sum();
+    let norm = |x: &[f64]| x.iter().map(|a| a * a).sum::<f64>().sqrt();
+    assert!(dot / (norm(&v) * norm(&expected)) >= 0.9999);
+    assert!((norm(&v) - 1.0).abs() <= 1e-5);
+    assert_eq!(d.call(r#"{"id":"s","method":"status"}"#)["result"]["embed"], "warm");
+    // Control characters embed normally; a lone surrogate is a parse error.
+    let ctl = d.call(r#"{"id":"c","method":"embed","params":{"text":"bell\u0007 and nul\u0000"}}"#);
+    assert_eq!(ctl["result"]["embedding"].as_array().unwrap().len(), 384);
+    let sur = d.call(r#"{"id":"u","method":"embed","params":{"text":"\ud800"}}"#);
+    assert_eq!(sur["error"]["code"], "PARSE_ERROR");
+    let again = d.call(r#"{"id":"w","method":"warm_up","params":{"worker":"all"}}"#);
+    let workers = again["result"]["workers"].as_object().unwrap();
+    assert_eq!(workers.keys().collect::<Vec<_>>(), ["flux", "image", "embed"]);
+    assert_eq!(workers["embed"]["status"], "already_warm");
+}
+
+#[test]
+fn missing_embed_model_fails_the_request_not_the_daemon() {
+    let d = Daemon::start(&["--no-warmup", "--no-heartbeat"]);
+    let r = d.call(r#"{"id":"e","method":"embed","params":{"text":"hello"}}"#);
+    assert_eq!(r["error"]["code"], "EMBED_FAILED");
+    let msg = r["error"]["message"].as_str().unwrap();
+    assert!(msg.starts_with("all-MiniLM-L6-v2 not found: searched $SQM_EMBED_MODEL (unset)"), "{msg}");
+    assert!(msg.contains("scripts/fetch-embed-model"), "{msg}");
+    let w = d.call(r#"{"id":"w","method":"warm_up","params":{"worker":"embed"}}"#);
+    assert_eq!(w["error"]["code"], "WARMUP_FAILED");
+    assert_eq!(d.call(r#"{"id":"p","method":"ping"}"#)["result"]["status"], "ok");
 }

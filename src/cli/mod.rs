@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod completions;
 pub mod docs;
+pub mod embed;
 pub mod interpret;
 pub mod render;
 pub mod serve;
@@ -55,6 +56,8 @@ pub enum Command {
     Interpret(interpret::Args),
     /// Render one image (tier table, pack style, deterministic seed).
     Render(render::Args),
+    /// Sentence embeddings (all-MiniLM-L6-v2), one JSON line per text.
+    Embed(embed::Args),
     /// Print a shell completion script.
     Completions(completions::Args),
 }
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::ValidatePack(args) => validate_pack::run(args),
         Command::Interpret(args) => interpret::run(args),
         Command::Render(args) => render::run(args),
+        Command::Embed(args) => embed::run(args),
         Command::Completions(args) => completions::run(args),
     };
     match result {

@@ -42,6 +42,9 @@ pub struct Args {
     /// Image backend.
     #[arg(long, default_value = "sketch", value_parser = ["sketch", "null"])]
     pub backend: String,
+    /// all-MiniLM-L6-v2 model folder (default: $SQM_EMBED_MODEL, then the Hugging Face hub cache).
+    #[arg(long, value_name = "DIR")]
+    pub embed_model: Option<PathBuf>,
     /// Warm up at start (default all).
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all", value_name = "WHAT")]
     pub warmup: Option<WarmTarget>,
@@ -99,11 +102,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         device: "cpu".into(),
     };
     let backend = crate::render::backend_by_name(&args.backend).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let loader: crate::daemon::scheduler::EmbedLoader = Box::new(|| {
-        Err("the embedding model all-MiniLM-L6-v2 is not available: this build has no embedding backend".to_owned())
+    let explicit = args.embed_model.clone();
+    let loader: crate::daemon::scheduler::EmbedLoader = Box::new(move || {
+        let dir = crate::embed::locate(explicit.as_deref()).map_err(|e| e.to_string())?;
+        tracing::info!(model = %dir.display(), "loading the embedding model");
+        let model = crate::embed::MiniLm::load(&dir, candle_core::Device::Cpu).map_err(|e| e.to_string())?;
+        Ok(Box::new(model) as Box<dyn crate::daemon::scheduler::Embedder>)
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
-    match runtime.block_on(server::run(config, backend, "all-MiniLM-L6-v2".into(), loader)) {
+    match runtime.block_on(server::run(config, backend, crate::embed::MODEL_NAME.into(), loader)) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("error: {e}");

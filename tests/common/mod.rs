@@ -11,6 +11,14 @@ use serde_json::Value;
 
 pub const SQM: &str = env!("CARGO_BIN_EXE_sqm");
 
+/// The embedding model fetched by scripts/setup.sh.
+pub fn embed_model() -> String {
+    let dir = std::env::var("SQM_EMBED_MODEL")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.models/all-MiniLM-L6-v2").to_owned());
+    assert!(Path::new(&dir).join("model.safetensors").is_file(), "no model at {dir}: run scripts/setup.sh");
+    dir
+}
+
 pub struct Daemon {
     pub child: Child,
     pub dir: tempfile::TempDir,
@@ -37,6 +45,8 @@ impl Daemon {
             .env("HOME", dir.path())
             .env("XDG_CACHE_HOME", dir.path().join("cache"))
             .env_remove("SIDEQUEST_GENRE_PACKS")
+            .env_remove("SQM_EMBED_MODEL")
+            .env("HF_HOME", dir.path().join("hf"))
             .env_remove("SIDEQUEST_OUTPUT_DIR")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

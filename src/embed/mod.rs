@@ -1,0 +1,197 @@
+//! Sentence embeddings: all-MiniLM-L6-v2 (a 6-layer BERT) on candle, mean
+//! pooled over the attention mask and L2-normalised, as the reference
+//! sentence-transformers pipeline does (embeddings.md).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{PaddingParams, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+/// The model's name as reported on the wire.
+pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
+/// The Hugging Face hub repository.
+pub const HUB_REPO: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// Output dimension.
+pub const DIM: usize = 384;
+/// Token limit, `[CLS]` and `[SEP]` included.
+pub const MAX_TOKENS: usize = 256;
+
+const FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("{MODEL_NAME} not found: searched {}; run scripts/fetch-embed-model or pass --embed-model DIR", .searched.join(", "))]
+    NotFound { searched: Vec<String> },
+    #[error("cannot load {path}: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("tokenizing failed: {0}")]
+    Tokenize(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+fn has_files(dir: &Path) -> bool {
+    FILES.iter().all(|f| dir.join(f).is_file())
+}
+
+/// The hub cache root: `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+pub fn hub_cache() -> Option<PathBuf> {
+    if let Some(h) = std::env::var_os("HF_HUB_CACHE").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(h));
+    }
+    if let Some(h) = std::env::var_os("HF_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(h).join("hub"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+}
+
+/// The snapshot folder of `repo` in a hub cache, found through `refs/main`.
+pub fn hub_snapshot(cache: &Path, repo: &str) -> Option<PathBuf> {
+    let repo_dir = cache.join(format!("models--{}", repo.replace('/', "--")));
+    let rev = std::fs::read_to_string(repo_dir.join("refs/main")).ok()?;
+    Some(repo_dir.join("snapshots").join(rev.trim()))
+}
+
+/// Finds the model folder: `explicit` (`--embed-model`), then
+/// `$SQM_EMBED_MODEL`, then the Hugging Face hub cache.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
+    let env = std::env::var_os("SQM_EMBED_MODEL").filter(|v| !v.is_empty()).map(PathBuf::from);
+    locate_with(explicit, env.as_deref(), hub_cache().as_deref())
+}
+
+/// [`locate`] with the environment passed in.
+pub fn locate_with(explicit: Option<&Path>, env: Option<&Path>, hub: Option<&Path>) -> Result<PathBuf, EmbedError> {
+    let mut searched = Vec::new();
+    if let Some(dir) = explicit {
+        if has_files(dir) {
+            return Ok(dir.to_path_buf());
+        }
+        searched.push(format!("--embed-model {} (missing {})", dir.display(), missing(dir)));
+    }
+    match env {
+        Some(dir) => {
+            if has_files(dir) {
+                return Ok(dir.to_path_buf());
+            }
+            searched.push(format!("$SQM_EMBED_MODEL={} (missing {})", dir.display(), missing(dir)));
+        }
+        None => searched.push("$SQM_EMBED_MODEL (unset)".into()),
+    }
+    match hub {
+        Some(cache) => {
+            if let Some(snap) = hub_snapshot(cache, HUB_REPO).filter(|d| has_files(d)) {
+                return Ok(snap);
+            }
+            searched.push(format!("{}/models--{}", cache.display(), HUB_REPO.replace('/', "--")));
+        }
+        None => searched.push("the Hugging Face hub cache (no HOME)".into()),
+    }
+    Err(EmbedError::NotFound { searched })
+}
+
+fn missing(dir: &Path) -> String {
+    FILES.iter().filter(|f| !dir.join(f).is_file()).copied().collect::<Vec<_>>().join(", ")
+}
+
+/// The loaded model and tokenizer.
+pub struct MiniLm {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+}
+
+impl MiniLm {
+    /// Loads from a folder holding `config.json`, `tokenizer.json` and
+    /// `model.safetensors`. Errors name the file (and tensor) at fault.
+    pub fn load(dir: &Path, device: Device) -> Result<MiniLm, EmbedError> {
+        let err = |f: &str, message: String| EmbedError::Load { path: dir.join(f), message };
+        let config_text =
+            std::fs::read_to_string(dir.join("config.json")).map_err(|e| err("config.json", e.to_string()))?;
+        let config: Config = serde_json::from_str(&config_text).map_err(|e| err("config.json", e.to_string()))?;
+        let mut tokenizer =
+            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| err("tokenizer.json", e.to_string()))?;
+        // The shipped tokenizer truncates at 128 with fixed padding; the
+        // reference encodes up to 256 tokens and pads per batch.
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_TOKENS,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| err("tokenizer.json", e.to_string()))?;
+        tokenizer.with_padding(None::<PaddingParams>);
+        let weights = dir.join("model.safetensors");
+        // SAFETY: the file is memory-mapped read-only; sqm does not modify
+        // model files while they are loaded.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
+            .map_err(|e| err("model.safetensors", e.to_string()))?;
+        let model = BertModel::load(vb, &config).map_err(|e| err("model.safetensors", e.to_string()))?;
+        Ok(MiniLm { model, tokenizer, device })
+    }
+
+    /// Embeds one text.
+    pub fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        Ok(self.embed_batch(&[text])?.remove(0))
+    }
+
+    /// Embeds many texts in one forward pass (padded to the longest).
+    pub fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings =
+            self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+        let len = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
+        let mut ids = Vec::with_capacity(texts.len() * len);
+        let mut mask = Vec::with_capacity(texts.len() * len);
+        for e in &encodings {
+            let n = e.get_ids().len();
+            ids.extend_from_slice(e.get_ids());
+            ids.extend(std::iter::repeat_n(0u32, len - n));
+            mask.extend(std::iter::repeat_n(1u32, n));
+            mask.extend(std::iter::repeat_n(0u32, len - n));
+        }
+        let infer = |e: candle_core::Error| EmbedError::Inference(e.to_string());
+        let shape = (texts.len(), len);
+        let input_ids = Tensor::from_vec(ids, shape, &self.device).map_err(infer)?;
+        let attention = Tensor::from_vec(mask, shape, &self.device).map_err(infer)?;
+        let token_types = input_ids.zeros_like().map_err(infer)?;
+        let hidden = self.model.forward(&input_ids, &token_types, Some(&attention)).map_err(infer)?;
+        // Mean pooling over real tokens, then L2 normalisation.
+        let mask_f = attention.to_dtype(DType::F32).map_err(infer)?.unsqueeze(2).map_err(infer)?;
+        let summed = hidden.broadcast_mul(&mask_f).map_err(infer)?.sum(1).map_err(infer)?;
+        let counts = mask_f.sum(1).map_err(infer)?.clamp(1e-9f32, f32::MAX).map_err(infer)?;
+        let mean = summed.broadcast_div(&counts).map_err(infer)?;
+        let norms = mean.sqr().map_err(infer)?.sum_keepdim(1).map_err(infer)?.sqrt().map_err(infer)?;
+        let norms = norms.clamp(1e-12f32, f32::MAX).map_err(infer)?;
+        let unit = mean.broadcast_div(&norms).map_err(infer)?;
+        unit.to_device(&Device::Cpu).map_err(infer)?.to_vec2::<f32>().map_err(infer)
+    }
+
+    /// Token count of `text` after truncation, specials included.
+    pub fn token_count(&self, text: &str) -> Result<usize, EmbedError> {
+        let e = self.tokenizer.encode(text, true).map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+        Ok(e.get_ids().len())
+    }
+}
+
+impl crate::daemon::scheduler::Embedder for MiniLm {
+    fn model_name(&self) -> &str {
+        MODEL_NAME
+    }
+
+    fn embed(&mut self, text: &str) -> Result<Vec<f32>, String> {
+        MiniLm::embed(self, text).map_err(|e| e.to_string())
+    }
+}
+
+/// Cosine similarity.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb).max(1e-30)
+}
