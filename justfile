@@ -25,6 +25,7 @@ bench:
     cargo bench --bench interpret
     cargo bench --bench validate
     cargo bench --bench daemon
+    cargo bench --bench embed
 
 # Re-synthesise the example pack's audio and the narration corpus.
 assets:
