@@ -23,7 +23,8 @@ fn main() {
     let t = Instant::now();
     let model = MiniLm::load(&dir, candle_core::Device::Cpu).expect("model (run scripts/fetch-embed-model)");
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
-    let batch: Vec<String> = (0..64).map(|i| format!("Lore entry {i}: the forge-towns trade heat like coin in the long winter.")).collect();
+    let batch: Vec<String> =
+        (0..64).map(|i| format!("Lore entry {i}: the forge-towns trade heat like coin in the long winter.")).collect();
     let batch_refs: Vec<&str> = batch.iter().map(String::as_str).collect();
     for _ in 0..5 {
         model.embed(SENTENCE).unwrap();
@@ -43,8 +44,14 @@ fn main() {
         model.embed_batch(&batch_refs).unwrap();
     }
     let per_s = (64 * rounds) as f64 / t.elapsed().as_secs_f64();
-    println!("embed (all-MiniLM-L6-v2, CPU, {} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    println!("  sqm        load {load_ms:>7.1} ms  single p50 {:>6.2} ms  p90 {:>6.2} ms  batch-64 {:>7.0} texts/s", lat[50], lat[90], per_s);
+    println!(
+        "embed (all-MiniLM-L6-v2, CPU, {} cores)",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    println!(
+        "  sqm        load {load_ms:>7.1} ms  single p50 {:>6.2} ms  p90 {:>6.2} ms  batch-64 {:>7.0} texts/s",
+        lat[50], lat[90], per_s
+    );
 
     let python = std::env::var("SQM_REFERENCE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = format!(
@@ -75,13 +82,19 @@ print(lat[50], lat[90], 64 * 5 / (time.perf_counter() - t))
             let nums: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
             if let [p50, p90, tps] = nums[..] {
                 println!("  reference  (sentence-transformers)  single p50 {p50:>6.2} ms  p90 {p90:>6.2} ms  batch-64 {tps:>7.0} texts/s");
-                println!("  ratio sqm/reference: single-sentence latency {:.2}x, batch throughput {:.2}x", lat[50] / p50, per_s / tps);
+                println!(
+                    "  ratio sqm/reference: single-sentence latency {:.2}x, batch throughput {:.2}x",
+                    lat[50] / p50,
+                    per_s / tps
+                );
             }
         }
         Ok(out) if out.status.code() == Some(3) => {
             println!("  reference  not measured: {python} has no sentence-transformers (set SQM_REFERENCE_PYTHON)")
         }
-        Ok(out) => println!("  reference  failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+        Ok(out) => {
+            println!("  reference  failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))
+        }
         Err(e) => println!("  reference  not measured: cannot run {python}: {e}"),
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::embed::{locate, MiniLm, MODEL_NAME};
+use crate::embed::{resolve, MiniLm, MODEL_NAME};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -32,7 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             anyhow::bail!("text exceeds the 32768-byte UTF-8 limit");
         }
     }
-    let dir = locate(args.embed_model.as_deref())?;
+    let dir = resolve(args.embed_model.as_deref())?;
     let model = MiniLm::load(&dir, candle_core::Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
     for text in &args.texts {
         let started = Instant::now();

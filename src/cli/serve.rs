@@ -104,7 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let backend = crate::render::backend_by_name(&args.backend).map_err(|e| anyhow::anyhow!("{e}"))?;
     let explicit = args.embed_model.clone();
     let loader: crate::daemon::scheduler::EmbedLoader = Box::new(move || {
-        let dir = crate::embed::locate(explicit.as_deref()).map_err(|e| e.to_string())?;
+        let dir = crate::embed::resolve(explicit.as_deref()).map_err(|e| e.to_string())?;
         tracing::info!(model = %dir.display(), "loading the embedding model");
         let model = crate::embed::MiniLm::load(&dir, candle_core::Device::Cpu).map_err(|e| e.to_string())?;
         Ok(Box::new(model) as Box<dyn crate::daemon::scheduler::Embedder>)

@@ -91,6 +91,43 @@ pub fn locate_with(explicit: Option<&Path>, env: Option<&Path>, hub: Option<&Pat
     Err(EmbedError::NotFound { searched })
 }
 
+/// [`locate`], then, unless `HF_HUB_OFFLINE` is set, a download of the
+/// three files from the hub into the hub cache. The error names every place
+/// searched and why the download failed.
+pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
+    let searched = match locate(explicit) {
+        Ok(dir) => return Ok(dir),
+        Err(EmbedError::NotFound { searched }) => searched,
+        Err(other) => return Err(other),
+    };
+    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    if offline {
+        let mut searched = searched;
+        searched.push("hub download (skipped: HF_HUB_OFFLINE is set)".into());
+        return Err(EmbedError::NotFound { searched });
+    }
+    match download() {
+        Ok(dir) => Ok(dir),
+        Err(e) => {
+            let mut searched = searched;
+            searched.push(format!("hub download of {HUB_REPO} ({e})"));
+            Err(EmbedError::NotFound { searched })
+        }
+    }
+}
+
+fn download() -> Result<PathBuf, String> {
+    let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(false).build().map_err(|e| e.to_string())?;
+    let repo = api.model(HUB_REPO.to_owned());
+    let mut dir = None;
+    for f in FILES {
+        let path = repo.get(f).map_err(|e| e.to_string())?;
+        dir = path.parent().map(Path::to_path_buf);
+    }
+    tracing::info!(repo = HUB_REPO, "downloaded the embedding model into the hub cache");
+    dir.ok_or_else(|| "the hub returned no files".to_owned())
+}
+
 fn missing(dir: &Path) -> String {
     FILES.iter().filter(|f| !dir.join(f).is_file()).copied().collect::<Vec<_>>().join(", ")
 }

@@ -47,6 +47,7 @@ impl Daemon {
             .env_remove("SIDEQUEST_GENRE_PACKS")
             .env_remove("SQM_EMBED_MODEL")
             .env("HF_HOME", dir.path().join("hf"))
+            .env("HF_HUB_OFFLINE", "1")
             .env_remove("SIDEQUEST_OUTPUT_DIR")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
