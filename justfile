@@ -26,6 +26,7 @@ bench:
     cargo bench --bench validate
     cargo bench --bench daemon
     cargo bench --bench embed
+    cargo bench --bench render
 
 # Re-synthesise the example pack's audio and the narration corpus.
 assets:

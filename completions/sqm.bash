@@ -257,7 +257,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__render)
-            opts="-v -q -h -V --tier --genre-packs --genre --world --mood --location --character --tag --backend --seed --steps --variant --out --output-dir --dry-run --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --tier --genre-packs --genre --world --mood --location --character --tag --backend --model-dir --quantized --device --seed --steps --variant --out --output-dir --dry-run --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -299,6 +299,14 @@ _sqm() {
                     COMPREPLY=($(compgen -W "sketch null flux" -- "${cur}"))
                     return 0
                     ;;
+                --model-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --device)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --seed)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -327,7 +335,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__serve)
-            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --embed-model --warmup --no-warmup --no-heartbeat --drain-timeout --status --shutdown --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --embed-model --warmup --no-warmup --no-heartbeat --drain-timeout --status --shutdown --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -346,7 +354,15 @@ _sqm() {
                     return 0
                     ;;
                 --backend)
-                    COMPREPLY=($(compgen -W "sketch null" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "sketch null flux" -- "${cur}"))
+                    return 0
+                    ;;
+                --model-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --device)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --embed-model)

@@ -39,13 +39,17 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l socket -d 'Socket path
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l output-dir -d 'Where images are written (default: a new private temp dir)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l genre-packs -d 'Directory of genre packs (default: the built-in example packs)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l backend -d 'Image backend' -r -f -a "sketch\t''
-null\t''"
+null\t''
+flux\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l model-dir -d 'Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l device -d 'Device for flux: cpu, cuda, cuda:N, metal (default: the best available)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l embed-model -d 'all-MiniLM-L6-v2 model folder (default: $SQM_EMBED_MODEL, then the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l warmup -d 'Warm up at start (default all)' -r -f -a "all\t''
 flux\t''
 image\t''
 embed\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l drain-timeout -d 'Seconds running work may take to finish when stopping' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-warmup -d 'Do not warm anything up at start'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-heartbeat -d 'Send no heartbeat event lines (only for clients that read exactly one line per request)'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l status -d 'Ask a running daemon for its status and exit'
@@ -89,11 +93,14 @@ complete -c sqm -n "__fish_sqm_using_subcommand render" -l tag -d 'A tag (repeat
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l backend -d 'Image backend' -r -f -a "sketch\t''
 null\t''
 flux\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l model-dir -d 'Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l device -d 'Device for flux: cpu, cuda, cuda:N, metal (default: the best available)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l seed -d 'Seed (default: derived from the request)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l steps -d 'Denoising steps (default: the tier\'s)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l variant -d 'Flux variant override: dev or schnell' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l out -d 'Where to write the PNG (default: the content-addressed file in the output dir)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l output-dir -d 'Output directory for content-addressed renders' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l dry-run -d 'Print the composed request as JSON and render nothing'
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l json -d 'Print the result as JSON'
 complete -c sqm -n "__fish_sqm_using_subcommand render" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'

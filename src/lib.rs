@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod embed;
+pub mod hub;
 pub mod interpret;
 pub mod pack;
 pub mod prompt;

@@ -97,3 +97,29 @@ fn init_logging(verbose: u8, quiet: u8) {
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
+
+/// Where the flux backend finds its weights and runs (shared by `render`
+/// and `serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FluxArgs {
+    /// Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding
+    /// FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache).
+    #[arg(long, env = "SQM_FLUX_MODEL", value_name = "DIR")]
+    pub model_dir: Option<std::path::PathBuf>,
+    /// Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present.
+    #[arg(long)]
+    pub quantized: bool,
+    /// Device for flux: cpu, cuda, cuda:N, metal (default: the best available).
+    #[arg(long, env = "SQM_DEVICE", default_value = "", hide_default_value = true)]
+    pub device: String,
+}
+
+impl FluxArgs {
+    pub fn options(&self) -> crate::render::flux::FluxOptions {
+        crate::render::flux::FluxOptions {
+            model_dir: self.model_dir.clone(),
+            quantized: self.quantized,
+            device: self.device.clone(),
+        }
+    }
+}

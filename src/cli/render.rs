@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
+use std::io::IsTerminal;
+
 use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::render::backend_by_name;
 use crate::render::pipeline::{execute, prepare, PrepareError, Prepared, RenderRequest};
@@ -41,8 +44,10 @@ pub struct Args {
     #[arg(long = "tag", value_name = "T")]
     pub tags: Vec<String>,
     /// Image backend.
-    #[arg(long, default_value = "sketch", value_parser = ["sketch", "null", "flux"])]
+    #[arg(long, default_value = "sketch", value_parser = crate::render::BACKENDS)]
     pub backend: String,
+    #[command(flatten)]
+    pub flux: super::FluxArgs,
     /// Seed (default: derived from the request).
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<i64>,
@@ -102,24 +107,42 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Err(PrepareError::Compose(e, _)) => bail!("{e}"),
         Err(e) => bail!("{e}"),
     };
-    let mut backend = backend_by_name(&args.backend).map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.dry_run {
         let j = &prepared.job;
         let doc = serde_json::json!({
             "positive_prompt": j.positive_prompt, "negative_prompt": j.negative_prompt, "clip_prompt": prepared.clip_prompt,
             "worker_type": prepared.worker_type, "seed": j.seed, "width": j.width, "height": j.height, "steps": j.steps,
-            "guidance": j.guidance, "model": j.variant.name(), "backend": backend.name(),
+            "guidance": j.guidance, "model": j.variant.name(), "backend": args.backend,
         });
         println!("{}", if args.json { doc.to_string() } else { serde_json::to_string_pretty(&doc)? });
         return Ok(super::exit::OK);
     }
+    let mut backend = backend_by_name(&args.backend, &args.flux.options()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let out_dir = match &args.output_dir {
         Some(d) => d.clone(),
         None => default_output_dir(),
     };
+    // Progress on stderr, only for a person watching (stdout a terminal).
+    let show = !args.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let bar = if show { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    if !backend.is_loaded() {
+        bar.set_message(format!("loading the {} backend", backend.name()));
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    }
     backend.load().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut outcome = execute(&prepared, backend.as_mut(), &out_dir, &mut |_, _| {}, &|| false)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    bar.disable_steady_tick();
+    bar.set_length(prepared.job.steps as u64);
+    bar.set_position(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} steps, {elapsed} (ETA {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("denoising");
+    let mut progress = |step: u32, _steps: u32| bar.set_position(step as u64);
+    let result = execute(&prepared, backend.as_mut(), &out_dir, &mut progress, &|| false);
+    bar.finish_and_clear();
+    let mut outcome = result.map_err(|e| anyhow::anyhow!("{e}"))?;
     if let (Some(target), true) = (&args.out, outcome.image_path != "/dev/null") {
         copy_atomic(std::path::Path::new(&outcome.image_path), target)?;
         let abs = std::path::absolute(target).unwrap_or(target.clone()).display().to_string();

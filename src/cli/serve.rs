@@ -40,8 +40,10 @@ pub struct Args {
     #[arg(long, env = "SIDEQUEST_GENRE_PACKS", value_name = "DIR")]
     pub genre_packs: Option<PathBuf>,
     /// Image backend.
-    #[arg(long, default_value = "sketch", value_parser = ["sketch", "null"])]
+    #[arg(long, default_value = "sketch", value_parser = crate::render::BACKENDS)]
     pub backend: String,
+    #[command(flatten)]
+    pub flux: super::FluxArgs,
     /// all-MiniLM-L6-v2 model folder (default: $SQM_EMBED_MODEL, then the Hugging Face hub cache).
     #[arg(long, value_name = "DIR")]
     pub embed_model: Option<PathBuf>,
@@ -101,7 +103,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
         device: "cpu".into(),
     };
-    let backend = crate::render::backend_by_name(&args.backend).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let backend =
+        crate::render::backend_by_name(&args.backend, &args.flux.options()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let explicit = args.embed_model.clone();
     let loader: crate::daemon::scheduler::EmbedLoader = Box::new(move || {
         let dir = crate::embed::resolve(explicit.as_deref()).map_err(|e| e.to_string())?;

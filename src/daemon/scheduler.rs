@@ -416,7 +416,7 @@ impl RenderLane {
     fn run_warmup(&self, backend: &mut dyn Backend, name: &str, waiters: Vec<Waiter>) {
         let was_warm = backend.is_loaded();
         let started = Instant::now();
-        let result = backend.load();
+        let result = backend.warm_up();
         self.stats.warm.store(backend.is_loaded(), Ordering::Release);
         self.lock().running = None;
         let reply = match result {

@@ -36,23 +36,7 @@ fn has_files(dir: &Path) -> bool {
     FILES.iter().all(|f| dir.join(f).is_file())
 }
 
-/// The hub cache root: `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
-pub fn hub_cache() -> Option<PathBuf> {
-    if let Some(h) = std::env::var_os("HF_HUB_CACHE").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(h));
-    }
-    if let Some(h) = std::env::var_os("HF_HOME").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(h).join("hub"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
-}
-
-/// The snapshot folder of `repo` in a hub cache, found through `refs/main`.
-pub fn hub_snapshot(cache: &Path, repo: &str) -> Option<PathBuf> {
-    let repo_dir = cache.join(format!("models--{}", repo.replace('/', "--")));
-    let rev = std::fs::read_to_string(repo_dir.join("refs/main")).ok()?;
-    Some(repo_dir.join("snapshots").join(rev.trim()))
-}
+pub use crate::hub::{hub_cache, hub_snapshot};
 
 /// Finds the model folder: `explicit` (`--embed-model`), then
 /// `$SQM_EMBED_MODEL`, then the Hugging Face hub cache.
@@ -100,8 +84,7 @@ pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
         Err(EmbedError::NotFound { searched }) => searched,
         Err(other) => return Err(other),
     };
-    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    if offline {
+    if crate::hub::offline() {
         let mut searched = searched;
         searched.push("hub download (skipped: HF_HUB_OFFLINE is set)".into());
         return Err(EmbedError::NotFound { searched });

@@ -5,6 +5,7 @@
 //! flag between steps. [`output`] writes PNGs atomically with their
 //! parameters embedded; [`pipeline`] turns a render request into a job.
 
+pub mod flux;
 pub mod font;
 pub mod null;
 pub mod output;
@@ -76,6 +77,15 @@ pub trait Backend: Send {
     /// fast. Idempotent.
     fn load(&mut self) -> Result<(), RenderError>;
     fn is_loaded(&self) -> bool;
+    /// Loads and primes the backend (the daemon's `warm_up`). By default
+    /// the same as [`Backend::load`].
+    fn warm_up(&mut self) -> Result<(), RenderError> {
+        self.load()
+    }
+    /// The model that renders `job` (for PNG metadata).
+    fn model_for(&self, _job: &RenderJob) -> Option<String> {
+        self.model()
+    }
     /// Renders. `progress(step, steps)` is called after each step; `cancel`
     /// is polled between steps. `Ok(None)` means the backend writes no file
     /// (the null backend).
@@ -113,13 +123,16 @@ pub fn validate_job(job: &RenderJob) -> Result<(), RenderError> {
     Ok(())
 }
 
-/// Builds a backend by name.
-pub fn backend_by_name(name: &str) -> Result<Box<dyn Backend>, RenderError> {
+/// The backends `backend_by_name` knows.
+pub const BACKENDS: [&str; 3] = ["sketch", "null", "flux"];
+
+/// Builds a backend by name. `flux` locates its weights now (and fails
+/// with the places it searched when there are none) but loads them later.
+pub fn backend_by_name(name: &str, flux: &flux::FluxOptions) -> Result<Box<dyn Backend>, RenderError> {
     match name {
         "sketch" => Ok(Box::new(sketch::SketchBackend::default())),
         "null" => Ok(Box::new(null::NullBackend)),
-        other => Err(RenderError::Invalid(format!(
-            "unknown backend '{other}' (available: sketch, null; the flux backend is not built into this binary yet)"
-        ))),
+        "flux" => Ok(Box::new(flux::FluxBackend::new(flux.clone())?)),
+        other => Err(RenderError::Invalid(format!("unknown backend '{other}' (available: sketch, null, flux)"))),
     }
 }

@@ -240,7 +240,7 @@ pub fn execute(
     match backend.render(job, progress, cancel)? {
         None => Ok(outcome("/dev/null".into(), 0, 0, false, started)),
         Some(img) => {
-            let model = backend.model().unwrap_or_else(|| name.clone());
+            let model = backend.model_for(job).unwrap_or_else(|| name.clone());
             let meta = serde_json::json!({"backend": name, "model": model, "job": job, "clip_prompt": prepared.clip_prompt, "worker_type": prepared.worker_type});
             write_png(&path, &img, &parameters_text(job, &model), &meta.to_string())?;
             let abs = std::path::absolute(&path).unwrap_or(path);

@@ -1,0 +1,172 @@
+//! Render speed: the sketch backend end to end per tier (compose, draw,
+//! PNG write), and the flux sampling loop on the tiny model.
+//!
+//! Baselines, run in the same process:
+//! * sketch: writing a blank PNG of the tier's size through the same atomic
+//!   writer, so the ratio is "whole render / bare file write";
+//! * flux: candle's stock `sampling::denoise` loop over the same tiny
+//!   transformer and inputs, so the ratio is the cost of sqm's own loop
+//!   (progress callback, cancel checks, per-step timestep tensors).
+//!
+//! `cargo bench --bench render`
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::flux;
+use sqm::interpret::Tier;
+use sqm::prompt::{StyleSource, Variant};
+use sqm::render::pipeline::{execute, prepare, Prepared, RenderRequest};
+use sqm::render::sketch::SketchBackend;
+use sqm::render::{Backend, Image, RenderJob};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn time_ms(rounds: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    median(
+        (0..rounds)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    )
+}
+
+fn sketch() {
+    let styles = StyleSource::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs"));
+    println!("sketch backend, end to end per tier (median of 15; baseline = blank PNG write of the same size)");
+    println!("  {:<20} {:>10} {:>11} {:>11} {:>7}", "tier", "size", "render ms", "baseline ms", "ratio");
+    for tier in Tier::ALL {
+        let out = tempfile::tempdir().unwrap();
+        let mut seed = 0i64;
+        let mut backend = SketchBackend::default();
+        let mut size = (0, 0);
+        let render = time_ms(15, || {
+            seed += 1; // a new seed each round, so nothing is served from disk
+            let req = RenderRequest {
+                tier: tier.name().into(),
+                subject: "orc warrior at the gate".into(),
+                mood: "ominous".into(),
+                genre: "ashfall".into(),
+                world: "cinder-reach".into(),
+                seed: Some(seed),
+                ..Default::default()
+            };
+            let Ok(Prepared::Job(j)) = prepare(&req, &styles) else { panic!("prepare") };
+            size = (j.job.width, j.job.height);
+            execute(&j, &mut backend, out.path(), &mut |_, _| {}, &|| false).unwrap();
+        });
+        let blank = Image::new(size.0, size.1);
+        let path = out.path().join("blank.png");
+        let base = time_ms(15, || sqm::render::output::write_png(&path, &blank, "x", "{}").unwrap());
+        println!(
+            "  {:<20} {:>10} {:>11.2} {:>11.2} {:>6.2}x",
+            tier.name(),
+            format!("{}x{}", size.0, size.1),
+            render,
+            base,
+            render / base
+        );
+    }
+}
+
+fn flux_tiny() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("FLUX.1-schnell");
+    sqm::render::flux::tiny::write(&root, Variant::Schnell, false).unwrap();
+    let opts = sqm::render::flux::FluxOptions { model_dir: Some(root.clone()), quantized: false, device: "cpu".into() };
+    let files = sqm::render::flux::locate_in(&opts, None).unwrap();
+    let mut b = sqm::render::flux::FluxBackend::from_files(opts, files).unwrap();
+    let t = Instant::now();
+    b.load().unwrap();
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let (w, h) = (256usize, 256usize);
+    let job = |steps| RenderJob {
+        tier: Tier::Portrait,
+        positive_prompt: "an orc warrior at dusk".into(),
+        negative_prompt: String::new(),
+        seed: 1,
+        width: w as u32,
+        height: h as u32,
+        steps,
+        guidance: 0.0,
+        variant: Variant::Schnell,
+        subject: String::new(),
+        mood: String::new(),
+    };
+    let one = time_ms(5, || {
+        b.render(&job(1), &mut |_, _| {}, &|| false).unwrap();
+    });
+    // Per step: the gaps between successive progress callbacks.
+    let mut gaps = Vec::new();
+    for _ in 0..3 {
+        let mut last: Option<Instant> = None;
+        b.render(
+            &job(9),
+            &mut |_, _| {
+                let now = Instant::now();
+                if let Some(l) = last {
+                    gaps.push((now - l).as_secs_f64() * 1e3);
+                }
+                last = Some(now);
+            },
+            &|| false,
+        )
+        .unwrap();
+    }
+    let per_step = median(gaps);
+
+    // Baseline: candle's denoise over the same transformer and inputs.
+    let cfg = flux::model::Config {
+        in_channels: 64,
+        vec_in_dim: 32,
+        context_in_dim: 32,
+        hidden_size: 32,
+        mlp_ratio: 4.0,
+        num_heads: 2,
+        depth: 1,
+        depth_single_blocks: 1,
+        axes_dim: vec![4, 6, 6],
+        theta: 10_000,
+        qkv_bias: true,
+        guidance_embed: false,
+    };
+    let dev = Device::Cpu;
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(&[root.join("flux1-schnell.safetensors")], DType::F32, &dev).unwrap()
+    };
+    let model = flux::model::Flux::new(&cfg, vb).unwrap();
+    let txt = Tensor::randn(0f32, 1., (1, 256, 32), &dev).unwrap();
+    let vec_ = Tensor::randn(0f32, 1., (1, 32), &dev).unwrap();
+    let noise = Tensor::randn(0f32, 1., (1, 16, h / 8, w / 8), &dev).unwrap();
+    let state = flux::sampling::State::new(&txt, &vec_, &noise).unwrap();
+    let ts1 = flux::sampling::get_schedule(1, None);
+    let ts9 = flux::sampling::get_schedule(9, None);
+    let run = |ts: &[f64]| {
+        flux::sampling::denoise(&model, &state.img, &state.img_ids, &state.txt, &state.txt_ids, &state.vec, ts, 0.0)
+            .unwrap();
+    };
+    let b1 = time_ms(7, || run(&ts1));
+    let b9 = time_ms(7, || run(&ts9));
+    let base_step = (b9 - b1) / 8.0;
+    println!();
+    println!("flux, tiny random model (1+1 blocks, width 32), {w}x{h}, CPU f32, median of 5");
+    println!("  load                 {load_ms:>8.1} ms");
+    println!("  render, 1 step       {one:>8.1} ms   (text encoders, noise, 1 step, decode, to RGB)");
+    println!("  per denoising step   {per_step:>8.2} ms   sqm loop");
+    println!("  per denoising step   {base_step:>8.2} ms   candle sampling::denoise (baseline, (9 steps - 1 step) / 8)");
+    println!("  ratio                {:>8.2}x", per_step / base_step);
+}
+
+fn main() {
+    sketch();
+    flux_tiny();
+}

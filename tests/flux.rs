@@ -1,0 +1,325 @@
+//! The flux backend end to end on tiny random weights written at test time
+//! in the real repo layout: loading (local dir, variant subdirs, hub cache,
+//! GGUF), sampling, decoding, PNG output, progress, cancel, and the errors
+//! for missing, truncated and mismatched weight files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sqm::interpret::Tier;
+use sqm::prompt::Variant;
+use sqm::render::flux::{self, FluxBackend, FluxOptions};
+use sqm::render::{Backend, RenderError, RenderJob};
+
+/// One tiny model pair shared by the read-only tests.
+fn shared_root() -> &'static Path {
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        flux::tiny::write(&dir.path().join("FLUX.1-schnell"), Variant::Schnell, true).unwrap();
+        flux::tiny::write(&dir.path().join("FLUX.1-dev"), Variant::Dev, false).unwrap();
+        dir
+    })
+    .path()
+}
+
+fn opts(dir: &Path) -> FluxOptions {
+    FluxOptions { model_dir: Some(dir.to_path_buf()), quantized: false, device: "cpu".into() }
+}
+
+fn backend(dir: &Path) -> FluxBackend {
+    let o = opts(dir);
+    FluxBackend::from_files(o.clone(), flux::locate_in(&o, None).unwrap()).unwrap()
+}
+
+fn job(variant: Variant, seed: u32, steps: u32) -> RenderJob {
+    RenderJob {
+        tier: Tier::Portrait,
+        positive_prompt: "an orc warrior with a torch at dusk".into(),
+        negative_prompt: String::new(),
+        seed,
+        width: 64,
+        height: 48,
+        steps,
+        guidance: 3.5,
+        variant,
+        subject: "orc warrior".into(),
+        mood: "dusk".into(),
+    }
+}
+
+fn render(b: &mut FluxBackend, j: &RenderJob) -> sqm::render::Image {
+    b.render(j, &mut |_, _| {}, &|| false).unwrap().unwrap()
+}
+
+#[test]
+fn renders_deterministically_with_progress_per_step() {
+    let mut b = backend(shared_root());
+    assert_eq!(b.variants(), vec![Variant::Schnell, Variant::Dev]);
+    assert!(!b.is_loaded());
+    let mut calls = Vec::new();
+    let img = b.render(&job(Variant::Schnell, 7, 4), &mut |s, n| calls.push((s, n)), &|| false).unwrap().unwrap();
+    assert!(b.is_loaded());
+    assert_eq!((img.width, img.height, img.rgb.len()), (64, 48, 64 * 48 * 3));
+    assert_eq!(calls, vec![(1, 4), (2, 4), (3, 4), (4, 4)]);
+    // Same seed, same pixels; another seed, other pixels.
+    assert_eq!(render(&mut b, &job(Variant::Schnell, 7, 4)).rgb, img.rgb);
+    let other = render(&mut b, &job(Variant::Schnell, 8, 4));
+    let differing = other.rgb.iter().zip(&img.rgb).filter(|(a, b)| a != b).count();
+    assert!(differing > img.rgb.len() / 4, "only {differing} bytes differ");
+    // The image is not flat: the decoder produced structure, not a constant.
+    let distinct: std::collections::BTreeSet<u8> = img.rgb.iter().copied().collect();
+    assert!(distinct.len() > 16, "{} distinct values", distinct.len());
+    // Dev (guidance embedding, shifted schedule) renders too, differently.
+    let dev = render(&mut b, &job(Variant::Dev, 7, 3));
+    assert_ne!(dev.rgb, img.rgb);
+    // Guidance matters for dev only.
+    let mut g = job(Variant::Dev, 7, 3);
+    g.guidance = 1.0;
+    assert_ne!(render(&mut b, &g).rgb, dev.rgb);
+    let mut g = job(Variant::Schnell, 7, 4);
+    g.guidance = 1.0;
+    assert_eq!(render(&mut b, &g).rgb, img.rgb);
+}
+
+#[test]
+fn prompt_changes_the_image() {
+    let mut b = backend(shared_root());
+    let a = render(&mut b, &job(Variant::Schnell, 1, 2));
+    let mut j = job(Variant::Schnell, 1, 2);
+    j.positive_prompt = "a ruined chapel in the snow".into();
+    assert_ne!(render(&mut b, &j).rgb, a.rgb);
+}
+
+#[test]
+fn cancel_between_steps() {
+    let mut b = backend(shared_root());
+    let steps = std::cell::Cell::new(0);
+    let err = b.render(&job(Variant::Schnell, 1, 4), &mut |s, _| steps.set(s), &|| steps.get() >= 2).unwrap_err();
+    assert!(matches!(err, RenderError::Cancelled), "{err}");
+    assert_eq!(steps.get(), 2);
+    // The backend stays usable.
+    render(&mut b, &job(Variant::Schnell, 1, 1));
+}
+
+#[test]
+fn pipeline_writes_png_with_flux_metadata() {
+    use sqm::render::pipeline::{execute, PreparedJob};
+    let mut b = backend(shared_root());
+    let out = tempfile::tempdir().unwrap();
+    let prepared =
+        PreparedJob { job: job(Variant::Schnell, 5, 2), clip_prompt: String::new(), worker_type: "flux".into() };
+    let o = execute(&prepared, &mut b, out.path(), &mut |_, _| {}, &|| false).unwrap();
+    assert!(!o.cached);
+    assert_eq!((o.width, o.height, o.backend.as_str()), (64, 48, "flux"));
+    let (w, h, text) = sqm::render::output::read_png_text(Path::new(&o.image_path)).unwrap();
+    assert_eq!((w, h), (64, 48));
+    let params = &text.iter().find(|(k, _)| k == "parameters").unwrap().1;
+    assert!(params.contains("Steps: 2, Sampler: Euler"), "{params}");
+    assert!(params.contains("Seed: 5, Size: 64x48, Model: flux1-schnell"), "{params}");
+    let again = execute(&prepared, &mut b, out.path(), &mut |_, _| panic!("no steps when cached"), &|| false).unwrap();
+    assert!(again.cached);
+}
+
+#[test]
+fn gguf_transformer_renders_close_to_full_precision() {
+    let root = shared_root().join("FLUX.1-schnell");
+    let o = FluxOptions { quantized: true, ..opts(&root) };
+    let files = flux::locate_in(&o, None).unwrap();
+    assert!(matches!(files[0].transformer, flux::files::TransformerFile::Gguf(_)));
+    assert_eq!(files[0].model_name(), "flux1-schnell-tiny-q8_0");
+    let mut q = FluxBackend::from_files(o, files).unwrap();
+    let qi = render(&mut q, &job(Variant::Schnell, 3, 2));
+    let fi = render(&mut backend(&root), &job(Variant::Schnell, 3, 2));
+    assert_eq!(qi.rgb.len(), fi.rgb.len());
+    // Q8_0 is close to f32: a small mean absolute difference per byte.
+    let mad = qi.rgb.iter().zip(&fi.rgb).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / qi.rgb.len() as f64;
+    assert!(mad < 8.0, "mean abs difference {mad}");
+}
+
+/// Copies the schnell tiny model into a fresh folder for a test to break.
+fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("m");
+    flux::tiny::write(&root, Variant::Schnell, false).unwrap();
+    (dir, root)
+}
+
+fn load_err(root: &Path) -> String {
+    let o = opts(root);
+    match flux::locate_in(&o, None) {
+        Err(e) => e.to_string(),
+        Ok(files) => {
+            let mut b = FluxBackend::from_files(o, files).unwrap();
+            b.load().unwrap_err().to_string()
+        }
+    }
+}
+
+#[test]
+fn missing_files_are_named() {
+    let (_d, root) = scratch();
+    std::fs::remove_file(root.join("ae.safetensors")).unwrap();
+    std::fs::remove_file(root.join("tokenizer_2/tokenizer.json")).unwrap();
+    let e = load_err(&root);
+    assert!(e.contains("missing ae.safetensors, tokenizer_2/tokenizer.json"), "{e}");
+    assert!(e.contains("huggingface-cli download"), "{e}");
+    let empty = tempfile::tempdir().unwrap();
+    let e = load_err(empty.path());
+    assert!(e.starts_with("backend 'flux' failed: no Flux weights found"), "{e}");
+}
+
+#[test]
+fn truncated_file_is_named() {
+    let (_d, root) = scratch();
+    let path = root.join("flux1-schnell.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    let e = load_err(&root);
+    assert!(e.contains("flux1-schnell.safetensors: truncated"), "{e}");
+    std::fs::write(&path, b"not a model").unwrap();
+    let e = load_err(&root);
+    assert!(e.contains("flux1-schnell.safetensors: not a safetensors file"), "{e}");
+}
+
+#[test]
+fn missing_and_mismatched_tensors_are_named() {
+    let (_d, root) = scratch();
+    // Drop one tensor from the transformer.
+    let path = root.join("flux1-schnell.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    tensors.remove("final_layer.linear.weight").unwrap();
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let e = load_err(&root);
+    assert!(e.contains("flux1-schnell.safetensors") && e.contains("final_layer.linear.weight"), "{e}");
+
+    // A config that disagrees with the weights' shapes.
+    let (_d, root) = scratch();
+    let cfg = root.join("transformer/config.json");
+    let original = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, original.replace("\"num_attention_heads\": 2", "\"num_attention_heads\": 4")).unwrap();
+    let e = load_err(&root);
+    assert!(e.contains("flux1-schnell.safetensors: shape mismatch for img_in.weight"), "{e}");
+    let axes = serde_json::to_string_pretty(&serde_json::json!([4, 6, 6])).unwrap();
+    std::fs::write(&cfg, original.replace(&axes.replace('\n', "\n  "), "[4, 4, 4]")).unwrap();
+    let e = load_err(&root);
+    assert!(e.contains("axes_dims_rope [4, 4, 4] must add up to attention_head_dim 16"), "{e}");
+
+    // A T5 whose width does not match what the transformer reads.
+    let (_d, root) = scratch();
+    let cfg = root.join("transformer/config.json");
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replace("\"joint_attention_dim\": 32", "\"joint_attention_dim\": 64");
+    std::fs::write(&cfg, text).unwrap();
+    let e = load_err(&root);
+    assert!(e.contains("text features of width 64 (T5)"), "{e}");
+}
+
+#[test]
+fn hub_cache_layout_is_found() {
+    let hub = tempfile::tempdir().unwrap();
+    let repo = hub.path().join("models--black-forest-labs--FLUX.1-schnell");
+    let snap = repo.join("snapshots/0123abcd");
+    flux::tiny::write(&snap, Variant::Schnell, false).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd\n").unwrap();
+    let o = FluxOptions { model_dir: None, quantized: false, device: "cpu".into() };
+    let files = flux::locate_in(&o, Some(hub.path().to_path_buf())).unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].root, snap);
+    let mut b = FluxBackend::from_files(o, files).unwrap();
+    // Dev is asked for but only schnell is cached: it renders with schnell.
+    let img = render(&mut b, &job(Variant::Dev, 1, 1));
+    assert_eq!((img.width, img.height), (64, 48));
+}
+
+#[test]
+fn bad_jobs_are_refused_before_loading() {
+    let mut b = backend(shared_root());
+    for (w, h, steps) in [(0, 64, 1), (64, 50, 1), (8192, 64, 1), (64, 64, 0), (64, 64, 10_000)] {
+        let mut j = job(Variant::Schnell, 1, steps);
+        (j.width, j.height) = (w, h);
+        let e = b.render(&j, &mut |_, _| {}, &|| false).unwrap_err();
+        assert!(matches!(e, RenderError::Invalid(_)), "{e}");
+    }
+    assert!(!b.is_loaded());
+}
+
+#[test]
+fn schedules() {
+    let s = flux::schedule(4, Variant::Schnell, 4096);
+    assert_eq!(s, vec![1.0, 0.75, 0.5, 0.25, 0.0]);
+    let d = flux::schedule(4, Variant::Dev, 4096);
+    assert_eq!((d[0], d[4]), (1.0, 0.0));
+    // Shifted towards high noise: every inner step is later than linear.
+    assert!(d[1..4].iter().zip(&s[1..4]).all(|(a, b)| a > b), "{d:?}");
+    assert!(d.windows(2).all(|w| w[0] > w[1]));
+}
+
+#[test]
+fn cli_renders_with_flux_and_dry_runs_without_weights() {
+    let out = tempfile::tempdir().unwrap();
+    let png = out.path().join("orc.png");
+    let o = Command::new(common::SQM)
+        .args(["render", "--backend", "flux", "--device", "cpu", "--tier", "text_overlay", "--steps", "1", "--json"])
+        .arg("--model-dir")
+        .arg(shared_root())
+        .arg("--out")
+        .arg(&png)
+        .arg("--output-dir")
+        .arg(out.path().join("cache"))
+        .arg("a sign over the market")
+        .env_remove("SIDEQUEST_GENRE_PACKS")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", out.path().join("hf"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["backend"], "flux");
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(768), Some(512)));
+    let (w, h, _) = sqm::render::output::read_png_text(&png).unwrap();
+    assert_eq!((w, h), (768, 512));
+
+    // No weights: a clear error; dry runs need none.
+    let o = Command::new(common::SQM)
+        .args(["render", "--backend", "flux", "--tier", "portrait", "orc"])
+        .env("HF_HOME", out.path().join("hf"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("SQM_FLUX_MODEL")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no Flux weights found"), "{err}");
+    let o = Command::new(common::SQM)
+        .args(["render", "--backend", "flux", "--tier", "portrait", "--dry-run", "--json", "orc"])
+        .env("HF_HOME", out.path().join("hf"))
+        .env_remove("SQM_FLUX_MODEL")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["backend"].as_str(), v["model"].as_str()), (Some("flux"), Some("schnell")));
+}
+
+#[test]
+fn daemon_warms_up_and_renders_with_flux() {
+    let root = shared_root().to_str().unwrap().to_owned();
+    let d = common::Daemon::start(&["--backend", "flux", "--model-dir", &root, "--device", "cpu", "--no-warmup"]);
+    let r = d.call(r#"{"id":1,"method":"warm_up","params":{"worker":"flux"}}"#);
+    assert_eq!(r["result"]["workers"]["flux"]["status"], "warm", "{r}");
+    assert_eq!(r["result"]["workers"]["flux"]["backend"], "flux", "{r}");
+    let r = d.call(
+        r#"{"id":2,"method":"render","params":{"tier":"text_overlay","positive_prompt":"a sign over the market","seed":3}}"#,
+    );
+    assert_eq!(r["result"]["width"], 768, "{r}");
+    assert_eq!(r["result"]["backend"], "flux", "{r}");
+    let path = r["result"]["image_path"].as_str().unwrap();
+    let (w, h, text) = sqm::render::output::read_png_text(Path::new(path)).unwrap();
+    assert_eq!((w, h), (768, 512));
+    assert!(text.iter().any(|(k, v)| k == "parameters" && v.contains("Model: flux1-schnell")));
+}
