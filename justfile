@@ -27,6 +27,7 @@ bench:
     cargo bench --bench daemon
     cargo bench --bench embed
     cargo bench --bench render
+    cargo bench --bench prerender
 
 # Re-synthesise the example pack's audio and the narration corpus.
 assets:

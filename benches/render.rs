@@ -162,7 +162,9 @@ fn flux_tiny() {
     println!("  load                 {load_ms:>8.1} ms");
     println!("  render, 1 step       {one:>8.1} ms   (text encoders, noise, 1 step, decode, to RGB)");
     println!("  per denoising step   {per_step:>8.2} ms   sqm loop");
-    println!("  per denoising step   {base_step:>8.2} ms   candle sampling::denoise (baseline, (9 steps - 1 step) / 8)");
+    println!(
+        "  per denoising step   {base_step:>8.2} ms   candle sampling::denoise (baseline, (9 steps - 1 step) / 8)"
+    );
     println!("  ratio                {:>8.2}x", per_step / base_step);
 }
 

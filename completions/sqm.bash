@@ -28,6 +28,9 @@ _sqm() {
             sqm,interpret)
                 cmd="sqm__subcmd__interpret"
                 ;;
+            sqm,prerender-pack)
+                cmd="sqm__subcmd__prerender__subcmd__pack"
+                ;;
             sqm,render)
                 cmd="sqm__subcmd__render"
                 ;;
@@ -49,6 +52,9 @@ _sqm() {
             sqm__subcmd__help,interpret)
                 cmd="sqm__subcmd__help__subcmd__interpret"
                 ;;
+            sqm__subcmd__help,prerender-pack)
+                cmd="sqm__subcmd__help__subcmd__prerender__subcmd__pack"
+                ;;
             sqm__subcmd__help,render)
                 cmd="sqm__subcmd__help__subcmd__render"
                 ;;
@@ -65,7 +71,7 @@ _sqm() {
 
     case "${cmd}" in
         sqm)
-            opts="-v -q -h -V --verbose --quiet --help --version serve validate-pack interpret render embed completions help"
+            opts="-v -q -h -V --verbose --quiet --help --version serve validate-pack interpret render prerender-pack embed completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -111,7 +117,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__help)
-            opts="serve validate-pack interpret render embed completions help"
+            opts="serve validate-pack interpret render prerender-pack embed completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -167,6 +173,20 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__help__subcmd__interpret)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sqm__subcmd__help__subcmd__prerender__subcmd__pack)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -246,6 +266,44 @@ _sqm() {
                     return 0
                     ;;
                 --character)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sqm__subcmd__prerender__subcmd__pack)
+            opts="-j -v -q -h -V --out --backend --model-dir --quantized --device --jobs --dry-run --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backend)
+                    COMPREPLY=($(compgen -W "sketch null flux" -- "${cur}"))
+                    return 0
+                    ;;
+                --model-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --device)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

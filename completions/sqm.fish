@@ -32,6 +32,7 @@ complete -c sqm -n "__fish_sqm_needs_command" -f -a "serve" -d 'Run the media da
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "render" -d 'Render one image (tier table, pack style, deterministic seed)'
+complete -c sqm -n "__fish_sqm_needs_command" -f -a "prerender-pack" -d 'Render and analyse a whole genre pack (portraits, landscapes, covers, audio loudness)'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "embed" -d 'Sentence embeddings (all-MiniLM-L6-v2), one JSON line per text'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -107,6 +108,20 @@ complete -c sqm -n "__fish_sqm_using_subcommand render" -s v -l verbose -d 'More
 complete -c sqm -n "__fish_sqm_using_subcommand render" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
 complete -c sqm -n "__fish_sqm_using_subcommand render" -s h -l help -d 'Print help'
 complete -c sqm -n "__fish_sqm_using_subcommand render" -s V -l version -d 'Print version'
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l out -d 'Output folder (default: <PACK>/.cache/prerender)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l backend -d 'Image backend' -r -f -a "sketch\t''
+null\t''
+flux\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l model-dir -d 'Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l device -d 'Device for flux: cpu, cuda, cuda:N, metal (default: the best available)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s j -l jobs -d 'Parallel workers for CPU work (sketch renders, loudness); flux renders one at a time' -r
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l dry-run -d 'Print the plan (what would run, what is up to date) and do nothing'
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l json -d 'Machine-readable output: the plan, or the summary'
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s h -l help -d 'Print help'
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s V -l version -d 'Print version'
 complete -c sqm -n "__fish_sqm_using_subcommand embed" -l embed-model -d 'Model folder (default: $SQM_EMBED_MODEL, then the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand embed" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
 complete -c sqm -n "__fish_sqm_using_subcommand embed" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
@@ -116,10 +131,11 @@ complete -c sqm -n "__fish_sqm_using_subcommand completions" -s v -l verbose -d 
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "serve" -d 'Run the media daemon on a Unix socket (or query/stop a running one)'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "render" -d 'Render one image (tier table, pack style, deterministic seed)'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "embed" -d 'Sentence embeddings (all-MiniLM-L6-v2), one JSON line per text'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render embed completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "serve" -d 'Run the media daemon on a Unix socket (or query/stop a running one)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "render" -d 'Render one image (tier table, pack style, deterministic seed)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "prerender-pack" -d 'Render and analyse a whole genre pack (portraits, landscapes, covers, audio loudness)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "embed" -d 'Sentence embeddings (all-MiniLM-L6-v2), one JSON line per text'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -11,5 +11,6 @@ pub mod embed;
 pub mod hub;
 pub mod interpret;
 pub mod pack;
+pub mod prerender;
 pub mod prompt;
 pub mod render;

@@ -9,6 +9,7 @@ pub mod completions;
 pub mod docs;
 pub mod embed;
 pub mod interpret;
+pub mod prerender_pack;
 pub mod render;
 pub mod serve;
 pub mod validate_pack;
@@ -56,6 +57,8 @@ pub enum Command {
     Interpret(interpret::Args),
     /// Render one image (tier table, pack style, deterministic seed).
     Render(render::Args),
+    /// Render and analyse a whole genre pack (portraits, landscapes, covers, audio loudness).
+    PrerenderPack(prerender_pack::Args),
     /// Sentence embeddings (all-MiniLM-L6-v2), one JSON line per text.
     Embed(embed::Args),
     /// Print a shell completion script.
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Interpret(args) => interpret::run(args),
         Command::Render(args) => render::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::PrerenderPack(args) => prerender_pack::run(args),
         Command::Completions(args) => completions::run(args),
     };
     match result {

@@ -1,0 +1,393 @@
+//! Batch work over a whole genre pack: every portrait, landscape and cover
+//! the pack implies, and a loudness analysis of every audio file, written
+//! under one output folder with a `manifest.json`.
+//!
+//! Runs are incremental and resumable. Every job has a content key (the
+//! render key of its composed request, or the hash of its audio bytes); a
+//! job whose key matches the manifest and whose file is intact is skipped.
+//! Files are written atomically and the manifest is rewritten (atomically)
+//! after every finished job, so an interrupted run loses at most the jobs
+//! that were running. A lock file keeps two runs out of one folder.
+
+pub mod loudness;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::render::output::{parameters_text, write_png};
+use crate::render::{Backend, RenderError};
+pub use loudness::Loudness;
+pub use plan::{plan, Job, Work};
+
+/// The manifest file name inside the output folder.
+pub const MANIFEST: &str = "manifest.json";
+const LOCK: &str = ".prerender.lock";
+
+/// One finished job in the manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: String,
+    pub key: String,
+    /// The output file relative to the output folder (images), or the audio
+    /// file relative to the pack (loudness).
+    pub file: String,
+    /// SHA-256 of the output PNG, or of the audio file.
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness: Option<Loudness>,
+}
+
+/// `manifest.json`: job id → entry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub genre: String,
+    pub jobs: BTreeMap<String, Entry>,
+}
+
+impl Manifest {
+    /// Reads a manifest; a missing file is an empty manifest.
+    pub fn load(path: &Path) -> Result<Manifest, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a valid manifest: {e}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest { version: 1, ..Default::default() }),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Writes atomically (temp file + rename).
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+        let mut tmp = tempfile::Builder::new().prefix(".manifest-").tempfile_in(dir).map_err(err)?;
+        let mut text = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        text.push(b'\n');
+        tmp.write_all(&text).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        tmp.persist(path).map_err(|e| err(e.error))?;
+        Ok(())
+    }
+
+    /// The playback gain (dB) the manifest gives an audio file, by its path
+    /// relative to the pack.
+    pub fn gain_db(&self, rel: &str) -> Option<f64> {
+        self.jobs.get(&format!("loudness/{rel}")).and_then(|e| e.loudness.as_ref()).map(|l| l.gain_db)
+    }
+}
+
+/// The default output folder: `<pack>/.cache/prerender`.
+pub fn default_out(pack_dir: &Path) -> PathBuf {
+    pack_dir.join(".cache").join("prerender")
+}
+
+/// Holds the output folder's lock file for as long as it lives.
+pub struct OutputLock {
+    path: PathBuf,
+}
+
+impl OutputLock {
+    /// Creates `<out>/.prerender.lock` with our pid. A lock whose process is
+    /// gone is taken over; a live one is refused.
+    pub fn acquire(out: &Path) -> Result<OutputLock, String> {
+        std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+        let path = out.join(LOCK);
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    let _ = writeln!(f, "{}", std::process::id());
+                    return Ok(OutputLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<i32>().ok());
+                    // SAFETY: kill with signal 0 only checks that the process exists.
+                    let alive = pid.is_some_and(|p| p > 0 && unsafe { libc::kill(p, 0) } == 0);
+                    if alive {
+                        return Err(format!(
+                            "{} is in use by another prerender run (pid {}); wait for it or remove {}",
+                            out.display(),
+                            pid.unwrap_or(0),
+                            path.display()
+                        ));
+                    }
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => return Err(format!("cannot write in {}: {e}", out.display())),
+            }
+        }
+        Err(format!("cannot take the lock {}", path.display()))
+    }
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// How a job ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    Done { id: String, ms: u64 },
+    Skipped { id: String },
+    Failed { id: String, reason: String },
+}
+
+/// Totals of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Summary {
+    pub done: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Progress events for a UI.
+pub trait Progress: Sync {
+    fn job_started(&self, _id: &str, _steps: u32) {}
+    fn job_step(&self, _id: &str, _step: u32, _steps: u32) {}
+    fn job_finished(&self, _outcome: &Outcome) {}
+}
+
+/// No progress display.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// Where an image job's file goes: `<out>/<id>.png`.
+pub fn image_path(out: &Path, id: &str) -> PathBuf {
+    out.join(format!("{id}.png"))
+}
+
+fn sha256_file(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// Whether the manifest already holds this job's result, intact.
+pub fn is_current(job: &Job, manifest: &Manifest, out: &Path) -> bool {
+    let Some(e) = manifest.jobs.get(&job.id) else { return false };
+    if e.key != job.key {
+        return false;
+    }
+    match &job.work {
+        Work::Image(_) => sha256_file(&out.join(&e.file)).is_some_and(|h| h == e.hash),
+        Work::Loudness { .. } => e.loudness.is_some(),
+    }
+}
+
+/// Makes a fresh backend for a worker thread.
+pub type BackendFactory<'a> = &'a (dyn Fn() -> Result<Box<dyn Backend>, RenderError> + Sync);
+
+/// Runs `jobs` into `out`. Image jobs run on `parallel` workers when the
+/// backend is CPU-bound and may be duplicated (`parallel > 1`), else one at
+/// a time on one backend; loudness jobs always run in parallel. The
+/// manifest is saved after every job. Returns the summary.
+pub fn execute(
+    jobs: &[Job],
+    genre: &str,
+    out: &Path,
+    make_backend: BackendFactory,
+    parallel: usize,
+    progress: &dyn Progress,
+) -> Result<Summary, String> {
+    let manifest_path = out.join(MANIFEST);
+    let mut manifest = Manifest::load(&manifest_path)?;
+    manifest.version = 1;
+    manifest.genre = genre.to_owned();
+    let manifest = Mutex::new(manifest);
+    let outcomes = Mutex::new(Vec::new());
+
+    let finish = |outcome: Outcome, entry: Option<(String, Entry)>| -> Result<(), String> {
+        progress.job_finished(&outcome);
+        if let Some((id, entry)) = entry {
+            let mut m = manifest.lock().expect("manifest lock");
+            // The old file of a re-rendered job goes, unless another job uses it.
+            if let Some(old) = m.jobs.get(&id) {
+                if old.kind != "loudness" && old.file != entry.file {
+                    let shared = m.jobs.iter().any(|(k, e)| k != &id && e.file == old.file);
+                    if !shared {
+                        let _ = std::fs::remove_file(out.join(&old.file));
+                    }
+                }
+            }
+            m.jobs.insert(id, entry);
+            m.save(&manifest_path)?;
+        }
+        outcomes.lock().expect("outcomes lock").push(outcome);
+        Ok(())
+    };
+
+    let (images, audio): (Vec<&Job>, Vec<&Job>) = jobs.iter().partition(|j| matches!(j.work, Work::Image(_)));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(parallel.max(1))
+        .build()
+        .map_err(|e| format!("cannot start workers: {e}"))?;
+    let snapshot = manifest.lock().expect("manifest lock").clone();
+    let pending = |j: &&Job| {
+        if is_current(j, &snapshot, out) {
+            let o = Outcome::Skipped { id: j.id.clone() };
+            progress.job_finished(&o);
+            outcomes.lock().expect("outcomes lock").push(o);
+            false
+        } else {
+            true
+        }
+    };
+    let images: Vec<&Job> = images.into_iter().filter(pending).collect();
+    let audio: Vec<&Job> = audio.into_iter().filter(pending).collect();
+
+    let run_images = |chunk: &[&Job]| -> Result<(), String> {
+        let mut backend: Option<Box<dyn Backend>> = None;
+        for job in chunk {
+            let b = match &mut backend {
+                Some(b) => b,
+                None => match make_backend() {
+                    Ok(b) => backend.insert(b),
+                    Err(e) => {
+                        finish(Outcome::Failed { id: job.id.clone(), reason: e.to_string() }, None)?;
+                        continue;
+                    }
+                },
+            };
+            let (outcome, entry) = run_image(job, b.as_mut(), out, progress);
+            finish(outcome, entry)?;
+        }
+        Ok(())
+    };
+    pool.install(|| -> Result<(), String> {
+        let workers = parallel.max(1);
+        let image_part = || -> Result<(), String> {
+            if workers == 1 {
+                run_images(&images)
+            } else {
+                // Deal the jobs round-robin so each worker keeps one backend.
+                let lanes: Vec<Vec<&Job>> =
+                    (0..workers).map(|w| images.iter().skip(w).step_by(workers).copied().collect()).collect();
+                lanes.par_iter().map(|lane| run_images(lane)).collect::<Result<Vec<()>, String>>().map(|_| ())
+            }
+        };
+        let audio_part = || -> Result<(), String> {
+            audio
+                .par_iter()
+                .map(|job| {
+                    let (outcome, entry) = run_loudness(job, progress);
+                    finish(outcome, entry)
+                })
+                .collect::<Result<Vec<()>, String>>()
+                .map(|_| ())
+        };
+        let (a, b) = rayon::join(image_part, audio_part);
+        a.and(b)
+    })?;
+
+    let mut outcomes = outcomes.into_inner().expect("outcomes lock");
+    let order: BTreeMap<&str, usize> = jobs.iter().enumerate().map(|(i, j)| (j.id.as_str(), i)).collect();
+    let id_of = |o: &Outcome| match o {
+        Outcome::Done { id, .. } | Outcome::Skipped { id } | Outcome::Failed { id, .. } => id.clone(),
+    };
+    outcomes.sort_by_key(|o| order.get(id_of(o).as_str()).copied().unwrap_or(usize::MAX));
+    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    Ok(Summary {
+        done: count(|o| matches!(o, Outcome::Done { .. })),
+        skipped: count(|o| matches!(o, Outcome::Skipped { .. })),
+        failed: count(|o| matches!(o, Outcome::Failed { .. })),
+        outcomes,
+    })
+}
+
+fn run_image(
+    job: &Job,
+    backend: &mut dyn Backend,
+    out: &Path,
+    progress: &dyn Progress,
+) -> (Outcome, Option<(String, Entry)>) {
+    let Work::Image(prepared) = &job.work else { unreachable!("image jobs only") };
+    let started = std::time::Instant::now();
+    let j = &prepared.job;
+    progress.job_started(&job.id, j.steps);
+    let fail = |reason: String| (Outcome::Failed { id: job.id.clone(), reason }, None);
+    if let Err(e) = backend.load() {
+        return fail(e.to_string());
+    }
+    let img = match backend.render(j, &mut |s, n| progress.job_step(&job.id, s, n), &|| false) {
+        Ok(Some(img)) => img,
+        Ok(None) => return fail(format!("the {} backend writes no images", backend.name())),
+        Err(e) => return fail(e.to_string()),
+    };
+    let path = image_path(out, &job.id);
+    let model = backend.model_for(j).unwrap_or_else(|| backend.name().to_owned());
+    let meta = serde_json::json!({"backend": backend.name(), "model": model, "job": j, "prerender_id": job.id});
+    if let Err(e) = write_png(&path, &img, &parameters_text(j, &model), &meta.to_string()) {
+        return fail(e.to_string());
+    }
+    let Some(hash) = sha256_file(&path) else { return fail(format!("cannot read back {}", path.display())) };
+    let entry = Entry {
+        kind: job.kind.to_owned(),
+        key: job.key.clone(),
+        file: format!("{}.png", job.id),
+        hash,
+        prompt: Some(j.positive_prompt.clone()),
+        negative_prompt: Some(j.negative_prompt.clone()),
+        seed: Some(j.seed),
+        backend: Some(backend.name().to_owned()),
+        model: Some(model),
+        width: Some(img.width),
+        height: Some(img.height),
+        loudness: None,
+    };
+    (Outcome::Done { id: job.id.clone(), ms: started.elapsed().as_millis() as u64 }, Some((job.id.clone(), entry)))
+}
+
+fn run_loudness(job: &Job, progress: &dyn Progress) -> (Outcome, Option<(String, Entry)>) {
+    let Work::Loudness { path, rel, target_lufs } = &job.work else { unreachable!("loudness jobs only") };
+    let started = std::time::Instant::now();
+    progress.job_started(&job.id, 1);
+    let result = loudness::analyse(path, *target_lufs);
+    progress.job_step(&job.id, 1, 1);
+    match result {
+        Ok(l) => {
+            let entry = Entry {
+                kind: "loudness".into(),
+                key: job.key.clone(),
+                file: rel.clone(),
+                hash: sha256_file(path).unwrap_or_default(),
+                prompt: None,
+                negative_prompt: None,
+                seed: None,
+                backend: None,
+                model: None,
+                width: None,
+                height: None,
+                loudness: Some(l),
+            };
+            (
+                Outcome::Done { id: job.id.clone(), ms: started.elapsed().as_millis() as u64 },
+                Some((job.id.clone(), entry)),
+            )
+        }
+        Err(reason) => (Outcome::Failed { id: job.id.clone(), reason: format!("{rel}: {reason}") }, None),
+    }
+}
