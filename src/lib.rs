@@ -14,3 +14,5 @@ pub mod pack;
 pub mod prerender;
 pub mod prompt;
 pub mod render;
+#[cfg(feature = "otlp")]
+pub mod telemetry;

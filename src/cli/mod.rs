@@ -78,6 +78,8 @@ pub fn main() -> ExitCode {
         Command::PrerenderPack(args) => prerender_pack::run(args),
         Command::Completions(args) => completions::run(args),
     };
+    #[cfg(feature = "otlp")]
+    crate::telemetry::shutdown();
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -98,8 +100,16 @@ fn init_logging(verbose: u8, quiet: u8) {
         _ => "off",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("sqm={level}")));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
+    let registry = tracing_subscriber::registry().with(fmt);
+    // Exported spans are independent of the console level: request spans
+    // are info-level, so the exporter sees them even at the default -q/-v.
+    #[cfg(feature = "otlp")]
+    let registry = registry.with(crate::telemetry::layer().map(|l| l.with_filter(EnvFilter::new("sqm=info"))));
+    let _ = registry.try_init();
 }
 
 /// Where the flux backend finds its weights and runs (shared by `render`

@@ -16,6 +16,12 @@ use crate::render::pipeline::{prepare, PrepareError, Prepared};
 /// Requests answered on the spot, without a task: `ping`, `status`,
 /// `cancel` and unknown methods.
 pub fn quick_reply(req: &Request, ctx: &Ctx) -> Option<Vec<Outgoing>> {
+    if matches!(req.method.as_str(), "shutdown" | "warm_up" | "render" | "embed") {
+        return None;
+    }
+    // The same per-request span as the slow path (free when disabled).
+    let span = tracing::info_span!("request", method = %req.method, id = %req.id, inline = true);
+    let _enter = span.enter();
     let result = match req.method.as_str() {
         "ping" => Ok(json!({"status": "ok"})),
         "status" => Ok(ctx.status()),
@@ -26,7 +32,10 @@ pub fn quick_reply(req: &Request, ctx: &Ctx) -> Option<Vec<Outgoing>> {
         "shutdown" | "warm_up" | "render" | "embed" => return None,
         other => Err(WireError::new(Code::UnknownMethod, format!("Unknown: {other}"))),
     };
-    tracing::debug!(method = %req.method, id = %req.id, "answered inline");
+    match &result {
+        Ok(_) => tracing::debug!("ok"),
+        Err(e) => tracing::info!(code = ?e.code, message = %e.message, "error"),
+    }
     Some(vec![Outgoing::Line(match result {
         Ok(v) => wire::reply_ok(&req.id, v),
         Err(e) => wire::reply_err(&req.id, &e),
