@@ -28,6 +28,7 @@ bench:
     cargo bench --bench embed
     cargo bench --bench render
     cargo bench --bench prerender
+    cargo bench --bench audio
 
 # Re-synthesise the example pack's audio and the narration corpus.
 assets:

@@ -28,6 +28,9 @@ _sqm() {
             sqm,interpret)
                 cmd="sqm__subcmd__interpret"
                 ;;
+            sqm,play)
+                cmd="sqm__subcmd__play"
+                ;;
             sqm,prerender-pack)
                 cmd="sqm__subcmd__prerender__subcmd__pack"
                 ;;
@@ -52,6 +55,9 @@ _sqm() {
             sqm__subcmd__help,interpret)
                 cmd="sqm__subcmd__help__subcmd__interpret"
                 ;;
+            sqm__subcmd__help,play)
+                cmd="sqm__subcmd__help__subcmd__play"
+                ;;
             sqm__subcmd__help,prerender-pack)
                 cmd="sqm__subcmd__help__subcmd__prerender__subcmd__pack"
                 ;;
@@ -71,7 +77,7 @@ _sqm() {
 
     case "${cmd}" in
         sqm)
-            opts="-v -q -h -V --verbose --quiet --help --version serve validate-pack interpret render prerender-pack embed completions help"
+            opts="-v -q -h -V --verbose --quiet --help --version serve validate-pack interpret render prerender-pack play embed completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -117,7 +123,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__help)
-            opts="serve validate-pack interpret render prerender-pack embed completions help"
+            opts="serve validate-pack interpret render prerender-pack play embed completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -173,6 +179,20 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__help__subcmd__interpret)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sqm__subcmd__help__subcmd__play)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -266,6 +286,64 @@ _sqm() {
                     return 0
                     ;;
                 --character)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sqm__subcmd__play)
+            opts="-v -q -h -V --pack --world --mood --intensity --sfx --narration --turn-seconds --script --out --duration --seed --null-sink --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --pack)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --world)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mood)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --intensity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sfx)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --narration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --turn-seconds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --script)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -393,7 +471,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__serve)
-            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --embed-model --warmup --no-warmup --no-heartbeat --drain-timeout --status --shutdown --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --embed-model --warmup --no-warmup --audio-null-sink --no-heartbeat --drain-timeout --status --shutdown --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

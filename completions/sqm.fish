@@ -33,6 +33,7 @@ complete -c sqm -n "__fish_sqm_needs_command" -f -a "validate-pack" -d 'Check ge
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "render" -d 'Render one image (tier table, pack style, deterministic seed)'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "prerender-pack" -d 'Render and analyse a whole genre pack (portraits, landscapes, covers, audio loudness)'
+complete -c sqm -n "__fish_sqm_needs_command" -f -a "play" -d 'Play the pack\'s music and sfx: moods, rotation, crossfades, ducking (live or into a WAV)'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "embed" -d 'Sentence embeddings (all-MiniLM-L6-v2), one JSON line per text'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c sqm -n "__fish_sqm_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -52,6 +53,7 @@ embed\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l drain-timeout -d 'Seconds running work may take to finish when stopping' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-warmup -d 'Do not warm anything up at start'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l audio-null-sink -d 'Audio methods play into the silent real-time null sink even when a sound device exists'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-heartbeat -d 'Send no heartbeat event lines (only for clients that read exactly one line per request)'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l status -d 'Ask a running daemon for its status and exit'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l shutdown -d 'Ask a running daemon to stop and exit'
@@ -122,6 +124,23 @@ complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s v -l verbose 
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s h -l help -d 'Print help'
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s V -l version -d 'Print version'
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l pack -d 'Genre pack directory (default: the built-in example pack)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l world -d 'World whose audio.yaml replaces the genre\'s, when it has one' -r
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l mood -d 'Start music of this mood' -r
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l intensity -d 'Intensity of the --mood cue (0..1)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l sfx -d 'Play this sfx at the start (repeatable)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l narration -d 'Narration: each blank-line-separated paragraph is a turn whose audio cues play in order' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l turn-seconds -d 'Seconds between narration turns' -r
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l script -d 'A timed cue list (JSON lines; see below)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l out -d 'Render offline into this WAV file (48 kHz stereo float) instead of playing' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l duration -d 'Seconds to play or render' -r
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l seed -d 'Seed for track choices (default: from the clock)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l null-sink -d 'Play into the real-time null sink even when a device exists'
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l json -d 'One JSON object per decision on stdout'
+complete -c sqm -n "__fish_sqm_using_subcommand play" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c sqm -n "__fish_sqm_using_subcommand play" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c sqm -n "__fish_sqm_using_subcommand play" -s h -l help -d 'Print help'
+complete -c sqm -n "__fish_sqm_using_subcommand play" -s V -l version -d 'Print version'
 complete -c sqm -n "__fish_sqm_using_subcommand embed" -l embed-model -d 'Model folder (default: $SQM_EMBED_MODEL, then the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand embed" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
 complete -c sqm -n "__fish_sqm_using_subcommand embed" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
@@ -131,11 +150,12 @@ complete -c sqm -n "__fish_sqm_using_subcommand completions" -s v -l verbose -d 
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c sqm -n "__fish_sqm_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "serve" -d 'Run the media daemon on a Unix socket (or query/stop a running one)'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "render" -d 'Render one image (tier table, pack style, deterministic seed)'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "prerender-pack" -d 'Render and analyse a whole genre pack (portraits, landscapes, covers, audio loudness)'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "embed" -d 'Sentence embeddings (all-MiniLM-L6-v2), one JSON line per text'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack embed completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack play embed completions help" -f -a "serve" -d 'Run the media daemon on a Unix socket (or query/stop a running one)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack play embed completions help" -f -a "validate-pack" -d 'Check genre packs against the pack contract (CI-friendly)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack play embed completions help" -f -a "interpret" -d 'Turn narrator prose into visual cues, audio cues and documents'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack play embed completions help" -f -a "render" -d 'Render one image (tier table, pack style, deterministic seed)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack play embed completions help" -f -a "prerender-pack" -d 'Render and analyse a whole genre pack (portraits, landscapes, covers, audio loudness)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack play embed completions help" -f -a "play" -d 'Play the pack\'s music and sfx: moods, rotation, crossfades, ducking (live or into a WAV)'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack play embed completions help" -f -a "embed" -d 'Sentence embeddings (all-MiniLM-L6-v2), one JSON line per text'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack play embed completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c sqm -n "__fish_sqm_using_subcommand help; and not __fish_seen_subcommand_from serve validate-pack interpret render prerender-pack play embed completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -4,8 +4,9 @@
 # rustup (https://rustup.rs) and must already be on PATH.
 set -euo pipefail
 
-# System packages the build needs (none yet: audio decoding is pure Rust).
-APT_PACKAGES=()
+# System packages the build needs: ALSA headers for audio device output
+# (the `device` feature, on by default). Decoding is pure Rust.
+APT_PACKAGES=(libasound2-dev pkg-config)
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found; install Rust with rustup first" >&2

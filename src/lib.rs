@@ -5,6 +5,7 @@
 //! with style, audio and catalog data. The command-line front end lives in
 //! [`cli`]; each subcommand there is a thin shell over these modules.
 
+pub mod audio;
 pub mod cli;
 pub mod daemon;
 pub mod embed;

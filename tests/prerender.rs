@@ -206,27 +206,6 @@ fn one_failing_job_does_not_stop_the_rest() {
     assert!(!m.jobs.contains_key("loudness/audio/sfx/thunder.wav"));
 }
 
-/// A 16-bit PCM WAV.
-fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[f32]) {
-    let data: Vec<u8> =
-        samples.iter().flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes()).collect();
-    let mut b = Vec::new();
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&channels.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * channels as u32 * 2).to_le_bytes());
-    b.extend_from_slice(&(channels * 2).to_le_bytes());
-    b.extend_from_slice(&16u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    b.extend_from_slice(&data);
-    std::fs::write(path, b).unwrap();
-}
-
 #[test]
 fn loudness_of_a_reference_tone() {
     // EBU Tech 3341: a stereo 997 Hz sine at −23 dBFS reads −23.0 LUFS.
@@ -240,7 +219,7 @@ fn loudness_of_a_reference_tone() {
             [s, s]
         })
         .collect();
-    write_wav(&path, rate, 2, &samples);
+    common::write_wav(&path, rate, 2, &samples);
     let l = sqm::prerender::loudness::analyse(&path, -16.0).unwrap();
     let i = l.integrated_lufs.unwrap();
     assert!((i - -23.0).abs() <= 0.1, "integrated {i}");
@@ -250,7 +229,7 @@ fn loudness_of_a_reference_tone() {
     assert!((l.gain_db - 7.0).abs() < 0.11, "{l:?}");
     // Silence has no loudness and gets no gain.
     let silent = dir.path().join("silence.wav");
-    write_wav(&silent, 8_000, 1, &vec![0.0; 8_000]);
+    common::write_wav(&silent, 8_000, 1, &vec![0.0; 8_000]);
     let s = sqm::prerender::loudness::analyse(&silent, -16.0).unwrap();
     assert_eq!((s.integrated_lufs, s.gain_db), (None, 0.0));
 }

@@ -9,6 +9,7 @@ pub mod completions;
 pub mod docs;
 pub mod embed;
 pub mod interpret;
+pub mod play;
 pub mod prerender_pack;
 pub mod render;
 pub mod serve;
@@ -59,6 +60,8 @@ pub enum Command {
     Render(render::Args),
     /// Render and analyse a whole genre pack (portraits, landscapes, covers, audio loudness).
     PrerenderPack(prerender_pack::Args),
+    /// Play the pack's music and sfx: moods, rotation, crossfades, ducking (live or into a WAV).
+    Play(play::Args),
     /// Sentence embeddings (all-MiniLM-L6-v2), one JSON line per text.
     Embed(embed::Args),
     /// Print a shell completion script.
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Interpret(args) => interpret::run(args),
         Command::Render(args) => render::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Play(args) => play::run(args),
         Command::PrerenderPack(args) => prerender_pack::run(args),
         Command::Completions(args) => completions::run(args),
     };

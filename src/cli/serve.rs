@@ -53,6 +53,9 @@ pub struct Args {
     /// Do not warm anything up at start.
     #[arg(long, conflicts_with = "warmup")]
     pub no_warmup: bool,
+    /// Audio methods play into the silent real-time null sink even when a sound device exists.
+    #[arg(long)]
+    pub audio_null_sink: bool,
     /// Send no heartbeat event lines (only for clients that read exactly one line per request).
     #[arg(long)]
     pub no_heartbeat: bool,
@@ -102,6 +105,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         heartbeat: !args.no_heartbeat,
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
         device: "cpu".into(),
+        audio_null_sink: args.audio_null_sink,
+        default_genre: if args.genre_packs.is_none() {
+            Some(crate::pack::embedded::DEFAULT_GENRE.into())
+        } else {
+            None
+        },
     };
     let backend =
         crate::render::backend_by_name(&args.backend, &args.flux.options()).map_err(|e| anyhow::anyhow!("{e}"))?;

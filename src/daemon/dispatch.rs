@@ -16,7 +16,7 @@ use crate::render::pipeline::{prepare, PrepareError, Prepared};
 /// Requests answered on the spot, without a task: `ping`, `status`,
 /// `cancel` and unknown methods.
 pub fn quick_reply(req: &Request, ctx: &Ctx) -> Option<Vec<Outgoing>> {
-    if matches!(req.method.as_str(), "shutdown" | "warm_up" | "render" | "embed") {
+    if matches!(req.method.as_str(), "shutdown" | "warm_up" | "render" | "embed") || req.method.starts_with("audio_") {
         return None;
     }
     // The same per-request span as the slow path (free when disabled).
@@ -58,6 +58,14 @@ pub async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle, arriv
             "warm_up" => (warm_up(&req.params, &ctx, &conn, arrival).await, None),
             "render" => render(&req, &ctx, &conn, arrival).await,
             "embed" => embed(&req, &ctx, &conn).await,
+            "audio_cue" | "audio_stop" | "audio_volume" | "audio_status" => {
+                // Decoding files blocks: keep it off the async workers.
+                let (audio, method, params) = (ctx.audio.clone(), req.method.clone(), req.params.clone());
+                let r = tokio::task::spawn_blocking(move || audio.handle(&method, &params))
+                    .await
+                    .unwrap_or_else(|e| Err(WireError::new(Code::AudioFailed, format!("audio task failed: {e}"))));
+                (r, None)
+            }
             "cancel" => {
                 let target = req.params.get("id").cloned().unwrap_or(Value::Null);
                 let n = ctx.render.cancel(&target);

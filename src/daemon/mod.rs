@@ -5,9 +5,11 @@
 //! * [`connection`] — framing, in-order replies, events, disconnects;
 //! * [`dispatch`] — one request to its reply;
 //! * [`scheduler`] — the render and embed lanes;
+//! * [`audio`] — the audio control methods and the live mixer;
 //! * [`server`] — startup checks, accept loop, graceful drain;
 //! * [`client`] — talking to a running daemon (`sqm serve --status`).
 
+pub mod audio;
 pub mod client;
 pub mod connection;
 pub mod dispatch;

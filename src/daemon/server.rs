@@ -36,6 +36,10 @@ pub struct Config {
     pub heartbeat: bool,
     pub drain_timeout: Duration,
     pub device: String,
+    /// Audio plays into the null sink even when a device exists.
+    pub audio_null_sink: bool,
+    /// The genre audio methods use when a call names none.
+    pub default_genre: Option<String>,
 }
 
 /// The pid file beside a socket: `.sock` replaced by `.pid`, or appended.
@@ -65,6 +69,7 @@ pub struct Ctx {
     pub render: Arc<RenderLane>,
     pub embed: Arc<EmbedLane>,
     pub styles: StyleSource,
+    pub audio: Arc<super::audio::AudioService>,
     started: Instant,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<Option<String>>,
@@ -277,6 +282,11 @@ pub async fn run(
     let (shutdown_tx, mut shutdown_rx) = watch::channel(None::<String>);
     let ctx = Arc::new(Ctx {
         styles: StyleSource::new(config.genre_packs.clone()),
+        audio: Arc::new(super::audio::AudioService::new(
+            config.genre_packs.clone(),
+            config.default_genre.clone(),
+            config.audio_null_sink,
+        )),
         config: config.clone(),
         render,
         embed,

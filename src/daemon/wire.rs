@@ -26,6 +26,8 @@ pub enum Code {
     ComposeFailed,
     EmbedFailed,
     Cancelled,
+    /// sqm extension: the audio methods.
+    AudioFailed,
 }
 
 /// An error reply body.
