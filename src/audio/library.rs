@@ -29,9 +29,17 @@ pub fn decode(path: &Path) -> Result<Samples, String> {
         .with_seekable(true)
         .build()
         .map_err(|e| format!("cannot decode: {e}"))?;
+    use rodio::Source;
+    let (in_ch, in_rate) = (decoder.channels(), decoder.sample_rate());
+    let raw: Vec<f32> = decoder.collect();
+    let in_frames = raw.len() / in_ch.get() as usize;
+    let source = rodio::buffer::SamplesBuffer::new(in_ch, in_rate, raw);
     let uniform =
-        UniformSourceIterator::new(decoder, NonZero::new(CHANNELS).expect("2"), NonZero::new(RATE).expect("48k"));
-    let samples: Vec<f32> = uniform.collect();
+        UniformSourceIterator::new(source, NonZero::new(CHANNELS).expect("2"), NonZero::new(RATE).expect("48k"));
+    let mut samples: Vec<f32> = uniform.collect();
+    // The converter's tail may add a few frames; keep the true duration.
+    let frames = (in_frames as u64 * RATE as u64).div_ceil(in_rate.get() as u64) as usize;
+    samples.truncate(frames * CHANNELS as usize);
     if samples.is_empty() {
         return Err("the file holds no audio".into());
     }
