@@ -169,6 +169,7 @@ impl LiveSink {
 }
 
 impl Drop for LiveSink {
+    #[allow(irrefutable_let_patterns)] // without the `device` feature there is one variant
     fn drop(&mut self) {
         if let LiveSink::Null { stop, thread } = self {
             stop.store(true, Ordering::Release);

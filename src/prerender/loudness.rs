@@ -97,7 +97,7 @@ pub fn analyse(path: &Path, target_lufs: f64) -> Result<Loudness, String> {
     Ok(Loudness {
         integrated_lufs: integrated,
         true_peak_dbtp,
-        target_lufs: target_lufs,
+        target_lufs,
         gain_db: gain(integrated, true_peak_dbtp, target_lufs),
         duration_s: frames as f64 / rate.max(1) as f64,
         sample_rate: rate,

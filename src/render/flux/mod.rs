@@ -150,8 +150,8 @@ pub fn device(spec: &str) -> Result<Device, RenderError> {
 
 /// The Flux transformer, full precision or quantized.
 enum Transformer {
-    Full(flux::model::Flux),
-    Quantized(flux::quantized_model::Flux),
+    Full(Box<flux::model::Flux>),
+    Quantized(Box<flux::quantized_model::Flux>),
 }
 
 impl Transformer {
@@ -278,13 +278,15 @@ impl FluxBackend {
                 TransformerFile::Safetensors(p) => {
                     let vb = mmap(std::slice::from_ref(p), dtype, &device)?;
                     config.guidance_embed = vb.contains_tensor(GUIDANCE);
-                    Transformer::Full(flux::model::Flux::new(&config, vb).map_err(|e| tensor_err(p, e))?)
+                    Transformer::Full(Box::new(flux::model::Flux::new(&config, vb).map_err(|e| tensor_err(p, e))?))
                 }
                 TransformerFile::Gguf(p) => {
                     let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(p, &device)
                         .map_err(|e| tensor_err(p, e))?;
                     config.guidance_embed = vb.contains_key(GUIDANCE);
-                    Transformer::Quantized(flux::quantized_model::Flux::new(&config, vb).map_err(|e| tensor_err(p, e))?)
+                    Transformer::Quantized(Box::new(
+                        flux::quantized_model::Flux::new(&config, vb).map_err(|e| tensor_err(p, e))?,
+                    ))
                 }
             };
             variants.push((f.variant, LoadedVariant { transformer, config }));
