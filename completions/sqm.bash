@@ -471,7 +471,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__serve)
-            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --embed-model --warmup --no-warmup --audio-null-sink --no-heartbeat --drain-timeout --status --shutdown --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --embed-model --warmup --no-warmup --audio-null-sink --zmq --zmq-work --zmq-results --zmq-events --zmq-priority --pack --world --no-heartbeat --drain-timeout --status --shutdown --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -507,6 +507,30 @@ _sqm() {
                     ;;
                 --warmup)
                     COMPREPLY=($(compgen -W "all flux image embed" -- "${cur}"))
+                    return 0
+                    ;;
+                --zmq-work)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --zmq-results)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --zmq-events)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --zmq-priority)
+                    COMPREPLY=($(compgen -W "interactive batch" -- "${cur}"))
+                    return 0
+                    ;;
+                --pack)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --world)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --drain-timeout)

@@ -50,10 +50,18 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l warmup -d 'Warm up at 
 flux\t''
 image\t''
 embed\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-work -d 'Where the controller PUSHes work (the worker connects PULL)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-results -d 'Where the controller PULLs results (the worker connects PUSH)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-events -d 'The controller\'s events PUB address (subscribed and logged only)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-priority -d 'Scheduler priority of ZeroMQ renders' -r -f -a "interactive\t''
+batch\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l pack -d 'Genre pack whose audio library answers AudioRenderRequest (default: the built-in pack)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l world -d 'World whose audio.yaml replaces the genre\'s for AudioRenderRequest' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l drain-timeout -d 'Seconds running work may take to finish when stopping' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-warmup -d 'Do not warm anything up at start'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l audio-null-sink -d 'Audio methods play into the silent real-time null sink even when a sound device exists'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq -d 'Also work for a ZeroMQ controller (experimance\'s render protocol), beside the Unix socket'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-heartbeat -d 'Send no heartbeat event lines (only for clients that read exactly one line per request)'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l status -d 'Ask a running daemon for its status and exit'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l shutdown -d 'Ask a running daemon to stop and exit'

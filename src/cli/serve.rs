@@ -56,6 +56,27 @@ pub struct Args {
     /// Audio methods play into the silent real-time null sink even when a sound device exists.
     #[arg(long)]
     pub audio_null_sink: bool,
+    /// Also work for a ZeroMQ controller (experimance's render protocol), beside the Unix socket.
+    #[arg(long)]
+    pub zmq: bool,
+    /// Where the controller PUSHes work (the worker connects PULL).
+    #[arg(long, default_value = "tcp://localhost:5564", value_name = "ADDR", requires = "zmq")]
+    pub zmq_work: String,
+    /// Where the controller PULLs results (the worker connects PUSH).
+    #[arg(long, default_value = "tcp://localhost:5565", value_name = "ADDR", requires = "zmq")]
+    pub zmq_results: String,
+    /// The controller's events PUB address (subscribed and logged only).
+    #[arg(long, value_name = "ADDR", requires = "zmq")]
+    pub zmq_events: Option<String>,
+    /// Scheduler priority of ZeroMQ renders.
+    #[arg(long, default_value = "interactive", value_parser = ["interactive", "batch"], requires = "zmq")]
+    pub zmq_priority: String,
+    /// Genre pack whose audio library answers AudioRenderRequest (default: the built-in pack).
+    #[arg(long, value_name = "DIR", requires = "zmq")]
+    pub pack: Option<PathBuf>,
+    /// World whose audio.yaml replaces the genre's for AudioRenderRequest.
+    #[arg(long, requires = "zmq")]
+    pub world: Option<String>,
     /// Send no heartbeat event lines (only for clients that read exactly one line per request).
     #[arg(long)]
     pub no_heartbeat: bool,
@@ -106,6 +127,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
         device: "cpu".into(),
         audio_null_sink: args.audio_null_sink,
+        zmq: if args.zmq {
+            Some(crate::daemon::zmq::ZmqConfig {
+                work: args.zmq_work.clone(),
+                results: args.zmq_results.clone(),
+                events: args.zmq_events.clone(),
+                priority: if args.zmq_priority == "batch" {
+                    crate::daemon::wire::Priority::Batch
+                } else {
+                    crate::daemon::wire::Priority::Interactive
+                },
+                pack: match &args.pack {
+                    Some(p) => p.clone(),
+                    None => crate::pack::embedded::default_pack().context("cannot unpack the built-in example pack")?,
+                },
+                world: args.world.clone(),
+            })
+        } else {
+            None
+        },
         default_genre: if args.genre_packs.is_none() {
             Some(crate::pack::embedded::DEFAULT_GENRE.into())
         } else {

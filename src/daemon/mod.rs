@@ -7,6 +7,7 @@
 //! * [`scheduler`] — the render and embed lanes;
 //! * [`audio`] — the audio control methods and the live mixer;
 //! * [`server`] — startup checks, accept loop, graceful drain;
+//! * [`zmq`] — the ZeroMQ worker mode (experimance's render protocol);
 //! * [`client`] — talking to a running daemon (`sqm serve --status`).
 
 pub mod audio;
@@ -16,3 +17,4 @@ pub mod dispatch;
 pub mod scheduler;
 pub mod server;
 pub mod wire;
+pub mod zmq;

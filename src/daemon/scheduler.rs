@@ -159,6 +159,27 @@ impl RenderLane {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Drops queued (not running) render waiters whose connection is gone,
+    /// now rather than when they reach the front. Their reply channels
+    /// close, which their tasks report as cancelled.
+    pub fn prune_gone(&self) {
+        let mut st = self.lock();
+        let mut dropped = 0;
+        for e in st.queue.iter_mut() {
+            if matches!(e.work, RenderWork::Render { .. }) {
+                let before = e.waiters.len();
+                e.waiters.retain(|w| !w.conn.is_gone());
+                dropped += before - e.waiters.len();
+            }
+        }
+        st.queue.retain(|e| !e.waiters.is_empty());
+        if dropped > 0 {
+            self.stats.depth.fetch_sub(dropped, Ordering::AcqRel);
+            tracing::info!(dropped, "dropped queued renders (clear_queue)");
+        }
+        self.count_queued(&st);
+    }
+
     fn count_queued(&self, st: &RenderState) {
         let (mut i, mut b) = (0, 0);
         for e in &st.queue {

@@ -40,6 +40,8 @@ pub struct Config {
     pub audio_null_sink: bool,
     /// The genre audio methods use when a call names none.
     pub default_genre: Option<String>,
+    /// Also serve as a ZeroMQ worker.
+    pub zmq: Option<super::zmq::ZmqConfig>,
 }
 
 /// The pid file beside a socket: `.sock` replaced by `.pid`, or appended.
@@ -298,6 +300,17 @@ pub async fn run(
     });
     tracing::info!(socket = %config.socket.display(), output_dir = %config.output_dir.display(), backend = ctx.render.backend_name, "sqm daemon listening");
     warm_up_in_background(&ctx);
+    let zmq_worker = match &config.zmq {
+        Some(z) => match super::zmq::ZmqWorker::start(z.clone(), ctx.clone(), tokio::runtime::Handle::current()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                remove_if_ours(&config.socket, socket_inode);
+                remove_if_ours(&pid_file, pid_inode);
+                return Err(start_err(2, e));
+            }
+        },
+        None => None,
+    };
 
     // Signals.
     let sig_ctx = ctx.clone();
@@ -365,6 +378,10 @@ pub async fn run(
     .unwrap_or(false);
     if !drained {
         tracing::warn!("work still running at exit");
+    }
+    if let Some(w) = zmq_worker {
+        // Running work has finished (or was cancelled): flush its results.
+        let _ = tokio::task::spawn_blocking(move || w.stop()).await;
     }
     // Let connections write their last replies.
     let _ =

@@ -28,6 +28,8 @@ pub enum Code {
     Cancelled,
     /// sqm extension: the audio methods.
     AudioFailed,
+    /// ZeroMQ worker: no library track matches an AudioRenderRequest.
+    NoAudioMatch,
 }
 
 /// An error reply body.
