@@ -222,3 +222,74 @@ fn two_workers_share_the_queue_each_request_once() {
     assert!(c.pull.recv_bytes(0).is_err());
     drop(b);
 }
+
+/// A Python interpreter with pyzmq: `SQM_TEST_PYTHON`, else a venv made
+/// (once) under the target dir with `pip install pyzmq`. `None` when the
+/// machine has no Python or no package index.
+fn pyzmq_python() -> Option<std::path::PathBuf> {
+    if let Ok(p) = std::env::var("SQM_TEST_PYTHON") {
+        return Some(p.into());
+    }
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pyzmq-venv");
+    let py = venv.join("bin/python");
+    let ok = |py: &std::path::Path| {
+        std::process::Command::new(py).args(["-c", "import zmq"]).output().is_ok_and(|o| o.status.success())
+    };
+    if ok(&py) {
+        return Some(py);
+    }
+    let made = std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).output().ok()?;
+    if !made.status.success() {
+        eprintln!("skipping pyzmq interop: cannot create a venv: {}", String::from_utf8_lossy(&made.stderr));
+        return None;
+    }
+    let pip = std::process::Command::new(venv.join("bin/pip")).args(["install", "-q", "pyzmq"]).output().ok()?;
+    if !pip.status.success() {
+        eprintln!("skipping pyzmq interop: pip install pyzmq failed: {}", String::from_utf8_lossy(&pip.stderr));
+        return None;
+    }
+    ok(&py).then_some(py)
+}
+
+#[test]
+fn python_controller_interop() {
+    use std::io::{BufRead, BufReader, Write};
+    let Some(py) = pyzmq_python() else { return };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/zmq_controller.py");
+    let mut child = std::process::Command::new(py)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let mut eps = line.split_whitespace();
+    let (work, results) = (eps.next().unwrap().to_owned(), eps.next().unwrap().to_owned());
+    let _d = common::Daemon::start(&[
+        "--no-warmup",
+        "--no-heartbeat",
+        "--zmq",
+        "--zmq-work",
+        &work,
+        "--zmq-results",
+        &results,
+    ]);
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut replies = Vec::new();
+    for _ in 0..2 {
+        let mut l = String::new();
+        out.read_line(&mut l).unwrap();
+        replies.push(serde_json::from_str::<Value>(&l).unwrap_or(Value::Null));
+    }
+    let _ = child.wait();
+    let image = replies.iter().find(|r| r["type"] == "ImageReady").expect("ImageReady");
+    assert_eq!((image["request_id"].as_str(), image["seed"].as_u64()), (Some("py-1"), Some(7)), "{image}");
+    assert_eq!((image["width"].as_u64(), image["height"].as_u64()), (Some(512), Some(384)));
+    assert_eq!((image["era"].as_str(), image["biome"].as_str()), (Some("pre_industrial"), Some("plains")));
+    assert!(path_of(&image["uri"]).is_file());
+    let audio = replies.iter().find(|r| r["type"] == "AudioReady").expect("AudioReady");
+    assert_eq!(audio["request_id"], "py-2_audio");
+    assert!(path_of(&audio["uri"]).is_file(), "{audio}");
+}
