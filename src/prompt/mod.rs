@@ -2,10 +2,12 @@
 //! the Flux-era composer (tiers-and-prompts.md), the raw-field fallback,
 //! and seeds.
 
+pub mod cameras;
 pub mod compose;
 pub mod style;
 pub mod tiers;
 pub mod tokens;
+pub mod v2;
 
 pub use compose::{compose, raw_fallback, seed_for, Composed, Cue};
 pub use style::{ComposeError, ComposeErrorKind, Style, StyleSource};

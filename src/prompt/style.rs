@@ -38,6 +38,8 @@ pub enum ComposeErrorKind {
     RenderConfigError,
     StyleMissError,
     PackLoadError,
+    CatalogMissError,
+    BudgetError,
 }
 
 impl ComposeErrorKind {
@@ -46,6 +48,8 @@ impl ComposeErrorKind {
             ComposeErrorKind::RenderConfigError => "RenderConfigError",
             ComposeErrorKind::StyleMissError => "StyleMissError",
             ComposeErrorKind::PackLoadError => "PackLoadError",
+            ComposeErrorKind::CatalogMissError => "CatalogMissError",
+            ComposeErrorKind::BudgetError => "BudgetError",
         }
     }
 }
