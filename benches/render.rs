@@ -101,6 +101,7 @@ fn flux_tiny() {
         variant: Variant::Schnell,
         subject: String::new(),
         mood: String::new(),
+        post: None,
     };
     let one = time_ms(5, || {
         b.render(&job(1), &mut |_, _| {}, &|| false).unwrap();

@@ -393,7 +393,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__render)
-            opts="-v -q -h -V --tier --genre-packs --genre --world --mood --location --character --tag --backend --model-dir --quantized --device --seed --steps --variant --out --output-dir --dry-run --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --tier --genre-packs --genre --world --camera --pc-appearance --pc-pose --pc-culture --mood --location --character --tag --backend --model-dir --quantized --device --seed --steps --variant --out --output-dir --dry-run --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -412,6 +412,22 @@ _sqm() {
                     return 0
                     ;;
                 --world)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --camera)
+                    COMPREPLY=($(compgen -W "portrait_3q portrait_profile portrait_closeup portrait_full_body wide_establishing low_angle_hero interior_wide aerial_oblique scene over_shoulder wide_action closeup_action topdown_90 extreme_closeup_leone dutch_tilt single_point_perspective_kubrick trunk_shot_tarantino" -- "${cur}"))
+                    return 0
+                    ;;
+                --pc-appearance)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pc-pose)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pc-culture)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

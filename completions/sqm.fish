@@ -97,6 +97,26 @@ complete -c sqm -n "__fish_sqm_using_subcommand render" -l tier -d 'Tier: portra
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l genre-packs -d 'Directory of genre packs (default: the built-in example packs)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l genre -d 'Genre (pack) whose visual style to use (default with the built-in packs: ashfall)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l world -d 'World within the genre' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l camera -d 'Camera preset (composer v2)' -r -f -a "portrait_3q\t''
+portrait_profile\t''
+portrait_closeup\t''
+portrait_full_body\t''
+wide_establishing\t''
+low_angle_hero\t''
+interior_wide\t''
+aerial_oblique\t''
+scene\t''
+over_shoulder\t''
+wide_action\t''
+closeup_action\t''
+topdown_90\t''
+extreme_closeup_leone\t''
+dutch_tilt\t''
+single_point_perspective_kubrick\t''
+trunk_shot_tarantino\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l pc-appearance -d 'Appearance of the first `pc:` character (builds a pc_descriptor)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l pc-pose -d 'Default pose of the first `pc:` character' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l pc-culture -d 'Culture slug of the first `pc:` character' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l mood -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l location -d 'A place name or a `where:<world>/<slug>` ref' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l character -d 'A character name or `npc:<slug>` / `pc:<slug>` ref (repeatable)' -r

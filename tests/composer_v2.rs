@@ -2,7 +2,10 @@
 //! tests/fixtures/composer_v2 (the reference daemon's fixture, plus the
 //! spec's additions).
 
+mod common;
+
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use sqm::interpret::Tier;
 use sqm::prompt::v2::{compose_v2, post_canvas, PcDescriptor, V2Composed, V2Request};
@@ -367,4 +370,118 @@ fn catalog_changes_are_seen_without_restart() {
     std::fs::write(dir.path().join("testgenre/cameras.yaml"), "scene: {prompt: x}\n").unwrap();
     let e = compose_v2(dir.path(), &req(Tier::Landscape, "x", &[], "")).unwrap_err().to_string();
     assert!(e.starts_with("RenderConfigError: ") && e.contains("cameras.yaml: cameras.yaml missing presets: ["), "{e}");
+}
+
+#[test]
+fn example_16_routing_and_17_cli() {
+    let r = root();
+    let dry = |args: &[&str]| {
+        let o = Command::new(common::SQM)
+            .args(["render", "--dry-run", "--json", "--genre-packs"])
+            .arg(&r)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) =
+        dry(&["--genre", "testgenre", "--world", "testworld", "--tier", "portrait", "--character", "npc:rux"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["composer"], "v2");
+    assert_eq!(v["seed"], 1588844506u64);
+    assert_eq!(v["evicted"], serde_json::json!([]));
+    assert_eq!(v["positive_prompt"], format!("{G}, {RUX}, standing, hands folded, neutral expression, {IRON}, {SAFE}"));
+    // text_overlay stays Flux era; a prose-only portrait too.
+    let (_, out, _) = dry(&["--genre", "testgenre", "--world", "testworld", "--tier", "text_overlay", "a sign"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["composer"], "flux-era");
+    let (_, out, _) = dry(&["--genre", "testgenre", "--world", "testworld", "--tier", "portrait", "an old soldier"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["composer"].as_str(), v["layers"].as_array().map(Vec::len)), (Some("flux-era"), Some(0)));
+    // pc descriptor flags.
+    let (code, out, err) = dry(&[
+        "--genre",
+        "testgenre",
+        "--world",
+        "testworld",
+        "--tier",
+        "portrait",
+        "--character",
+        "pc:gladstone",
+        "--pc-appearance",
+        "a wiry highlander in scarred leather coat, copper torc",
+        "--pc-pose",
+        "hand resting on belt",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["seed"], 343206251u64);
+    // Errors: compose failures exit 1; usage problems exit 2.
+    let (code, _, err) = dry(&[
+        "--genre",
+        "testgenre",
+        "--world",
+        "testworld",
+        "--tier",
+        "scene_illustration",
+        "--character",
+        "npc:nobody",
+        "x",
+    ]);
+    assert_eq!(code, Some(1));
+    assert_eq!(err.trim(), "error: COMPOSE_FAILED: CatalogMissError: CharacterCatalog has no entry for 'npc:nobody'");
+    let (code, _, _) = dry(&[
+        "--genre",
+        "testgenre",
+        "--world",
+        "testworld",
+        "--tier",
+        "portrait",
+        "--camera",
+        "fisheye",
+        "--character",
+        "npc:rux",
+    ]);
+    assert_eq!(code, Some(2));
+    let (code, _, err) = dry(&[
+        "--genre",
+        "testgenre",
+        "--world",
+        "testworld",
+        "--tier",
+        "portrait",
+        "--character",
+        "npc:rux",
+        "--pc-pose",
+        "x",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+}
+
+#[test]
+fn daemon_composes_with_v2_and_reports_compose_errors() {
+    let r = root();
+    let d = common::Daemon::start(&["--no-warmup", "--no-heartbeat", "--genre-packs", r.to_str().unwrap()]);
+    let ok = d.call(r#"{"id":1,"method":"render","params":{"tier":"portrait","subject":"Rux","characters":["npc:rux"],"genre":"testgenre","world":"testworld"}}"#);
+    assert_eq!(ok["result"]["seed"], 1588844506u64, "{ok}");
+    let (_, _, text) =
+        sqm::render::output::read_png_text(Path::new(ok["result"]["image_path"].as_str().unwrap())).unwrap();
+    assert!(text.iter().any(|(k, v)| k == "parameters" && v.starts_with(G)));
+    let words = vec!["word"; 600].join(" ");
+    let line = serde_json::json!({"id":3,"method":"render","params":{"tier":"scene_illustration","subject":words,"characters":["npc:verbose"],"location":"where:testworld/the_lookout","genre":"testgenre","world":"testworld"}}).to_string();
+    let e = d.call(&line);
+    assert_eq!(e["error"]["error_type"], "BudgetError", "{e}");
+    assert_eq!(e["error"]["tier"], "scene_illustration");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("BudgetError: identity floor breached: {'ART_SENSIBILITY.GENRE': 10,"));
+    let e = d.call(r#"{"id":4,"method":"render","params":{"tier":"portrait","characters":["npc:rux"],"subject":"Rux","genre":"testgenre","world":"testworld","camera":5}}"#);
+    assert_eq!(e["error"], serde_json::json!({"code":"INVALID_REQUEST","message":"'camera' must be string or null"}));
+    let e = d.call(r#"{"id":5,"method":"render","params":{"tier":"portrait","characters":["npc:rux"],"subject":"Rux","genre":"testgenre","world":"testworld","pc_descriptor":[]}}"#);
+    assert_eq!(e["error"]["message"], "'pc_descriptor' must be object or null");
+    assert_eq!(d.call(r#"{"id":6,"method":"ping"}"#)["result"]["status"], "ok");
 }

@@ -48,6 +48,7 @@ fn job(variant: Variant, seed: u32, steps: u32) -> RenderJob {
         variant,
         subject: "orc warrior".into(),
         mood: "dusk".into(),
+        post: None,
     }
 }
 
@@ -110,8 +111,14 @@ fn pipeline_writes_png_with_flux_metadata() {
     use sqm::render::pipeline::{execute, PreparedJob};
     let mut b = backend(shared_root());
     let out = tempfile::tempdir().unwrap();
-    let prepared =
-        PreparedJob { job: job(Variant::Schnell, 5, 2), clip_prompt: String::new(), worker_type: "flux".into() };
+    let prepared = PreparedJob {
+        job: job(Variant::Schnell, 5, 2),
+        clip_prompt: String::new(),
+        worker_type: "flux".into(),
+        composer: "verbatim",
+        layers: Vec::new(),
+        evicted: Vec::new(),
+    };
     let o = execute(&prepared, &mut b, out.path(), &mut |_, _| {}, &|| false).unwrap();
     assert!(!o.cached);
     assert_eq!((o.width, o.height, o.backend.as_str()), (64, 48, "flux"));

@@ -20,8 +20,8 @@ pub struct Args {
     /// Tier: portrait, portrait_square, landscape, scene_illustration, text_overlay, cartography.
     #[arg(long)]
     pub tier: String,
-    /// What to draw.
-    #[arg(required = true, value_name = "SUBJECT")]
+    /// What to draw (default: the first --character).
+    #[arg(value_name = "SUBJECT", required_unless_present = "characters")]
     pub subject: Vec<String>,
     /// Directory of genre packs (default: the built-in example packs).
     #[arg(long, env = "SIDEQUEST_GENRE_PACKS", value_name = "DIR")]
@@ -30,8 +30,20 @@ pub struct Args {
     #[arg(long)]
     pub genre: Option<String>,
     /// World within the genre.
-    #[arg(long)]
+    #[arg(long, requires = "genre")]
     pub world: Option<String>,
+    /// Camera preset (composer v2).
+    #[arg(long, value_parser = crate::prompt::cameras::PRESETS.map(|(n, _)| n))]
+    pub camera: Option<String>,
+    /// Appearance of the first `pc:` character (builds a pc_descriptor).
+    #[arg(long, value_name = "TEXT")]
+    pub pc_appearance: Option<String>,
+    /// Default pose of the first `pc:` character.
+    #[arg(long, value_name = "TEXT")]
+    pub pc_pose: Option<String>,
+    /// Culture slug of the first `pc:` character.
+    #[arg(long, value_name = "SLUG")]
+    pub pc_culture: Option<String>,
     #[arg(long, default_value = "")]
     pub mood: String,
     /// A place name or a `where:<world>/<slug>` ref.
@@ -72,7 +84,21 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let subject = args.subject.join(" ");
+    let subject = if args.subject.is_empty() {
+        args.characters.first().cloned().unwrap_or_default()
+    } else {
+        args.subject.join(" ")
+    };
+    let pc_descriptor = if args.pc_appearance.is_some() || args.pc_pose.is_some() || args.pc_culture.is_some() {
+        let Some(id) = args.characters.iter().find_map(|c| c.strip_prefix("pc:")) else {
+            bail!("--pc-appearance/--pc-pose/--pc-culture need a --character pc:<id>");
+        };
+        Some(
+            serde_json::json!({"id": id, "appearance": args.pc_appearance, "default_pose": args.pc_pose, "culture": args.pc_culture}),
+        )
+    } else {
+        None
+    };
     if subject.trim().is_empty() {
         bail!("the subject is empty: say what to draw");
     }
@@ -99,12 +125,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         seed: args.seed,
         variant: args.variant.clone(),
         steps: args.steps,
+        camera: args.camera.clone(),
+        pc_descriptor,
         ..Default::default()
     };
     let prepared = match prepare(&req, &styles) {
         Ok(Prepared::Job(j)) => j,
         Ok(Prepared::Skipped { reason }) => bail!("nothing to render ({reason})"),
-        Err(PrepareError::Compose(e, _)) => bail!("{e}"),
+        Err(PrepareError::Compose(e, _)) => {
+            eprintln!("error: COMPOSE_FAILED: {e}");
+            return Ok(super::exit::FAILURE);
+        }
         Err(e) => bail!("{e}"),
     };
     if args.dry_run {
@@ -113,7 +144,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             "positive_prompt": j.positive_prompt, "negative_prompt": j.negative_prompt, "clip_prompt": prepared.clip_prompt,
             "worker_type": prepared.worker_type, "seed": j.seed, "width": j.width, "height": j.height, "steps": j.steps,
             "guidance": j.guidance, "model": j.variant.name(), "backend": args.backend,
+            "composer": prepared.composer, "layers": prepared.layers, "evicted": prepared.evicted,
         });
+        let mut doc = doc;
+        if let Some(p) = &j.post {
+            // The canvas the backend renders before the directive, and the directive.
+            doc["width"] = p.width.into();
+            doc["height"] = p.height.into();
+            doc["render_width"] = j.width.into();
+            doc["render_height"] = j.height.into();
+            doc["post"] = serde_json::to_value(&p.post)?;
+        }
         println!("{}", if args.json { doc.to_string() } else { serde_json::to_string_pretty(&doc)? });
         return Ok(super::exit::OK);
     }

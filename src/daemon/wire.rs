@@ -256,6 +256,16 @@ pub fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, WireErr
         art_style: p.string("art_style")?,
         visual_tag_overrides: p.string_map("visual_tag_overrides")?,
         steps: None,
+        camera: match params.get("camera") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(WireError::new(Code::InvalidRequest, "'camera' must be string or null")),
+        },
+        pc_descriptor: match params.get("pc_descriptor") {
+            None | Some(Value::Null) => None,
+            Some(v @ Value::Object(_)) => Some(v.clone()),
+            Some(_) => return Err(WireError::new(Code::InvalidRequest, "'pc_descriptor' must be object or null")),
+        },
     };
     Ok(RenderParams { request, priority, stream: p.bool("stream")? })
 }

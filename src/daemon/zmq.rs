@@ -365,8 +365,16 @@ impl WorkerState {
             variant: spec.variant,
             subject: prompt.clone(),
             mood: String::new(),
+            post: None,
         };
-        let prepared = PreparedJob { job, clip_prompt: String::new(), worker_type: "flux".into() };
+        let prepared = PreparedJob {
+            job,
+            clip_prompt: String::new(),
+            worker_type: "flux".into(),
+            composer: "verbatim",
+            layers: Vec::new(),
+            evicted: Vec::new(),
+        };
         if self.ctx.is_shutting_down() {
             return fail(Code::GenerationFailed, "daemon shutting down".into());
         }

@@ -118,8 +118,14 @@ pub fn plan(pack_dir: &Path, backend: &str, model: Option<&str>) -> Result<Vec<J
         for poi in world.history.points_of_interest() {
             let Some(vp) = poi.visual_prompt.as_ref().filter(|v| !v.is_empty()) else { continue };
             let pslug = poi.slug();
-            let mut req = base("landscape", first_text(vp).to_owned(), slug);
-            req.location = format!("where:{slug}/{pslug}");
+            // A `where:` subject: composer v2 draws the place itself when
+            // the world carries catalogs; the Flux era names it.
+            let mut req = base("landscape", format!("where:{slug}/{pslug}"), slug);
+            if !crate::prompt::v2::applies(&styles.root, crate::interpret::Tier::Landscape, &genre, slug, "where:", &[])
+            {
+                req.subject = first_text(vp).to_owned();
+                req.location = format!("where:{slug}/{pslug}");
+            }
             image(format!("landscape/{slug}/{pslug}"), "landscape", req)?;
         }
         if let Some(cover) = world.meta.cover_poi.as_deref().filter(|c| !c.is_empty()) {
@@ -142,7 +148,8 @@ pub fn plan(pack_dir: &Path, backend: &str, model: Option<&str>) -> Result<Vec<J
             .to_owned();
         let world = pack.worlds.keys().next().cloned().unwrap_or_default();
         let mut req = base("landscape", subject, &world);
-        req.location = format!("where:{world}/{key}");
+        // Archetypal places are genre-scoped.
+        req.location = format!("where:{genre}/{key}");
         image(format!("landscape/place/{key}"), "landscape", req)?;
     }
 

@@ -33,6 +33,18 @@ pub struct RenderJob {
     /// directly (the sketch backend).
     pub subject: String,
     pub mood: String,
+    /// A composer-v2 post directive: the backend renders `width`×`height`
+    /// and the result is cropped/rotated to the plan's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post: Option<PostPlan>,
+}
+
+/// A post directive and the size the image ends at.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PostPlan {
+    pub post: crate::prompt::cameras::Post,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// An 8-bit RGB image.

@@ -25,6 +25,11 @@ pub fn render_key(backend: &str, model: Option<&str>, job: &RenderJob) -> String
     ]
     .into_iter()
     .collect();
+    let mut canonical = canonical;
+    if let Some(p) = &job.post {
+        // A post directive changes the pixels: its directive and the final canvas.
+        canonical.insert("post", serde_json::json!({"post": p.post, "width": p.width, "height": p.height}));
+    }
     let text = serde_json::to_string(&canonical).expect("json");
     let digest = Sha256::digest(text.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()

@@ -42,6 +42,10 @@ pub struct RenderRequest {
     pub visual_tag_overrides: Option<IndexMap<String, String>>,
     /// `sqm render --steps`; the daemon never sets it.
     pub steps: Option<u32>,
+    /// Composer v2: a camera preset name.
+    pub camera: Option<String>,
+    /// Composer v2: the raw `pc_descriptor` object.
+    pub pc_descriptor: Option<serde_json::Value>,
 }
 
 /// A request ready for a backend.
@@ -50,6 +54,11 @@ pub struct PreparedJob {
     pub job: RenderJob,
     pub clip_prompt: String,
     pub worker_type: String,
+    /// Which composer built the prompt: `v2`, `flux-era`, `verbatim` or `raw`.
+    pub composer: &'static str,
+    /// Composer v2's layers (`<slot>:<source>`) and evictions; empty otherwise.
+    pub layers: Vec<String>,
+    pub evicted: Vec<String>,
 }
 
 /// What preparation decided.
@@ -100,6 +109,7 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
         tags: req.tags.clone(),
     };
     let mut tier_name = req.tier.clone();
+    let mut cue_camera: Option<String> = None;
     // 3. Narration → cue.
     if !req.narration.is_empty() && req.positive_prompt.is_empty() {
         let (documents, stripped) =
@@ -114,6 +124,7 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
                 cue.subject = first.subject;
                 cue.mood = first.mood;
                 cue.tags = first.tags;
+                cue_camera = first.camera;
                 tier_name = first.tier.name().to_owned();
             }
             if cue.subject.is_empty() {
@@ -142,6 +153,74 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
     let spec =
         TierSpec::of(tier).with_variant(req.variant.as_deref(), preferred, tier).map_err(PrepareError::Generation)?;
 
+    // Composer v2 (composer-v2.md §1): pack catalogs, recipes, cameras.
+    if req.positive_prompt.is_empty() {
+        let camera = cue_camera.or_else(|| req.camera.clone());
+        if style.is_some()
+            && crate::prompt::v2::applies(&styles.root, tier, &req.genre, &req.world, &cue.subject, &cue.characters)
+        {
+            let pc = match &req.pc_descriptor {
+                Some(v) => crate::prompt::v2::PcDescriptor::from_value(v).map_err(compose_err)?,
+                None => None,
+            };
+            let v2req = crate::prompt::v2::V2Request {
+                tier: Some(tier),
+                subject: cue.subject.clone(),
+                characters: cue.characters.clone(),
+                location: cue.location.clone(),
+                camera,
+                pc_descriptor: pc,
+                genre: req.genre.clone(),
+                world: req.world.clone(),
+            };
+            let c = crate::prompt::v2::compose_v2(&styles.root, &v2req).map_err(compose_err)?;
+            let seed = req.seed.map(|s| s.rem_euclid(1 << 32) as u32).unwrap_or(c.seed);
+            let (mut width, mut height) = (spec.width, spec.height);
+            let post = match &c.post {
+                Some(p) => {
+                    let (w, h) = crate::prompt::v2::post_canvas(p, width, height).map_err(compose_err)?;
+                    let plan = super::PostPlan { post: p.clone(), width, height };
+                    (width, height) = (w, h);
+                    Some(plan)
+                }
+                None => None,
+            };
+            for w in &c.warnings {
+                tracing::warn!("{w}");
+            }
+            let job = RenderJob {
+                tier,
+                positive_prompt: c.positive_prompt,
+                negative_prompt: c.negative_prompt,
+                seed,
+                width,
+                height,
+                steps: req.steps.unwrap_or(spec.steps),
+                guidance: spec.guidance,
+                variant: spec.variant,
+                subject: cue.subject.clone(),
+                mood: cue.mood.clone(),
+                post,
+            };
+            return Ok(Prepared::Job(Box::new(PreparedJob {
+                job,
+                clip_prompt: c.clip_prompt,
+                worker_type: "zimage".into(),
+                composer: "v2",
+                layers: c.layers,
+                evicted: c.evicted,
+            })));
+        }
+    }
+    let composer = if !req.positive_prompt.is_empty() {
+        "verbatim"
+    } else if !cue.subject.is_empty() && style.is_some() {
+        "flux-era"
+    } else if !req.prompt.is_empty() {
+        "verbatim"
+    } else {
+        "raw"
+    };
     let (positive, negative, clip, worker_type, seed) = if !req.positive_prompt.is_empty() {
         (req.positive_prompt.clone(), req.negative_prompt.clone(), String::new(), preferred_or_flux(preferred), 0u32)
     } else if let (false, Some(style)) = (cue.subject.is_empty(), style.as_ref()) {
@@ -178,8 +257,16 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
         variant: spec.variant,
         subject: cue.subject.clone(),
         mood: cue.mood.clone(),
+        post: None,
     };
-    Ok(Prepared::Job(Box::new(PreparedJob { job, clip_prompt: clip, worker_type })))
+    Ok(Prepared::Job(Box::new(PreparedJob {
+        job,
+        clip_prompt: clip,
+        worker_type,
+        composer,
+        layers: Vec::new(),
+        evicted: Vec::new(),
+    })))
 }
 
 fn preferred_or_flux(preferred: &str) -> String {
@@ -235,11 +322,16 @@ pub fn execute(
         cached,
     };
     if path.is_file() {
-        return Ok(outcome(path.display().to_string(), job.width, job.height, true, started));
+        let (w, h) = job.post.as_ref().map(|p| (p.width, p.height)).unwrap_or((job.width, job.height));
+        return Ok(outcome(path.display().to_string(), w, h, true, started));
     }
     match backend.render(job, progress, cancel)? {
         None => Ok(outcome("/dev/null".into(), 0, 0, false, started)),
         Some(img) => {
+            let img = match &job.post {
+                Some(p) => crate::prompt::v2::apply_post(&p.post, &img, p.width, p.height),
+                None => img,
+            };
             let model = backend.model_for(job).unwrap_or_else(|| name.clone());
             let meta = serde_json::json!({"backend": name, "model": model, "job": job, "clip_prompt": prepared.clip_prompt, "worker_type": prepared.worker_type});
             write_png(&path, &img, &parameters_text(job, &model), &meta.to_string())?;
@@ -331,23 +423,60 @@ mod tests {
     #[test]
     fn composed_from_the_pack_with_refs() {
         let s = styles();
+        // A portrait of a named character: the Flux era resolves the refs.
         let r = RenderRequest {
             tier: "portrait".into(),
             subject: "a tinker at work".into(),
             genre: "ashfall".into(),
             world: "cinder-reach".into(),
             location: "where:cinder-reach/harrowgate".into(),
-            characters: vec!["npc:tinker-ro".into()],
+            characters: vec!["Ro the Tinker".into()],
             ..Default::default()
         };
         let j = job(prepare(&r, &s).unwrap());
-        assert!(j.job.positive_prompt.starts_with("character portrait, detailed face and attire, centered subject, a tinker at work, Harrowgate, Ro the Tinker, solo character"));
+        assert_eq!(j.composer, "flux-era");
+        assert!(j.job.positive_prompt.starts_with("character portrait, detailed face and attire, centered subject, a tinker at work, Harrowgate, Ro the Tinker, solo character"), "{}", j.job.positive_prompt);
         assert_eq!((j.job.width, j.job.height, j.job.steps), (768, 1024, 12));
         // The pack prefers schnell.
         assert_eq!(j.job.variant, crate::prompt::Variant::Schnell);
         assert_eq!(j.worker_type, "schnell");
-        let seeded = RenderRequest { seed: Some(-1), ..r };
+        let seeded = RenderRequest { seed: Some(-1), ..r.clone() };
         assert_eq!(job(prepare(&seeded, &s).unwrap()).job.seed, u32::MAX);
+
+        // An `npc:` ref in a world with catalogs: composer v2.
+        let v2 = RenderRequest { characters: vec!["npc:tinker-ro".into()], ..r.clone() };
+        let j = job(prepare(&v2, &s).unwrap());
+        assert_eq!(j.composer, "v2");
+        assert_eq!(j.worker_type, "zimage");
+        assert!(j.job.positive_prompt.contains("a wiry young glassfolk tinker"), "{}", j.job.positive_prompt);
+        assert!(j.layers.contains(&"CASTING:npc:tinker-ro".to_owned()), "{:?}", j.layers);
+        assert_eq!(j.job.variant, crate::prompt::Variant::Schnell);
+        // A wrong camera type is the daemon's INVALID_REQUEST; an unknown
+        // ref is COMPOSE_FAILED with the spec's error type.
+        let bad = RenderRequest { characters: vec!["npc:nobody".into()], ..r.clone() };
+        match prepare(&bad, &s) {
+            Err(PrepareError::Compose(e, tier)) => {
+                assert_eq!(e.to_string(), "CatalogMissError: CharacterCatalog has no entry for 'npc:nobody'");
+                assert_eq!(tier.as_deref(), Some("portrait"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A post-directive camera renders a bigger canvas and keeps the tier size.
+        let leone = RenderRequest {
+            tier: "scene_illustration".into(),
+            characters: vec!["npc:tinker-ro".into()],
+            camera: Some("extreme_closeup_leone".into()),
+            ..r
+        };
+        let j = job(prepare(&leone, &s).unwrap());
+        assert_eq!((j.job.width, j.job.height), (4096, 3072));
+        let post = j.job.post.as_ref().unwrap();
+        assert_eq!((post.width, post.height, post.post.kind.as_str()), (1024, 768, "crop"));
+        let out = tempfile::tempdir().unwrap();
+        let o = execute(&j, &mut SketchBackend::default(), out.path(), &mut |_, _| {}, &|| false).unwrap();
+        assert_eq!((o.width, o.height), (1024, 768));
+        let (w, h, _) = super::super::output::read_png_text(Path::new(&o.image_path)).unwrap();
+        assert_eq!((w, h), (1024, 768));
     }
 
     #[test]

@@ -336,6 +336,7 @@ mod tests {
             variant: Variant::Dev,
             subject: "orc warrior".into(),
             mood: mood.into(),
+            post: None,
         }
     }
 

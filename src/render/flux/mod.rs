@@ -393,6 +393,7 @@ impl Backend for FluxBackend {
                 variant: Variant::Schnell,
                 subject: "black".into(),
                 mood: String::new(),
+                post: None,
             };
             self.render(&job, &mut |_, _| {}, &|| false)?;
         }
