@@ -29,6 +29,7 @@ bench:
     cargo bench --bench render
     cargo bench --bench prerender
     cargo bench --bench audio
+    cargo bench --bench compose
 
 # Re-synthesise the example pack's audio and the narration corpus.
 assets:

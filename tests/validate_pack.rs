@@ -540,3 +540,54 @@ fn unreadable_file_and_garbage_never_panic() {
         ]
     );
 }
+
+#[test]
+fn camera_and_recipe_overrides_are_strict() {
+    let f = Fixture::new();
+    let mut cams = String::new();
+    for (n, p) in sqm::prompt::cameras::PRESETS {
+        if n != "dutch_tilt" {
+            cams.push_str(&format!("{n}:\n  prompt: \"{p}\"\n"));
+        }
+    }
+    cams.push_str("fisheye:\n  prompt: round\n");
+    cams = cams.replace("scene:\n  prompt", "scene:\n  zoom: 2\n  post: {kind: crop, percent: 2}\n  prompt");
+    f.write("cameras.yaml", &cams);
+    f.write(
+        "recipes.yaml",
+        "portrait: {kind: portrait, casting: character, location: background, direction_action: pose, direction_camera: portrait_3q, art_sensibility: [GENRE, MOOD]}\n\
+         poi: {kind: illustration, casting: landmark, location: environment, direction_action: description, direction_camera: wide, art_sensibility: [GENRE]}\n",
+    );
+    let (code, diags) = f.json(&[]);
+    assert_eq!(code, 1);
+    let got: Vec<(String, String)> = diags
+        .iter()
+        .map(|d| (d["code"].as_str().unwrap().to_owned(), d["message"].as_str().unwrap().to_owned()))
+        .collect();
+    let has = |code: &str, msg: &str| got.iter().any(|(c, m)| c == code && m.contains(msg));
+    assert!(has("MISSING_FIELD", "camera preset 'dutch_tilt' is missing"), "{got:?}");
+    assert!(has("INVALID_VALUE", "unknown camera preset 'fisheye'"), "{got:?}");
+    assert!(has("UNKNOWN_KEY", "unknown key 'zoom'"), "{got:?}");
+    assert!(has("INVALID_VALUE", "crop percent must lie in (0, 1]"), "{got:?}");
+    assert!(has("MISSING_FIELD", "recipe 'illustration' is missing"), "{got:?}");
+    assert!(has("INVALID_VALUE", "recipe 'portrait': unknown cascade layer(s) ['MOOD']"), "{got:?}");
+    assert!(has("INVALID_VALUE", "recipe 'poi': kind must be 'poi'"), "{got:?}");
+    assert!(has("INVALID_VALUE", "recipe 'poi': unknown camera preset 'wide'"), "{got:?}");
+}
+
+#[test]
+fn characters_that_cannot_fit_the_budget_are_flagged() {
+    let f = Fixture::new();
+    let long = vec!["ash"; 400].join(" ");
+    f.edit(
+        "worlds/cinder-reach/portrait_manifest.yaml",
+        "      background: a tinker bent over a workbench",
+        &format!("      background: {long}"),
+    );
+    let (code, diags) = f.json(&[]);
+    assert_eq!(code, 0, "a warning only: {diags:?}");
+    let d = diags.iter().find(|d| d["code"] == "CAST_OVER_BUDGET").expect("CAST_OVER_BUDGET");
+    assert_eq!(d["severity"], "warning");
+    assert!(d["message"].as_str().unwrap().starts_with("character 'npc:tinker-ro'"), "{d}");
+    assert!(d["file"].as_str().unwrap().ends_with("worlds/cinder-reach/portrait_manifest.yaml"));
+}

@@ -59,6 +59,7 @@ pub enum Code {
     UnresolvedRef,
     SlugMismatch,
     EmptyPack,
+    CastOverBudget,
 }
 
 impl Code {
@@ -96,6 +97,7 @@ impl Code {
             UnresolvedRef => "UNRESOLVED_REF",
             SlugMismatch => "SLUG_MISMATCH",
             EmptyPack => "EMPTY_PACK",
+            CastOverBudget => "CAST_OVER_BUDGET",
         }
     }
 }

@@ -129,6 +129,17 @@ pub fn validate_packs(packs: &[PackDir], opts: Options) -> Report {
     report
 }
 
+/// A full `cameras.yaml` with the built-ins and `name` replaced, so one
+/// preset's `post` can be checked with the loader's own rules.
+fn single_camera(name: &str, v: &Node) -> serde_json::Value {
+    let mut all: serde_json::Map<String, serde_json::Value> = crate::prompt::cameras::PRESETS
+        .iter()
+        .map(|(n, p)| (n.to_string(), serde_json::json!({"prompt": p})))
+        .collect();
+    all.insert(name.to_owned(), v.to_json());
+    serde_json::Value::Object(all)
+}
+
 /// Validates one pack.
 pub fn validate_pack(pack: &PackDir, opts: Options, cache: &ProbeCache) -> Vec<Diagnostic> {
     let mut v = Validator {
@@ -260,6 +271,12 @@ impl<'a> Validator<'a> {
         }
         if let Some(node) = self.load("places.yaml", &mut checked) {
             self.check_places("places.yaml", &node);
+        }
+        if let Some(node) = self.load("cameras.yaml", &mut checked) {
+            self.check_cameras("cameras.yaml", &node);
+        }
+        if let Some(node) = self.load("recipes.yaml", &mut checked) {
+            self.check_recipes("recipes.yaml", &node);
         }
 
         // Worlds.
@@ -425,6 +442,135 @@ impl<'a> Validator<'a> {
             };
             let hint = if hint_key.is_none() { Some(format!("known keys: {}", known.join(", "))) } else { None };
             self.emit(Code::UnknownKey, severity, rel, k.pos, message, hint);
+        }
+    }
+
+    /// `cameras.yaml` (composer-v2.md §3, §8): exactly the 17 presets,
+    /// each `{prompt, post}`.
+    fn check_cameras(&mut self, rel: &str, node: &Node) {
+        let Some(entries) = self.map(rel, node, "cameras.yaml") else { return };
+        let names: Vec<&str> = crate::prompt::cameras::PRESETS.iter().map(|(n, _)| *n).collect();
+        for n in &names {
+            if node.get(n).is_none() {
+                self.emit(
+                    Code::MissingField,
+                    Severity::Error,
+                    rel,
+                    node.pos,
+                    format!("camera preset '{n}' is missing"),
+                    None,
+                );
+            }
+        }
+        for (k, v) in entries {
+            let Some(key) = k.key_text() else { continue };
+            if !names.contains(&key.as_str()) {
+                let hint = suggest::closest(&key, &names)
+                    .filter(|(_, d)| *d <= 3)
+                    .map(|(s, _)| format!("did you mean '{s}'?"));
+                self.emit(
+                    Code::InvalidValue,
+                    Severity::Error,
+                    rel,
+                    k.pos,
+                    format!("unknown camera preset '{key}'"),
+                    hint,
+                );
+                continue;
+            }
+            let Some(body) = self.map(rel, v, &format!("camera '{key}'")) else { continue };
+            self.keys(rel, body, &["prompt", "post"], true);
+            match v.get("prompt") {
+                None => self.missing(rel, v, "prompt", &format!("camera '{key}': ")),
+                Some(p) if p.as_str().is_none() => {
+                    self.type_error(rel, p, &format!("camera '{key}' prompt"), "a string")
+                }
+                _ => {}
+            }
+            if let Some(post) = v.get("post").filter(|p| !p.is_null()) {
+                if let Some(pm) = self.map(rel, post, &format!("camera '{key}' post")) {
+                    self.keys(rel, pm, &["kind", "mode", "percent", "degrees"], true);
+                }
+                if let Err(e) = crate::prompt::cameras::parse_cameras(&single_camera(&key, v)) {
+                    self.emit(Code::InvalidValue, Severity::Error, rel, post.pos, e, None);
+                }
+            }
+        }
+    }
+
+    /// `recipes.yaml`: the three recipes, each with its six keys.
+    fn check_recipes(&mut self, rel: &str, node: &Node) {
+        let Some(entries) = self.map(rel, node, "recipes.yaml") else { return };
+        const FIELDS: [&str; 6] =
+            ["kind", "casting", "location", "direction_action", "direction_camera", "art_sensibility"];
+        for name in ["portrait", "poi", "illustration"] {
+            let Some(r) = node.get(name) else {
+                self.emit(
+                    Code::MissingField,
+                    Severity::Error,
+                    rel,
+                    node.pos,
+                    format!("recipe '{name}' is missing"),
+                    None,
+                );
+                continue;
+            };
+            let Some(body) = self.map(rel, r, &format!("recipe '{name}'")) else { continue };
+            self.keys(rel, body, &FIELDS, true);
+            for f in FIELDS {
+                if r.get(f).is_none() {
+                    self.missing(rel, r, f, &format!("recipe '{name}': "));
+                }
+            }
+            if let Some(k) = r.get("kind").filter(|k| k.as_str() != Some(name)) {
+                self.emit(
+                    Code::InvalidValue,
+                    Severity::Error,
+                    rel,
+                    k.pos,
+                    format!("recipe '{name}': kind must be '{name}'"),
+                    None,
+                );
+            }
+            if let Some(c) = r.get("direction_camera") {
+                let cam = c.as_str().unwrap_or("");
+                if cam != "{camera}" && !crate::prompt::cameras::is_preset(cam) {
+                    self.emit(
+                        Code::InvalidValue,
+                        Severity::Error,
+                        rel,
+                        c.pos,
+                        format!("recipe '{name}': unknown camera preset '{cam}'"),
+                        None,
+                    );
+                }
+            }
+            if let Some(a) = r.get("art_sensibility") {
+                let mut unknown: Vec<String> = a
+                    .as_seq()
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|x| x.as_str().unwrap_or("").to_owned())
+                    .filter(|x| !["GENRE", "WORLD", "CULTURE"].contains(&x.as_str()))
+                    .collect();
+                unknown.sort();
+                if !unknown.is_empty() || a.as_seq().is_none() {
+                    let list = unknown.iter().map(|u| format!("'{u}'")).collect::<Vec<_>>().join(", ");
+                    self.emit(
+                        Code::InvalidValue,
+                        Severity::Error,
+                        rel,
+                        a.pos,
+                        format!("recipe '{name}': unknown cascade layer(s) [{list}]"),
+                        None,
+                    );
+                }
+            }
+        }
+        for (k, _) in entries {
+            if let Some(key) = k.key_text().filter(|key| !["portrait", "poi", "illustration"].contains(&key.as_str())) {
+                self.emit(Code::UnknownKey, Severity::Error, rel, k.pos, format!("unknown recipe '{key}'"), None);
+            }
         }
     }
 
@@ -1292,6 +1438,38 @@ impl<'a> Validator<'a> {
     // ----- worlds -----------------------------------------------------------
 
     fn check_world(&mut self, world: &str, facts: &GenreFacts, checked: &mut HashSet<String>) {
+        self.check_world_inner(world, facts, checked);
+        self.check_cast_budget(world);
+    }
+
+    /// `CAST_OVER_BUDGET`: a character whose background text plus the genre
+    /// and world suffixes exceeds the 512-token budget can never be drawn
+    /// by composer v2 (only worlds with their own visual_style.yaml use it).
+    fn check_cast_budget(&mut self, world: &str) {
+        let root = self.pack.root.clone();
+        if !root.join("worlds").join(world).join("visual_style.yaml").is_file() {
+            return;
+        }
+        let (Some(parent), Some(genre)) = (root.parent(), root.file_name().map(|n| n.to_string_lossy().into_owned()))
+        else {
+            return;
+        };
+        // Load errors are reported by the file checks.
+        let Ok(over) = crate::prompt::v2::over_budget_characters(parent, &genre, world) else { return };
+        let rel = format!("worlds/{world}/portrait_manifest.yaml");
+        for (key, total) in over {
+            self.emit(
+                Code::CastOverBudget,
+                Severity::Warning,
+                &rel,
+                Pos::FILE,
+                format!("character '{key}': its background description plus the genre and world styles estimate {total} tokens, over the 512 budget; it can never be drawn"),
+                Some("shorten descriptions.background (or the positive_suffix texts)".into()),
+            );
+        }
+    }
+
+    fn check_world_inner(&mut self, world: &str, facts: &GenreFacts, checked: &mut HashSet<String>) {
         let dir = format!("worlds/{world}");
         let world_root = self.pack.root.join(&dir);
         if !is_slug(world) {
