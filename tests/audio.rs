@@ -421,8 +421,13 @@ fn daemon_audio_methods() {
     assert_eq!(r["result"]["status"]["channel_muted"]["sfx"], true);
     let r = d.call(r#"{"id":6,"method":"audio_stop","params":{"channel":"music","fade_out_ms":100}}"#);
     assert!(r["result"]["status"]["mood"].is_null(), "{r}");
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    let s = d.call(r#"{"id":7,"method":"audio_status"}"#);
+    // The fade runs on the real-time null sink: poll (bounded) until it ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut s = d.call(r#"{"id":7,"method":"audio_status"}"#);
+    while s["result"]["channel_playing"]["music"] != false && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        s = d.call(r#"{"id":7,"method":"audio_status"}"#);
+    }
     assert_eq!(s["result"]["channel_playing"]["music"], false, "{s}");
     // Bad input gets INVALID_REQUEST and the daemon keeps serving.
     for (line, msg) in [

@@ -165,7 +165,8 @@ fn queued_render_of_a_vanished_client_is_dropped() {
     let mut filler = busy_lane(&d, 6, "g");
     {
         let mut gone = d.connect();
-        gone.send(&render_line("x", "never drawn", json!({})));
+        // Batch, so it queues behind the fillers instead of jumping ahead.
+        gone.send(&render_line("x", "never drawn", json!({"priority": "batch"})));
         // Full close: the daemon's read sees EOF and the socket hangs up.
     }
     for _ in 0..6 {
@@ -185,11 +186,13 @@ fn queued_render_of_a_vanished_client_is_dropped() {
 #[test]
 fn cancel_queued_render_and_coalesce_identical_ones() {
     let d = Daemon::start(&["--no-warmup"]);
-    let mut filler = busy_lane(&d, 4, "k");
+    // Batch fillers, and a batch render behind them: it stays queued (an
+    // interactive one would jump ahead and could start before the cancel).
+    let mut filler = busy_lane(&d, 6, "k");
     let mut a = d.connect();
     assert_eq!(tag(&a.line().unwrap()), "hb(image,ready)");
     assert_eq!(tag(&a.line().unwrap()), "hb(embed,ready)");
-    a.send(&render_line("q2", "to be cancelled", json!({})));
+    a.send(&render_line("q2", "to be cancelled", json!({"priority": "batch"})));
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(d.call(r#"{"id":"c","method":"cancel","params":{"id":"q2"}}"#)["result"], json!({"cancelled": 1}));
     // No busy/ready: it never started.
@@ -209,10 +212,10 @@ fn cancel_queued_render_and_coalesce_identical_ones() {
     assert_eq!(rx["result"]["image_path"], ry["result"]["image_path"]);
     let cached: Vec<bool> = [&rx, &ry].iter().map(|r| r["result"]["cached"].as_bool().unwrap()).collect();
     assert_eq!(cached.iter().filter(|c| !**c).count(), 1, "exactly one computed: {cached:?}");
-    for _ in 0..4 {
+    for _ in 0..6 {
         filler.reply();
     }
-    assert_eq!(d.pngs().len(), 5);
+    assert_eq!(d.pngs().len(), 7);
 }
 
 #[test]
