@@ -15,5 +15,6 @@ pub mod pack;
 pub mod prerender;
 pub mod prompt;
 pub mod render;
+pub mod rng;
 #[cfg(feature = "otlp")]
 pub mod telemetry;

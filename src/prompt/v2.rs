@@ -153,25 +153,6 @@ fn stat(p: &Path) -> Option<(u64, i128)> {
     Some((m.len(), mtime))
 }
 
-fn slugify_v2(name: &str) -> String {
-    let mut out = String::new();
-    let mut space = false;
-    for c in name.trim().to_lowercase().chars() {
-        if is_py_space(c) {
-            if !space {
-                out.push('_');
-            }
-            space = true;
-            continue;
-        }
-        space = false;
-        if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn text(v: Option<&Value>) -> String {
     v.and_then(Value::as_str).unwrap_or("").to_owned()
 }
@@ -229,7 +210,7 @@ impl Catalog {
             for e in &list {
                 let id = text(e.get("id"));
                 let name = text(e.get("name"));
-                let slug = if !id.is_empty() { id } else { slugify_v2(&name) };
+                let slug = if !id.is_empty() { id } else { crate::pack::slugify(&name) };
                 if slug.is_empty() {
                     return Err(load_err(format!("character entry in {}: missing both `id` and `name`", mf.display())));
                 }
@@ -277,7 +258,9 @@ impl Catalog {
             for ch in v.get("chapters").and_then(Value::as_array).into_iter().flatten() {
                 for p in ch.get("points_of_interest").and_then(Value::as_array).into_iter().flatten() {
                     let name = text(p.get("name"));
-                    let slug = Some(text(p.get("slug"))).filter(|s| !s.is_empty()).unwrap_or_else(|| slugify_v2(&name));
+                    let slug = Some(text(p.get("slug")))
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| crate::pack::slugify(&name));
                     if slug.is_empty() {
                         return Err(load_err(format!("POI in {}: needs `slug` or `name`", hf.display())));
                     }

@@ -47,23 +47,7 @@ impl Backend for SketchBackend {
     }
 }
 
-/// SplitMix64: small, fast, and identical everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn f(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
+use crate::rng::SplitMix64 as Rng;
 
 type Rgb = [f32; 3];
 
@@ -161,7 +145,7 @@ impl Canvas {
 
 /// 1-D value noise in [0, 1], smooth, from seeded lattice values.
 fn ridge(rng: &mut Rng, width: u32, cells: u32) -> Vec<f32> {
-    let lattice: Vec<f32> = (0..=cells + 1).map(|_| rng.f()).collect();
+    let lattice: Vec<f32> = (0..=cells + 1).map(|_| rng.unit_f32()).collect();
     (0..width)
         .map(|x| {
             let t = x as f32 / width as f32 * cells as f32;
@@ -175,7 +159,7 @@ fn ridge(rng: &mut Rng, width: u32, cells: u32) -> Vec<f32> {
 
 fn sketch(job: &RenderJob) -> Image {
     let (w, h) = (job.width, job.height);
-    let mut rng = Rng(u64::from(job.seed) ^ 0x5EED_5EED_0000_0000);
+    let mut rng = Rng::new(u64::from(job.seed) ^ 0x5EED_5EED_0000_0000);
     let pal = palette(&job.mood);
     let mut cv = Canvas { img: Image::new(w, h) };
     let (wf, hf) = (w as f32, h as f32);
@@ -196,7 +180,7 @@ fn sketch(job: &RenderJob) -> Image {
                 }
             }
             // A sun or moon.
-            let (sx, sy) = (wf * (0.2 + 0.6 * rng.f()), horizon * (0.25 + 0.4 * rng.f()));
+            let (sx, sy) = (wf * (0.2 + 0.6 * rng.unit_f32()), horizon * (0.25 + 0.4 * rng.unit_f32()));
             cv.ellipse(sx, sy, wf * 0.06, wf * 0.06, pal.accent, 0.85);
             cv.ellipse(sx, sy, wf * 0.11, wf * 0.11, pal.accent, 0.15);
             // Ridges, far to near.
@@ -215,11 +199,11 @@ fn sketch(job: &RenderJob) -> Image {
             }
             if job.tier == Tier::SceneIllustration {
                 // Figures standing at different depths.
-                let n = 2 + (rng.next() % 3) as u32;
+                let n = 2 + (rng.next_u64() % 3) as u32;
                 for i in 0..n {
-                    let depth = 0.4 + 0.6 * rng.f();
+                    let depth = 0.4 + 0.6 * rng.unit_f32();
                     let fh = hf * 0.32 * depth;
-                    let fx = wf * ((i as f32 + 0.5 + 0.4 * (rng.f() - 0.5)) / n as f32);
+                    let fx = wf * ((i as f32 + 0.5 + 0.4 * (rng.unit_f32() - 0.5)) / n as f32);
                     let feet = horizon + (hf - horizon) * 0.8 * depth;
                     let ink = mix(pal.ground, [0.0; 3], 0.6);
                     cv.ellipse(fx, feet - fh * 0.45, fh * 0.16, fh * 0.38, ink, 1.0);
@@ -243,7 +227,7 @@ fn sketch(job: &RenderJob) -> Image {
             cv.ellipse(cx, cy + head * 1.1, head * 0.45, head * 0.8, ink, 1.0);
             cv.ellipse(cx, cy, head * 0.85, head, ink, 1.0);
             // Rim light from the side the seed picks.
-            let side = if rng.next() % 2 == 0 { -1.0 } else { 1.0 };
+            let side = if rng.next_u64() % 2 == 0 { -1.0 } else { 1.0 };
             cv.ellipse(cx + side * head * 0.25, cy - head * 0.1, head * 0.55, head * 0.85, pal.accent, 0.18);
         }
         Tier::TextOverlay | Tier::Cartography => {

@@ -5,30 +5,12 @@
 //! two uniforms per Box–Muller pair. Changing it changes every image, so it
 //! is pinned by a test.
 
-/// SplitMix64: tiny, fast, and fully specified.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1]: never zero, so `ln` is finite.
-    fn unit(&mut self) -> f64 {
-        ((self.next() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// `n` standard-normal samples for `seed`.
 pub fn gaussian(seed: u64, n: usize) -> Vec<f32> {
-    let mut rng = SplitMix64(seed);
+    let mut rng = crate::rng::SplitMix64::new(seed);
     let mut out = Vec::with_capacity(n + 1);
     while out.len() < n {
-        let (u1, u2) = (rng.unit(), rng.unit());
+        let (u1, u2) = (rng.unit_open(), rng.unit_open());
         let r = (-2.0 * u1.ln()).sqrt();
         let theta = std::f64::consts::TAU * u2;
         out.push((r * theta.cos()) as f32);
