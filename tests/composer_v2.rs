@@ -365,6 +365,38 @@ fn catalog_changes_are_seen_without_restart() {
         e.ends_with("archetypal place testgenre/'tavern' has populated landmark.solo; archetypes have no landmark"),
         "{e}"
     );
+    // POI shape errors.
+    std::fs::write(&places, "{}\n").unwrap();
+    let history = dir.path().join("testgenre/worlds/testworld/history.yaml");
+    let saved_history = std::fs::read(&history).unwrap();
+    std::fs::write(
+        &history,
+        "chapters:\n  - points_of_interest:\n      - slug: keep\n        visual_prompt: a tower\n",
+    )
+    .unwrap();
+    let e = compose_v2(dir.path(), &req(Tier::Landscape, "x", &[], "")).unwrap_err().to_string();
+    assert!(
+        e.ends_with("POI 'keep' has string visual_prompt/environment — migrate to {solo: ..., backdrop: ...} LODs"),
+        "{e}"
+    );
+    std::fs::write(&history, "chapters:\n  - points_of_interest:\n      - region: north\n").unwrap();
+    let e = compose_v2(dir.path(), &req(Tier::Landscape, "x", &[], "")).unwrap_err().to_string();
+    assert!(e.starts_with("PackLoadError: POI in ") && e.ends_with("needs `slug` or `name`"), "{e}");
+    // A POI without visual text is not catalogued.
+    std::fs::write(&history, "chapters:\n  - points_of_interest:\n      - slug: blank\n        name: Blank\n").unwrap();
+    let e = compose_v2(dir.path(), &req(Tier::Landscape, "where:testworld/blank", &[], "")).unwrap_err().to_string();
+    assert_eq!(e, "CatalogMissError: PlaceCatalog has no entry for 'where:testworld/blank'");
+    std::fs::write(&history, saved_history).unwrap();
+    // An empty world style.
+    let world_style = dir.path().join("testgenre/worlds/testworld/visual_style.yaml");
+    std::fs::write(&world_style, "positive_suffix: \"\"\nnegative_prompt: x\n").unwrap();
+    let e = compose_v2(dir.path(), &req(Tier::Landscape, "x", &[], "")).unwrap_err().to_string();
+    assert!(
+        e.starts_with("StyleMissError: StyleCatalog.world unrenderable for 'testgenre/testworld': empty or missing positive_suffix in ")
+            && e.ends_with("(known_keys=['negative_prompt', 'positive_suffix'])"),
+        "{e}"
+    );
+    std::fs::write(&world_style, "positive_suffix: \"bruised amber sky, weathered surfaces\"\n").unwrap();
     // A broken override applies to every v2 render of the genre.
     std::fs::write(&places, "{}\n").unwrap();
     std::fs::write(dir.path().join("testgenre/cameras.yaml"), "scene: {prompt: x}\n").unwrap();

@@ -81,6 +81,11 @@ fn full_run_then_skip_then_exactly_the_edited_portrait() {
     let g = m.gain_db("audio/sfx/sword_clash.wav").unwrap();
     let l = m.jobs["loudness/audio/sfx/sword_clash.wav"].loudness.clone().unwrap();
     assert!(l.true_peak_dbtp.unwrap() + g <= -1.0 + 1e-6, "{l:?}");
+    // The player picks the manifest's gains up.
+    let lib = sqm::audio::load_library(&pack, None, sqm::audio::rotator::Rng::new(1)).unwrap();
+    let linear = lib.loudness(&pack.join("audio/sfx/sword_clash.wav"));
+    assert!((linear as f64 - 10f64.powf(g / 20.0)).abs() < 1e-6, "{linear} vs {g} dB");
+    assert_eq!(lib.loudness(&pack.join("audio/none.wav")), 1.0);
 
     let second = summary(&sqm(&["--json"], &pack));
     assert_eq!((second["done"].as_u64(), second["skipped"].as_u64()), (Some(0), Some(25)));
