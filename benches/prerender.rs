@@ -22,7 +22,8 @@ fn main() {
         for _ in 0..3 {
             let out = tempfile::tempdir().unwrap();
             let t = Instant::now();
-            let s = prerender::execute(&jobs, "ashfall", out.path(), &make, workers, &Quiet).unwrap();
+            let s =
+                prerender::execute(&jobs, "ashfall", out.path(), &make, workers, &Quiet, &Default::default()).unwrap();
             assert_eq!(s.done, jobs.len());
             best = best.max(jobs.len() as f64 / t.elapsed().as_secs_f64());
         }

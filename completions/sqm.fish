@@ -57,6 +57,8 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-priority -d 'Sched
 batch\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l pack -d 'Genre pack whose audio library answers AudioRenderRequest (default: the built-in pack)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l world -d 'World whose audio.yaml replaces the genre\'s for AudioRenderRequest' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l input-dir -d 'The only folder whose image files requests may name (reference and depth images, by path or file:// URI); without it only inline images (data URL or base64) are accepted' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l max-connections -d 'Most client connections served at once; extra ones get one error line and are closed' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l drain-timeout -d 'Seconds running work may take to finish when stopping' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-warmup -d 'Do not warm anything up at start'

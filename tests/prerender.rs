@@ -66,7 +66,7 @@ fn full_run_then_skip_then_exactly_the_edited_portrait() {
         (first["done"].as_u64(), first["skipped"].as_u64(), first["failed"].as_u64()),
         (Some(25), Some(0), Some(0))
     );
-    let m = Manifest::load(&out.join("manifest.json")).unwrap();
+    let m = Manifest::load(&out).unwrap();
     assert_eq!(m.jobs.len(), 25);
     let kinds = |k: &str| m.jobs.values().filter(|e| e.kind == k).count();
     assert_eq!((kinds("portrait"), kinds("landscape"), kinds("cover"), kinds("loudness")), (3, 6, 1, 15));
@@ -99,7 +99,7 @@ fn full_run_then_skip_then_exactly_the_edited_portrait() {
     let third = summary(&sqm(&["--json"], &pack));
     assert_eq!(done_ids(&third), vec!["portrait/cinder-reach/tinker-ro"]);
     assert_eq!(third["skipped"].as_u64(), Some(24));
-    let m2 = Manifest::load(&out.join("manifest.json")).unwrap();
+    let m2 = Manifest::load(&out).unwrap();
     assert_ne!(m2.jobs["portrait/cinder-reach/tinker-ro"].hash, portrait.hash);
     assert!(m2.jobs["portrait/cinder-reach/tinker-ro"]
         .prompt
@@ -196,7 +196,7 @@ fn one_failing_job_does_not_stop_the_rest() {
     std::fs::write(pack.join("audio/sfx/thunder.wav"), b"RIFF\x00\x00\x00\x00WAVEjunk").unwrap();
     let make = || sqm::render::backend_by_name("sketch", &Default::default());
     std::fs::create_dir_all(&out).unwrap();
-    let s = prerender::execute(&jobs, "ashfall", &out, &make, 2, &Quiet).unwrap();
+    let s = prerender::execute(&jobs, "ashfall", &out, &make, 2, &Quiet, &Default::default()).unwrap();
     assert_eq!((s.done, s.failed), (24, 1));
     let failed: Vec<_> = s.outcomes.iter().filter(|o| matches!(o, Outcome::Failed { .. })).collect();
     match failed[0] {
@@ -206,7 +206,7 @@ fn one_failing_job_does_not_stop_the_rest() {
         }
         other => panic!("{other:?}"),
     }
-    let m = Manifest::load(&out.join("manifest.json")).unwrap();
+    let m = Manifest::load(&out).unwrap();
     assert_eq!(m.jobs.len(), 24);
     assert!(!m.jobs.contains_key("loudness/audio/sfx/thunder.wav"));
 }

@@ -516,7 +516,7 @@ fn warnings_fail_only_with_deny_warnings() {
 #[test]
 fn unreadable_file_and_garbage_never_panic() {
     let f = Fixture::new();
-    // A directory where a file should be cannot be read.
+    // A directory where a file should be is not a regular file.
     std::fs::remove_file(f.path("theme.yaml")).unwrap();
     std::fs::create_dir(f.path("theme.yaml")).unwrap();
     f.write("places.yaml", "- just\n- a list\n");
@@ -529,7 +529,7 @@ fn unreadable_file_and_garbage_never_panic() {
         codes,
         vec![
             "SCHEMA_TYPE:1",
-            "FILE_UNREADABLE:0",
+            "NOT_A_REGULAR_FILE:0",
             "SCHEMA_TYPE:1",
             "MISSING_FIELD:2",
             "MISSING_FIELD:2",

@@ -15,14 +15,17 @@ use crate::pack::model::AudioConfig;
 pub const RATE: u32 = 48_000;
 pub const CHANNELS: u16 = 2;
 
+/// Longest track sqm decodes (a bound on memory: 15 minutes of 48 kHz
+/// stereo f32 is about 330 MB).
+pub const MAX_SECONDS: u32 = 15 * 60;
+
 /// Decoded audio: interleaved stereo f32 at 48 kHz.
 pub type Samples = Arc<[f32]>;
 
 /// Decodes any file rodio can read, resampled and channel-mapped to the
 /// engine's format.
 pub fn decode(path: &Path) -> Result<Samples, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let (file, len) = crate::pack::paths::open_regular(path).map_err(|e| format!("cannot open: {e}"))?;
     let decoder = rodio::Decoder::builder()
         .with_data(std::io::BufReader::new(file))
         .with_byte_len(len)
@@ -31,7 +34,11 @@ pub fn decode(path: &Path) -> Result<Samples, String> {
         .map_err(|e| format!("cannot decode: {e}"))?;
     use rodio::Source;
     let (in_ch, in_rate) = (decoder.channels(), decoder.sample_rate());
-    let raw: Vec<f32> = decoder.collect();
+    let cap = MAX_SECONDS as usize * in_rate.get() as usize * in_ch.get() as usize;
+    let raw: Vec<f32> = decoder.take(cap + 1).collect();
+    if raw.len() > cap {
+        return Err(format!("longer than {} minutes; sqm plays shorter tracks", MAX_SECONDS / 60));
+    }
     let in_frames = raw.len() / in_ch.get() as usize;
     let source = rodio::buffer::SamplesBuffer::new(in_ch, in_rate, raw);
     let uniform =

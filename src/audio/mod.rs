@@ -47,9 +47,9 @@ pub fn load_library(pack_dir: &Path, world: Option<&str>, rng: Rng) -> Result<Li
     let pack = Pack::load(pack_dir).map_err(|e| e.to_string())?;
     let (config, base) = pack.audio_for(world).map_err(|e| e.to_string())?;
     let mut lib = Library::new(config.clone(), base.to_path_buf(), pack.root.clone(), rng);
-    let manifest = crate::prerender::default_out(pack_dir).join(crate::prerender::MANIFEST);
-    if manifest.is_file() {
-        match crate::prerender::Manifest::load(&manifest) {
+    let out = crate::prerender::default_out(pack_dir);
+    if out.join(crate::prerender::MANIFEST).is_file() {
+        match crate::prerender::Manifest::load(&out) {
             Ok(m) => {
                 let gains: HashMap<String, f64> =
                     m.jobs.values().filter_map(|e| e.loudness.as_ref().map(|l| (e.file.clone(), l.gain_db))).collect();

@@ -9,6 +9,7 @@ pub mod completions;
 pub mod docs;
 pub mod embed;
 pub mod interpret;
+pub mod interrupt;
 pub mod play;
 pub mod prerender_pack;
 pub mod render;
@@ -23,6 +24,10 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Usage or I/O problem: bad flag, missing path, unreadable input.
     pub const USAGE: u8 = 2;
+    /// `serve`: another daemon already serves the socket.
+    pub const IN_USE: u8 = 3;
+    /// Stopped by Ctrl-C or SIGTERM (128 + SIGINT), work saved.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 const AFTER_HELP: &str = "\
@@ -30,6 +35,8 @@ Exit codes:
   0  success
   1  the command ran and found problems (validation errors, failed jobs)
   2  usage or I/O error (bad flag, missing path, unreadable input)
+  3  serve: another daemon already serves the socket
+  130  interrupted (Ctrl-C or SIGTERM); finished work is saved
 
 Logging goes to stderr. RUST_LOG (for example RUST_LOG=sqm=debug) overrides -v/-q.";
 

@@ -21,8 +21,12 @@ true peak kept at or below -1 dBTP).
 Re-runs skip every job whose content key and file are unchanged; the manifest is saved after each
 job, so an interrupted run resumes where it stopped.
 
+Ctrl-C or SIGTERM stops at the next job: its temp files are removed, the manifest is saved, and
+the exit code is 130 (a second Ctrl-C ends at once). Temp files a crashed run left are removed at
+the next start.
+
 Exit codes: 0 all jobs done or up to date, 1 the pack failed validation or a job failed,
-2 usage or I/O problem (unwritable output folder, another run holds it).
+2 usage or I/O problem (unwritable output folder, another run holds it), 130 interrupted.
 
 Examples:
   sqm prerender-pack examples/genre_packs/ashfall
@@ -78,7 +82,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let jobs = prerender::plan(&pack_dir, probe.name(), model.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     if args.dry_run {
-        let manifest = Manifest::load(&out.join(prerender::MANIFEST)).map_err(|e| anyhow::anyhow!(e))?;
+        let (manifest, warnings) = Manifest::load_untrusted(&out, false);
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
         let views: Vec<JobView> = jobs
             .iter()
             .map(|j| {
@@ -144,9 +151,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let show = !args.json && std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
     let ui = Bars::new(show, jobs.len());
+    let stop = super::interrupt::install();
     let summary =
-        prerender::execute(&jobs, &genre, &out, &factory, image_workers, &ui).map_err(|e| anyhow::anyhow!(e))?;
+        prerender::execute(&jobs, &genre, &out, &factory, image_workers, &ui, stop).map_err(|e| anyhow::anyhow!(e))?;
     ui.done();
+    if summary.interrupted {
+        eprintln!(
+            "interrupted: {} job(s) done, {} up to date; the manifest is saved, a re-run resumes",
+            summary.done, summary.skipped
+        );
+        return Ok(super::exit::INTERRUPTED);
+    }
     if args.json {
         println!("{}", serde_json::json!({"out": out, "manifest": out.join(prerender::MANIFEST), "summary": summary}));
     } else {

@@ -77,6 +77,13 @@ pub struct Args {
     /// World whose audio.yaml replaces the genre's for AudioRenderRequest.
     #[arg(long, requires = "zmq")]
     pub world: Option<String>,
+    /// The only folder whose image files requests may name (reference and depth images, by path
+    /// or file:// URI); without it only inline images (data URL or base64) are accepted.
+    #[arg(long, env = "SQM_INPUT_DIR", value_name = "DIR")]
+    pub input_dir: Option<PathBuf>,
+    /// Most client connections served at once; extra ones get one error line and are closed.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS, value_name = "N", value_parser = connection_limit)]
+    pub max_connections: usize,
     /// Send no heartbeat event lines (only for clients that read exactly one line per request).
     #[arg(long)]
     pub no_heartbeat: bool,
@@ -92,6 +99,13 @@ pub struct Args {
     /// Machine-readable output for --status and --shutdown.
     #[arg(long)]
     pub json: bool,
+}
+
+fn connection_limit(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=65536).contains(&n) => Ok(n),
+        _ => Err("must be a whole number from 1 to 65536".into()),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -146,6 +160,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         } else {
             None
         },
+        input_dir: match &args.input_dir {
+            Some(d) if !d.is_dir() => anyhow::bail!("--input-dir {}: not a directory", d.display()),
+            other => other.clone(),
+        },
+        max_connections: args.max_connections,
         default_genre: if args.genre_packs.is_none() {
             Some(crate::pack::embedded::DEFAULT_GENRE.into())
         } else {

@@ -71,7 +71,8 @@ impl AudioService {
             "audio_cue" => self.cue(params),
             "audio_stop" => {
                 let fade = opt_u64(params, "fade_out_ms")?.unwrap_or(0);
-                let lanes = lanes(params.get("channel"))?;
+                let channel = channel_param(params, "all")?;
+                let lanes = lanes(Some(&Value::String(channel.into())))?;
                 let live = lock(&self.live);
                 if let Some(l) = live.as_ref() {
                     let mut p = lock(&l.player);
@@ -83,7 +84,7 @@ impl AudioService {
                 Ok(json!({"status": status_of(live.as_ref())}))
             }
             "audio_volume" => {
-                let channel = params.get("channel").and_then(Value::as_str).unwrap_or("master");
+                let channel = channel_param(params, "master")?;
                 let volume = match params.get("volume") {
                     None | Some(Value::Null) => None,
                     Some(v) => Some(
@@ -235,6 +236,16 @@ fn opt_u64(params: &Map<String, Value>, key: &str) -> Result<Option<u64>, WireEr
     match params.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_u64().map(Some).ok_or_else(|| invalid(format!("'{key}' must be an integer ≥ 0"))),
+    }
+}
+
+/// The `channel` param as text: absent or null → `default`; any other
+/// non-string is an error (never silently "all").
+fn channel_param<'a>(params: &'a Map<String, Value>, default: &'a str) -> Result<&'a str, WireError> {
+    match params.get("channel") {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(invalid("'channel' must be a string")),
     }
 }
 

@@ -12,7 +12,7 @@
 //!   straight from the lanes.
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,44 +28,134 @@ use super::wire::{self, Code, LaneState, Queue, WireError, MAX_LINE};
 
 enum Frame {
     Line(Vec<u8>),
-    TooLarge,
+    TooLarge(Oversize),
     Eof,
 }
 
+/// Why a line was discarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Oversize {
+    /// Longer than [`MAX_LINE`].
+    Line,
+    /// The daemon-wide budget for partial lines ran out.
+    Budget,
+}
+
+/// Request slots a connection may have queued (read, not yet written).
+/// When they are all taken the reader stops reading from that client until
+/// it reads its replies: backpressure, with no reply dropped.
+const MAX_QUEUED: usize = 128;
+
+/// A daemon-wide allowance of bytes for partial request lines, so many
+/// clients each holding a long unfinished line cannot exhaust memory.
+pub struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Budget {
+        Budget { used: AtomicUsize::new(0), limit }
+    }
+
+    /// Bytes currently held by all connections.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    fn try_take(&self, n: usize) -> bool {
+        self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| (u + n <= self.limit).then_some(u + n)).is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// One connection's share of the [`Budget`], returned when dropped.
+struct Held<'a> {
+    budget: &'a Budget,
+    bytes: usize,
+}
+
+impl Held<'_> {
+    fn take(&mut self, n: usize) -> bool {
+        let ok = self.budget.try_take(n);
+        if ok {
+            self.bytes += n;
+        }
+        ok
+    }
+
+    fn release(&mut self) {
+        self.budget.give(std::mem::take(&mut self.bytes));
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// Reads one `\n`-terminated line of at most [`MAX_LINE`] bytes. A longer
-/// line is discarded up to and including its newline.
-async fn read_frame<R: AsyncBufReadExt + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Frame> {
+/// line, or one the shared budget cannot hold, is discarded up to and
+/// including its newline, and its buffer freed.
+async fn read_frame<R: AsyncBufReadExt + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    held: &mut Held<'_>,
+) -> std::io::Result<Frame> {
     buf.clear();
-    let mut too_large = false;
+    let mut too_large = None;
     loop {
         let available = reader.fill_buf().await?;
         if available.is_empty() {
+            held.release();
             // EOF: a final unterminated line still counts as a request.
-            return Ok(if too_large {
-                Frame::TooLarge
-            } else if buf.is_empty() {
-                Frame::Eof
-            } else {
-                Frame::Line(std::mem::take(buf))
+            return Ok(match too_large {
+                Some(why) => Frame::TooLarge(why),
+                None if buf.is_empty() => Frame::Eof,
+                None => Frame::Line(std::mem::take(buf)),
             });
         }
         let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
             Some(i) => (i, true),
             None => (available.len(), false),
         };
-        if !too_large {
-            if buf.len() + chunk > MAX_LINE {
-                too_large = true;
-                buf.clear();
+        if too_large.is_none() {
+            let why = if buf.len() + chunk > MAX_LINE {
+                Some(Oversize::Line)
+            } else if !held.take(chunk) {
+                Some(Oversize::Budget)
             } else {
                 buf.extend_from_slice(&available[..chunk]);
+                None
+            };
+            if why.is_some() {
+                too_large = why;
+                held.release();
+                *buf = Vec::new();
             }
         }
         reader.consume(if done { chunk + 1 } else { chunk });
         if done {
-            return Ok(if too_large { Frame::TooLarge } else { Frame::Line(std::mem::take(buf)) });
+            held.release();
+            return Ok(match too_large {
+                Some(why) => Frame::TooLarge(why),
+                None => Frame::Line(std::mem::take(buf)),
+            });
         }
     }
+}
+
+/// Answers a connection over the limit with one error line and closes it.
+pub async fn refuse(mut stream: UnixStream) {
+    let err = WireError::new(Code::InvalidRequest, "too many connections; try again later");
+    let mut line = wire::reply_err(&Value::Null, &err);
+    line.push('\n');
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(line.as_bytes())).await;
+    let _ = stream.shutdown().await;
 }
 
 /// A reply slot in arrival order: ready now, or computed by a task.
@@ -80,7 +170,7 @@ pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
     let fd = stream.as_raw_fd();
     let (rd, wr) = stream.into_split();
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Outgoing>();
-    let (seq_tx, seq_rx) = mpsc::unbounded_channel::<Pending>();
+    let (seq_tx, seq_rx) = mpsc::channel::<Pending>(MAX_QUEUED);
     let gone = Arc::new(AtomicBool::new(false));
     let conn = ConnHandle { id: conn_id, gone: gone.clone(), events: out_tx.clone() };
 
@@ -93,8 +183,9 @@ pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
     // Reader.
     let mut reader = BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
+    let mut held = Held { budget: &ctx.line_budget, bytes: 0 };
     loop {
-        let frame = match read_frame(&mut reader, &mut buf).await {
+        let frame = match read_frame(&mut reader, &mut buf, &mut held).await {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(conn = conn_id, error = %e, "read failed");
@@ -104,8 +195,14 @@ pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
         };
         let pending = match frame {
             Frame::Eof => break,
-            Frame::TooLarge => {
-                let err = WireError::new(Code::InvalidRequest, "request too large");
+            Frame::TooLarge(why) => {
+                let err = match why {
+                    Oversize::Line => WireError::new(Code::InvalidRequest, "request too large"),
+                    Oversize::Budget => WireError::new(
+                        Code::InvalidRequest,
+                        "request too large for the daemon right now (too many long requests in flight); retry",
+                    ),
+                };
                 Pending::Ready(vec![Outgoing::Line(wire::reply_err(&Value::String("unknown".into()), &err))])
             }
             Frame::Line(mut line) => {
@@ -128,8 +225,12 @@ pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
                 }
             }
         };
-        let _ = seq_tx.send(pending);
+        // Waits while the client leaves MAX_QUEUED replies unread.
+        if seq_tx.send(pending).await.is_err() {
+            break;
+        }
     }
+    drop(held);
     drop(seq_tx);
     drop(conn);
     drop(out_tx);
@@ -158,7 +259,7 @@ pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
 async fn write_loop(
     mut wr: tokio::net::unix::OwnedWriteHalf,
     mut events: mpsc::UnboundedReceiver<Outgoing>,
-    mut slots: mpsc::UnboundedReceiver<Pending>,
+    mut slots: mpsc::Receiver<Pending>,
     ctx: Arc<Ctx>,
     gone: Arc<AtomicBool>,
 ) {
@@ -179,6 +280,11 @@ async fn write_loop(
                 broken = true;
                 gone.store(true, Ordering::Release);
             }
+        }
+        if out.capacity() > 1024 * 1024 {
+            // A burst is over: give the memory back.
+            out = Vec::with_capacity(4096);
+        } else {
             out.clear();
         }
         if !slots_open && queue.is_empty() && (!events_open || broken) {
@@ -195,7 +301,7 @@ async fn write_loop(
                 Some(o) => render_lines(&ctx, vec![o], &mut out),
                 None => events_open = false,
             },
-            slot = slots.recv(), if slots_open => match slot {
+            slot = slots.recv(), if slots_open && queue.len() < MAX_QUEUED => match slot {
                 Some(p) => queue.push_back(p),
                 None => slots_open = false,
             },
@@ -251,17 +357,42 @@ fn peer_hung_up(fd: i32) -> bool {
 mod tests {
     use super::*;
 
-    async fn frames(input: &[u8]) -> Vec<String> {
+    async fn frames_with(input: &[u8], budget: &Budget) -> Vec<String> {
         let mut r = BufReader::with_capacity(7, input);
         let mut buf = Vec::new();
+        let mut held = Held { budget, bytes: 0 };
         let mut out = Vec::new();
         loop {
-            match read_frame(&mut r, &mut buf).await.unwrap() {
+            match read_frame(&mut r, &mut buf, &mut held).await.unwrap() {
                 Frame::Eof => return out,
-                Frame::TooLarge => out.push("<too large>".into()),
+                Frame::TooLarge(Oversize::Line) => out.push("<too large>".into()),
+                Frame::TooLarge(Oversize::Budget) => out.push("<over budget>".into()),
                 Frame::Line(l) => out.push(String::from_utf8(l).unwrap()),
             }
+            assert_eq!(held.bytes, 0, "nothing held between lines");
         }
+    }
+
+    async fn frames(input: &[u8]) -> Vec<String> {
+        let budget = Budget::new(usize::MAX / 2);
+        let out = frames_with(input, &budget).await;
+        assert_eq!(budget.used(), 0);
+        out
+    }
+
+    #[tokio::test]
+    async fn the_shared_budget_bounds_partial_lines() {
+        let budget = Budget::new(100);
+        // Another connection holds 90 bytes of an unfinished line.
+        let mut other = Held { budget: &budget, bytes: 0 };
+        assert!(other.take(90));
+        let mut input = vec![b'a'; 50];
+        input.extend_from_slice(b"\nshort\n");
+        assert_eq!(frames_with(&input, &budget).await, vec!["<over budget>", "short"]);
+        drop(other);
+        assert_eq!(budget.used(), 0);
+        assert_eq!(frames_with(&input, &budget).await.len(), 2);
+        assert_eq!(frames_with(&input, &budget).await[0].len(), 50);
     }
 
     #[tokio::test]

@@ -42,7 +42,17 @@ pub struct Config {
     pub default_genre: Option<String>,
     /// Also serve as a ZeroMQ worker.
     pub zmq: Option<super::zmq::ZmqConfig>,
+    /// The only folder requests may name image files in (`--input-dir`);
+    /// `None` accepts inline images only.
+    pub input_dir: Option<PathBuf>,
+    /// Most client connections served at once; extra ones are refused.
+    pub max_connections: usize,
 }
+
+/// Default of [`Config::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Bytes of unfinished request lines held across all connections.
+pub const LINE_BUDGET: usize = 64 * 1024 * 1024;
 
 /// The pid file beside a socket: `.sock` replaced by `.pid`, or appended.
 pub fn pid_path(socket: &Path) -> PathBuf {
@@ -77,6 +87,8 @@ pub struct Ctx {
     shutdown_tx: watch::Sender<Option<String>>,
     next_conn: AtomicU64,
     next_arrival: AtomicU64,
+    /// Bytes of partial request lines buffered by all connections.
+    pub line_budget: super::connection::Budget,
 }
 
 impl Ctx {
@@ -268,7 +280,7 @@ pub async fn run(
 ) -> Result<u8, StartError> {
     raise_fd_limit();
     claim_socket(&config.socket)?;
-    std::fs::create_dir_all(&config.output_dir)
+    crate::render::output::create_private_dir_all(&config.output_dir)
         .map_err(|e| start_err(1, format!("cannot create output dir {}: {e}", config.output_dir.display())))?;
     let (listener, socket_inode) = bind(&config.socket)?;
     let pid_file = pid_path(&config.socket);
@@ -297,6 +309,7 @@ pub async fn run(
         shutdown_tx,
         next_conn: AtomicU64::new(1),
         next_arrival: AtomicU64::new(0),
+        line_budget: super::connection::Budget::new(LINE_BUDGET),
     });
     tracing::info!(socket = %config.socket.display(), output_dir = %config.output_dir.display(), backend = ctx.render.backend_name, "sqm daemon listening");
     warm_up_in_background(&ctx);
@@ -342,6 +355,10 @@ pub async fn run(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if connections.len() >= config.max_connections => {
+                    tracing::warn!(limit = config.max_connections, "connection refused: too many clients");
+                    connections.spawn(super::connection::refuse(stream));
+                }
                 Ok((stream, _)) => {
                     connections.spawn(super::connection::serve_connection(stream, ctx.clone()));
                 }

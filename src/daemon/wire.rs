@@ -66,14 +66,49 @@ impl WireError {
     }
 }
 
-/// `{"id":…,"result":…}` as one line (no newline).
+/// Every reply and event line stays below this (protocol.md §1: the
+/// Python client reads with a 64 KiB line buffer).
+pub const MAX_REPLY: usize = 64 * 1024;
+/// Longest request `id`, as JSON text.
+pub const MAX_ID_BYTES: usize = 1024;
+/// Longest method name.
+pub const MAX_METHOD_BYTES: usize = 64;
+/// Longest error message (longer ones are cut at a character boundary).
+const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `{"id":…,"result":…}` as one line (no newline). A result that would make
+/// the line reach [`MAX_REPLY`] becomes an `INVALID_REQUEST` error instead.
 pub fn reply_ok(id: &Value, result: Value) -> String {
-    json!({"id": id, "result": result}).to_string()
+    let line = json!({"id": id, "result": result}).to_string();
+    if line.len() < MAX_REPLY {
+        return line;
+    }
+    let err = WireError::new(
+        Code::InvalidRequest,
+        format!("the reply would exceed {} KiB; send shorter request fields", MAX_REPLY / 1024),
+    );
+    reply_err(id, &err)
 }
 
-/// `{"id":…,"error":{…}}` as one line.
+/// `{"id":…,"error":{…}}` as one line; the message is cut to 4 KiB.
 pub fn reply_err(id: &Value, err: &WireError) -> String {
-    json!({"id": id, "error": err.to_value()}).to_string()
+    let mut body = err.to_value();
+    if let Some(Value::String(m)) = body.get_mut("message") {
+        truncate_utf8(m, MAX_MESSAGE_BYTES);
+    }
+    json!({"id": id, "error": body}).to_string()
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary, marking the cut.
+pub fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
 }
 
 /// Which lane a heartbeat reports on.
@@ -120,10 +155,18 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Value, WireError)> {
         return Err((unknown(), WireError::new(Code::InvalidRequest, "request must be a JSON object")));
     };
     let id = obj.remove("id").unwrap_or_else(unknown);
+    if serde_json::to_string(&id).map_or(true, |t| t.len() > MAX_ID_BYTES) {
+        let message = format!("'id' is too long (at most {MAX_ID_BYTES} bytes of JSON)");
+        return Err((Value::Null, WireError::new(Code::InvalidRequest, message)));
+    }
     let method = match obj.remove("method") {
         None | Some(Value::Null) => return Err((id, WireError::new(Code::InvalidRequest, "Missing 'method'"))),
         Some(Value::String(s)) if s.is_empty() => {
             return Err((id, WireError::new(Code::InvalidRequest, "Missing 'method'")))
+        }
+        Some(Value::String(s)) if s.len() > MAX_METHOD_BYTES => {
+            let message = format!("'method' is too long (at most {MAX_METHOD_BYTES} bytes)");
+            return Err((id, WireError::new(Code::UnknownMethod, message)));
         }
         Some(Value::String(s)) => s,
         Some(_) => return Err((id, WireError::new(Code::InvalidRequest, "'method' must be a string"))),

@@ -14,7 +14,6 @@
 //! is back. libzmq reconnects on its own.
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -48,6 +47,8 @@ pub struct ZmqConfig {
 
 /// Largest number of results kept while the controller is unreachable.
 const MAX_PENDING: usize = 1000;
+/// Largest ZeroMQ message accepted (two base64 images plus the request).
+const MAX_MESSAGE: i64 = 192 * 1024 * 1024;
 /// Requests of this worker queued or running at once.
 const MAX_IN_FLIGHT: usize = 2;
 
@@ -78,6 +79,10 @@ impl ZmqWorker {
         let err = |what: &str, e: zmq::Error| format!("ZeroMQ {what}: {e}");
         let pull = zctx.socket(zmq::PULL).map_err(|e| err("socket", e))?;
         pull.set_rcvhwm(1).map_err(|e| err("RCVHWM", e))?;
+        // A request carries at most two inline images (each capped by the
+        // decoder at 64 MiB of bytes); anything larger is dropped by libzmq
+        // before sqm allocates it.
+        pull.set_maxmsgsize(MAX_MESSAGE).map_err(|e| err("MAXMSGSIZE", e))?;
         pull.set_reconnect_ivl(100).map_err(|e| err("RECONNECT_IVL", e))?;
         pull.set_reconnect_ivl_max(5000).map_err(|e| err("RECONNECT_IVL_MAX", e))?;
         pull.connect(&cfg.work).map_err(|e| err(&format!("connect {}", cfg.work), e))?;
@@ -90,6 +95,7 @@ impl ZmqWorker {
             Some(addr) => {
                 let s = zctx.socket(zmq::SUB).map_err(|e| err("socket", e))?;
                 s.set_subscribe(b"RenderRequest").map_err(|e| err("SUBSCRIBE", e))?;
+                s.set_maxmsgsize(MAX_MESSAGE).map_err(|e| err("MAXMSGSIZE", e))?;
                 s.set_reconnect_ivl(100).map_err(|e| err("RECONNECT_IVL", e))?;
                 s.connect(addr).map_err(|e| err(&format!("connect {addr}"), e))?;
                 Some(s)
@@ -417,8 +423,8 @@ impl WorkerState {
                 if let Some(src) = msg.get(field).filter(|v| !v.is_null()) {
                     let stem = dst.with_extension("");
                     let to = PathBuf::from(format!("{}.{suffix}.png", stem.display()));
-                    if let Err(w) = store_image(src, &to) {
-                        warnings.push(format!("{field}: {w}"));
+                    if let Err(w) = self.store_image(field, src.clone(), to.clone()).await {
+                        warnings.push(w);
                     } else {
                         tracing::info!(file = %to.display(), "{field} stored beside the output (no current backend conditions on it)");
                     }
@@ -438,6 +444,25 @@ impl WorkerState {
             reply["warnings"] = json!(warnings);
         }
         reply
+    }
+
+    /// Decodes an ImageSource and stores it re-encoded as PNG at `to`, off
+    /// the async threads. A refusal, whatever its cause, is the same one
+    /// line for the controller (the cause goes to the local log only).
+    async fn store_image(&self, field: &str, src: Value, to: PathBuf) -> Result<(), String> {
+        let input_dir = self.ctx.config.input_dir.clone();
+        let field_owned = field.to_owned();
+        let work = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let img = crate::render::input::load(&src, input_dir.as_deref()).map_err(|e| {
+                tracing::debug!(field = %field_owned, reason = %e, "image input refused");
+                crate::render::input::InputError::public_message(&field_owned)
+            })?;
+            crate::render::input::store_png(&img, &to).map_err(|e| {
+                tracing::warn!(file = %to.display(), error = %e, "cannot store an image input");
+                format!("{field_owned}: cannot be stored")
+            })
+        });
+        work.await.unwrap_or_else(|_| Err(crate::render::input::InputError::public_message(field)))
     }
 
     fn candidates(&self) -> Result<Vec<AudioCandidate>, String> {
@@ -567,65 +592,6 @@ fn link_atomic(src: &Path, dst: &Path) -> std::io::Result<()> {
     std::fs::rename(&tmp, dst)
 }
 
-/// Decodes an ImageSource (data URL, bare base64, file:// or a path) as
-/// PNG or JPEG and stores it as PNG bytes at `to` (PNG kept as is).
-fn store_image(src: &Value, to: &Path) -> Result<(), String> {
-    let bytes = if let Some(data) = src.get("image_data").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-        let b64 = data.split_once("base64,").map(|(_, b)| b).unwrap_or(data);
-        base64_decode(b64.trim()).ok_or("image_data is not valid base64")?
-    } else if let Some(uri) = src.get("uri").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-        if uri.starts_with("http://") || uri.starts_with("https://") {
-            return Err("http(s) URIs are not fetched".into());
-        }
-        let path = uri.strip_prefix("file://").unwrap_or(uri);
-        let mut f = std::fs::File::open(path).map_err(|_| format!("file not found: {path}"))?;
-        let mut b = Vec::new();
-        f.read_to_end(&mut b).map_err(|e| format!("{path}: {e}"))?;
-        b
-    } else {
-        return Err("neither image_data nor uri is set".into());
-    };
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        png::Decoder::new(std::io::Cursor::new(&bytes)).read_info().map_err(|e| format!("not a readable PNG: {e}"))?;
-    } else if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        return Err("not a PNG or JPEG image".into());
-    }
-    let dir = to.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
-    std::io::Write::write_all(&mut tmp, &bytes).map_err(|e| e.to_string())?;
-    tmp.persist(to).map_err(|e| e.error.to_string())?;
-    Ok(())
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let clean: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= val(*c)? << (18 - 6 * i);
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        match chunk.len() {
-            4 => out.extend_from_slice(&bytes),
-            3 => out.extend_from_slice(&bytes[..2]),
-            2 => out.push(bytes[0]),
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,9 +601,6 @@ mod tests {
         assert_eq!(safe_id("a b/c?d_e-f.g"), "a_b_c_d_e-f.g");
         assert_eq!(safe_id(&"x".repeat(100)).len(), 64);
         assert_eq!(file_uri(Path::new("/srv/out dir/é.png")), "file:///srv/out%20dir/%C3%A9.png");
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGVsbG8gd29ybGQ").unwrap(), b"hello world");
-        assert!(base64_decode("a$==").is_none());
         assert!(jaccard("tense battle drums", "Battle Drums. mood: combat") > 0.3);
         assert_eq!(jaccard("", "x"), 0.0);
     }

@@ -60,6 +60,9 @@ pub enum Code {
     SlugMismatch,
     EmptyPack,
     CastOverBudget,
+    NotARegularFile,
+    FileTooLarge,
+    YamlAliasLimit,
 }
 
 impl Code {
@@ -98,6 +101,9 @@ impl Code {
             SlugMismatch => "SLUG_MISMATCH",
             EmptyPack => "EMPTY_PACK",
             CastOverBudget => "CAST_OVER_BUDGET",
+            NotARegularFile => "NOT_A_REGULAR_FILE",
+            FileTooLarge => "FILE_TOO_LARGE",
+            YamlAliasLimit => "YAML_ALIAS_LIMIT",
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod diag;
 pub mod embedded;
 pub mod model;
+pub mod paths;
 pub mod probe;
 pub mod suggest;
 pub mod validate;

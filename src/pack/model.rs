@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use super::paths;
 use super::validate::resolve_in_pack;
 use super::yaml::{self, YamlProblem};
 
@@ -26,6 +27,10 @@ pub enum PackError {
     Schema { path: PathBuf, message: String },
     #[error("{pack}: world '{world}' not found (worlds: {available})")]
     UnknownWorld { pack: PathBuf, world: String, available: String },
+    #[error("{path}: {source}")]
+    Contained { path: PathBuf, source: paths::PathError },
+    #[error("{path}: YAML alias expansion exceeds the limit at line {line}, column {column}")]
+    AliasLimit { path: PathBuf, line: usize, column: usize },
     #[error("{path}: asset path '{raw}' leaves the pack")]
     PathEscapes { path: PathBuf, raw: String },
 }
@@ -395,17 +400,17 @@ impl Pack {
                 .collect();
             names.sort();
             for name in names {
-                let world = World::load(&worlds_dir.join(&name), &name)?;
+                let world = World::load(root, &worlds_dir.join(&name), &name)?;
                 worlds.insert(name, world);
             }
         }
         Ok(Pack {
             genre,
             root: root.to_path_buf(),
-            meta: read_file(&root.join("pack.yaml"))?.unwrap_or_default(),
-            visual_style: read_file(&root.join("visual_style.yaml"))?.unwrap_or_default(),
-            audio: read_file(&root.join("audio.yaml"))?.unwrap_or_default(),
-            places: read_file(&root.join("places.yaml"))?.unwrap_or_default(),
+            meta: read_file(root, &root.join("pack.yaml"))?.unwrap_or_default(),
+            visual_style: read_file(root, &root.join("visual_style.yaml"))?.unwrap_or_default(),
+            audio: read_file(root, &root.join("audio.yaml"))?.unwrap_or_default(),
+            places: read_file(root, &root.join("places.yaml"))?.unwrap_or_default(),
             worlds,
         })
     }
@@ -449,7 +454,7 @@ impl Pack {
 }
 
 impl World {
-    fn load(dir: &Path, slug: &str) -> Result<World, PackError> {
+    fn load(pack_root: &Path, dir: &Path, slug: &str) -> Result<World, PackError> {
         let mut cultures = IndexMap::new();
         let cdir = dir.join("cultures");
         if cdir.is_dir() {
@@ -461,37 +466,46 @@ impl World {
             files.sort();
             for f in files {
                 let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                cultures.insert(name, read_file(&f)?.unwrap_or_default());
+                cultures.insert(name, read_file(pack_root, &f)?.unwrap_or_default());
             }
         }
         Ok(World {
             slug: slug.to_owned(),
             dir: dir.to_path_buf(),
-            meta: read_file(&dir.join("world.yaml"))?.unwrap_or_default(),
-            visual_style: read_file(&dir.join("visual_style.yaml"))?,
-            portraits: read_file(&dir.join("portrait_manifest.yaml"))?.unwrap_or_default(),
-            history: read_file(&dir.join("history.yaml"))?.unwrap_or_default(),
+            meta: read_file(pack_root, &dir.join("world.yaml"))?.unwrap_or_default(),
+            visual_style: read_file(pack_root, &dir.join("visual_style.yaml"))?,
+            portraits: read_file(pack_root, &dir.join("portrait_manifest.yaml"))?.unwrap_or_default(),
+            history: read_file(pack_root, &dir.join("history.yaml"))?.unwrap_or_default(),
             cultures,
-            audio: read_file(&dir.join("audio.yaml"))?,
+            audio: read_file(pack_root, &dir.join("audio.yaml"))?,
         })
     }
 }
 
-/// Reads one YAML file into `T`. `Ok(None)` when the file does not exist
-/// or holds an empty document.
-pub fn read_file<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, PackError> {
-    let bytes = match std::fs::read(path) {
+/// Reads one YAML file of the pack at `pack` into `T`. `Ok(None)` when the
+/// file does not exist or holds an empty document. The file must lie inside
+/// the pack (symlinks included), be a regular file, and hold at most
+/// [`paths::PACK_YAML_CAP`] bytes.
+pub fn read_file<T: for<'de> Deserialize<'de>>(pack: &Path, path: &Path) -> Result<Option<T>, PackError> {
+    let root = paths::Root::new(pack).map_err(|source| PackError::Io { path: pack.to_path_buf(), source })?;
+    let bytes = match root.read(path, paths::PACK_YAML_CAP) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(PackError::Io { path: path.to_path_buf(), source }),
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(source) => return Err(PackError::Contained { path: path.to_path_buf(), source }),
     };
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let text = std::str::from_utf8(bytes)
         .map_err(|e| PackError::Utf8 { path: path.to_path_buf(), offset: e.valid_up_to() })?;
     let parsed = yaml::parse(text);
-    if let Some(problem) = parsed.problems.into_iter().find(|p| matches!(p, YamlProblem::Syntax { .. })) {
-        if let YamlProblem::Syntax { pos, message, .. } = problem {
-            return Err(PackError::Yaml { path: path.to_path_buf(), line: pos.line, column: pos.column, message });
+    for problem in parsed.problems {
+        match problem {
+            YamlProblem::Syntax { pos, message, .. } => {
+                return Err(PackError::Yaml { path: path.to_path_buf(), line: pos.line, column: pos.column, message })
+            }
+            YamlProblem::AliasLimit { pos } => {
+                return Err(PackError::AliasLimit { path: path.to_path_buf(), line: pos.line, column: pos.column })
+            }
+            YamlProblem::DuplicateKey { .. } => {}
         }
     }
     let Some(root) = parsed.root else { return Ok(None) };

@@ -3,7 +3,6 @@
 //! are caught at validation time rather than at the game table.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -25,10 +24,11 @@ pub enum Probe {
     Undecodable(String),
 }
 
-/// Probes `path`. Reads at most the container header and one packet.
+/// Probes `path`: decodes the container header and the first packet, then
+/// reads (without decoding) the remaining packets to catch truncation.
 pub fn probe_audio(path: &Path) -> Probe {
-    let file = match File::open(path) {
-        Ok(f) => f,
+    let file = match super::paths::open_regular(path) {
+        Ok((f, _)) => f,
         Err(e) => return Probe::Undecodable(format!("cannot open: {e}")),
     };
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
@@ -73,14 +73,28 @@ pub fn probe_audio(path: &Path) -> Probe {
         if packet.track_id() != track_id {
             continue;
         }
-        return match decoder.decode(&packet) {
-            Ok(buf) => Probe::Ok {
-                codec: codec_name,
-                sample_rate: params.sample_rate,
-                channels: Some(buf.spec().channels.count()),
-            },
-            Err(e) => Probe::Undecodable(format!("the first {codec_name} packet does not decode: {e}")),
+        let channels = match decoder.decode(&packet) {
+            Ok(buf) => buf.spec().channels.count(),
+            Err(e) => return Probe::Undecodable(format!("the first {codec_name} packet does not decode: {e}")),
         };
+        // A file cut short keeps a header that promises more: walk the
+        // remaining packets (reading, not decoding) and compare.
+        if let Some(promised) = params.n_frames {
+            let mut held = packet.dur;
+            while let Ok(p) = format.next_packet() {
+                if p.track_id() == track_id {
+                    held += p.dur;
+                }
+            }
+            // Allow one packet of slack for encoder padding.
+            let slack = packet.dur.max(4096);
+            if held + slack < promised {
+                return Probe::Undecodable(format!(
+                    "truncated: the header promises {promised} frames, the file holds {held}"
+                ));
+            }
+        }
+        return Probe::Ok { codec: codec_name, sample_rate: params.sample_rate, channels: Some(channels) };
     }
 }
 

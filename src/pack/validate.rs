@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use rayon::prelude::*;
 
 use super::diag::{self, Code, Diagnostic, PackSummary, Report, Severity};
+use super::paths;
 use super::probe::{Probe, ProbeCache};
 use super::suggest;
 use super::yaml::{self, Node, Pos, Value, YamlProblem};
@@ -317,20 +318,16 @@ impl<'a> Validator<'a> {
     fn load(&mut self, rel: &str, checked: &mut HashSet<String>) -> Option<Node> {
         checked.insert(rel.to_owned());
         let path = self.pack.root.join(rel);
-        if !path.exists() {
+        if std::fs::symlink_metadata(&path).is_err() {
             return None;
         }
-        let bytes = match std::fs::read(&path) {
+        let read = paths::Root::new(&self.pack.root)
+            .map_err(|source| paths::PathError::Io { raw: rel.to_owned(), source })
+            .and_then(|root| root.read(Path::new(rel), paths::PACK_YAML_CAP));
+        let bytes = match read {
             Ok(b) => b,
             Err(e) => {
-                self.emit(
-                    Code::FileUnreadable,
-                    Severity::Error,
-                    rel,
-                    Pos::FILE,
-                    format!("cannot read file: {e}"),
-                    None,
-                );
+                self.path_problem(rel, e);
                 return None;
             }
         };
@@ -376,9 +373,46 @@ impl<'a> Validator<'a> {
                     format!("duplicate key '{key}' (first defined on line {})", first.line),
                     None,
                 ),
+                YamlProblem::AliasLimit { pos } => self.emit(
+                    Code::YamlAliasLimit,
+                    Severity::Error,
+                    rel,
+                    pos,
+                    format!(
+                        "alias expansion exceeds the limit ({} nodes or {} bytes added by aliases)",
+                        yaml::MAX_ALIAS_NODES,
+                        yaml::MAX_ALIAS_BYTES
+                    ),
+                    Some("reuse anchors sparingly; nested aliases multiply the document's size".into()),
+                ),
             }
         }
         parsed.root
+    }
+
+    /// Reports a file the containment rule refused.
+    fn path_problem(&mut self, rel: &str, e: paths::PathError) {
+        use paths::PathError as E;
+        let (code, message, hint) = match e {
+            E::Escapes { .. } => (
+                Code::PathEscapesPack,
+                "the file resolves outside the pack (a symlink or '..' leaves it)".to_owned(),
+                Some("keep every pack file inside the pack; copy it instead of linking".to_owned()),
+            ),
+            E::NotRegular { .. } => (
+                Code::NotARegularFile,
+                "not a regular file (a FIFO, device, socket or folder)".to_owned(),
+                Some("pack files must be plain files".to_owned()),
+            ),
+            E::TooLarge { cap, .. } => (
+                Code::FileTooLarge,
+                format!("the file is larger than the limit of {} MiB", cap >> 20),
+                Some("split the file or trim it; pack YAML files are small".to_owned()),
+            ),
+            E::NotFound { .. } => (Code::FileUnreadable, "cannot read file: it vanished".to_owned(), None),
+            E::Io { source, .. } => (Code::FileUnreadable, format!("cannot read file: {source}"), None),
+        };
+        self.emit(code, Severity::Error, rel, Pos::FILE, message, hint);
     }
 
     // ----- typed helpers -------------------------------------------------

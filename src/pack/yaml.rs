@@ -145,7 +145,20 @@ pub enum YamlProblem {
     Syntax { pos: Pos, message: String, hint: Option<String> },
     /// A mapping key appears twice. `first` is where it was first seen.
     DuplicateKey { pos: Pos, key: String, first: Pos },
+    /// Expanding the alias at `pos` would grow the document past the
+    /// budget ([`MAX_ALIAS_NODES`] nodes or [`MAX_ALIAS_BYTES`] bytes of
+    /// text added by aliases): the "billion laughs" attack.
+    AliasLimit { pos: Pos },
 }
+
+/// Nodes that alias expansion may add to one document.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+/// Bytes of scalar text that alias expansion may add to one document.
+pub const MAX_ALIAS_BYTES: usize = 16 * 1024 * 1024;
+/// Deepest nesting of lists and mappings accepted.
+pub const MAX_DEPTH: usize = 256;
+/// Most nodes one document may hold, aliases included.
+pub const MAX_NODES: usize = 2_000_000;
 
 impl fmt::Display for YamlProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -154,6 +167,11 @@ impl fmt::Display for YamlProblem {
             YamlProblem::DuplicateKey { pos, key, first } => {
                 write!(f, "{}:{}: duplicate key '{key}' (first defined on line {})", pos.line, pos.column, first.line)
             }
+            YamlProblem::AliasLimit { pos } => write!(
+                f,
+                "{}:{}: alias expansion exceeds the limit ({MAX_ALIAS_NODES} nodes or {MAX_ALIAS_BYTES} bytes)",
+                pos.line, pos.column
+            ),
         }
     }
 }
@@ -191,6 +209,9 @@ pub fn parse(text: &str) -> Parsed {
             root: None,
             problems: vec![YamlProblem::Syntax { pos, message: err.info().to_owned(), hint: None }],
         };
+    }
+    if builder.aborted {
+        return Parsed { root: None, problems: builder.problems };
     }
     if let Some(pos) = builder.extra_document {
         builder.problems.push(YamlProblem::Syntax {
@@ -230,8 +251,15 @@ fn find_tab_indent(text: &str) -> Option<Pos> {
 struct Builder {
     stack: Vec<Frame>,
     root: Option<Node>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, Weight)>,
     problems: Vec<YamlProblem>,
+    /// What aliases have added so far.
+    expanded: Weight,
+    /// Nodes built so far (aliases included).
+    nodes: usize,
+    /// A budget was exceeded: further events are ignored and no tree is
+    /// returned.
+    aborted: bool,
     documents: usize,
     extra_document: Option<Pos>,
 }
@@ -256,10 +284,57 @@ fn pos_of(mark: Marker) -> Pos {
     Pos::new(mark.line(), mark.col() + 1)
 }
 
+/// The size of a subtree: its nodes and the bytes of its scalar text.
+#[derive(Clone, Copy, Debug, Default)]
+struct Weight {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Weight {
+    fn of(node: &Node) -> Weight {
+        let mut w = Weight { nodes: 1, bytes: 0 };
+        match &node.value {
+            Value::Str(s) => w.bytes = s.len(),
+            Value::Seq(items) => items.iter().for_each(|n| w.add(Weight::of(n))),
+            Value::Map(entries) => entries.iter().for_each(|(k, v)| {
+                w.add(Weight::of(k));
+                w.add(Weight::of(v));
+            }),
+            _ => {}
+        }
+        w
+    }
+
+    fn add(&mut self, other: Weight) {
+        self.nodes = self.nodes.saturating_add(other.nodes);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
+}
+
 impl Builder {
+    /// Stops building with `problem`.
+    fn abort(&mut self, problem: YamlProblem) {
+        if !self.aborted {
+            self.aborted = true;
+            self.problems.push(problem);
+            self.stack.clear();
+            self.anchors.clear();
+        }
+    }
+
     fn finish(&mut self, node: Node, anchor: usize) {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            let message = format!("the document holds more than {MAX_NODES} nodes");
+            return self.abort(YamlProblem::Syntax { pos: node.pos, message, hint: None });
+        }
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            // Anchored subtrees are weighed once here (their size is bounded
+            // by the text and the alias budget), so an alias costs O(1) to
+            // check.
+            let w = Weight::of(&node);
+            self.anchors.insert(anchor, (node.clone(), w));
         }
         match self.stack.last_mut() {
             None => {
@@ -296,6 +371,9 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.aborted {
+            return;
+        }
         match ev {
             Event::DocumentStart => {
                 self.documents += 1;
@@ -308,13 +386,25 @@ impl MarkedEventReceiver for Builder {
                 self.finish(Node { value, pos: pos_of(mark) }, anchor);
             }
             Event::Alias(id) => {
-                let node = self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .map(|n| Node { value: n.value, pos: pos_of(mark) })
-                    .unwrap_or(Node { value: Value::Null, pos: pos_of(mark) });
+                let pos = pos_of(mark);
+                let node = match self.anchors.get(&id) {
+                    None => Node { value: Value::Null, pos },
+                    Some((n, w)) => {
+                        let mut after = self.expanded;
+                        after.add(*w);
+                        if after.nodes > MAX_ALIAS_NODES || after.bytes > MAX_ALIAS_BYTES {
+                            return self.abort(YamlProblem::AliasLimit { pos });
+                        }
+                        self.expanded = after;
+                        self.nodes = self.nodes.saturating_add(w.nodes.saturating_sub(1));
+                        Node { value: n.value.clone(), pos }
+                    }
+                };
                 self.finish(node, 0);
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                let message = format!("lists and mappings nest deeper than {MAX_DEPTH} levels");
+                self.abort(YamlProblem::Syntax { pos: pos_of(mark), message, hint: None });
             }
             Event::SequenceStart(anchor, _) => {
                 self.stack.push(Frame::Seq { pos: pos_of(mark), anchor, items: Vec::new() });
@@ -506,6 +596,43 @@ mod tests {
     fn aliases_resolve_to_their_anchor() {
         let r = root("base: &b {x: 1}\ncopy: *b\n");
         assert_eq!(r.get("copy").unwrap().get("x").unwrap().value, Value::Int(1));
+    }
+
+    #[test]
+    fn billion_laughs_stops_at_the_budget() {
+        let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let parsed = parse(&text);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(parsed.root.is_none());
+        match parsed.problems.as_slice() {
+            // Lines 2-4 add 12 330 nodes; a4 (line 5) holds ten aliases of
+            // a3 (11 111 nodes each): its eighth takes the total past 100 000.
+            [YamlProblem::AliasLimit { pos }] => assert_eq!(*pos, Pos::new(5, 10 + 7 * 5), "the alias past the budget"),
+            other => panic!("{other:?}"),
+        }
+        // Moderate reuse stays legal.
+        assert!(parse("a: &x [1, 2]\nb: [*x, *x, *x]\n").problems.is_empty());
+    }
+
+    #[test]
+    fn long_strings_through_aliases_count_by_bytes() {
+        let big = "x".repeat(1 << 20);
+        let refs = vec!["*s"; 20].join(", ");
+        let parsed = parse(&format!("s: &s {big}\nl: [{refs}]\n"));
+        assert!(matches!(parsed.problems.as_slice(), [YamlProblem::AliasLimit { .. }]), "{:?}", parsed.problems);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursion() {
+        let text = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let parsed = parse(&text);
+        assert!(parsed.root.is_none());
+        assert!(matches!(&parsed.problems[0], YamlProblem::Syntax { .. }), "{:?}", parsed.problems);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! the gain that brings it to a target without pushing the true peak over
 //! −1 dBTP.
 
-use std::fs::File;
 use std::path::Path;
 
 use ebur128::{EbuR128, Mode};
@@ -36,7 +35,7 @@ pub struct Loudness {
 
 /// Decodes `path` completely and measures it.
 pub fn analyse(path: &Path, target_lufs: f64) -> Result<Loudness, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let (file, _) = crate::pack::paths::open_regular(path).map_err(|e| format!("cannot open: {e}"))?;
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let probed = symphonia::default::get_probe()
         .format(&Hint::new(), mss, &FormatOptions::default(), &MetadataOptions::default())

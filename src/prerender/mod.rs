@@ -15,12 +15,14 @@ pub mod plan;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::pack::paths;
 use crate::render::output::{parameters_text, write_png};
 use crate::render::{Backend, RenderError};
 pub use loudness::Loudness;
@@ -67,15 +69,65 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Reads a manifest; a missing file is an empty manifest.
-    pub fn load(path: &Path) -> Result<Manifest, String> {
-        match std::fs::read(path) {
+    /// Reads `<out>/manifest.json`; a missing file is an empty manifest. The
+    /// file is untrusted input (a pack may ship one): it must be a regular
+    /// file inside `out` of at most [`paths::MANIFEST_CAP`] bytes.
+    pub fn load(out: &Path) -> Result<Manifest, String> {
+        let shown = out.join(MANIFEST);
+        let empty = || Manifest { version: 1, ..Default::default() };
+        let root = match paths::Root::new(out) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(empty()),
+            Err(e) => return Err(format!("{}: {e}", out.display())),
+        };
+        match root.read(Path::new(MANIFEST), paths::MANIFEST_CAP) {
             Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a valid manifest: {e}", path.display()))
+                serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a valid manifest: {e}", shown.display()))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest { version: 1, ..Default::default() }),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(e) if e.is_not_found() => Ok(empty()),
+            Err(e) => Err(format!("{}: {e}", out.display())),
         }
+    }
+
+    /// Reads the manifest of `out` for a run, trusting none of it: a corrupt
+    /// or unreadable manifest is set aside as `manifest.json.corrupt-<unix
+    /// seconds>` (only when `set_aside`; a dry run changes nothing) and the
+    /// run starts from an empty one; entries whose image file would leave
+    /// `out` are dropped (never read, never deleted). Returns the manifest
+    /// and the warnings to show.
+    pub fn load_untrusted(out: &Path, set_aside: bool) -> (Manifest, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut manifest = match Manifest::load(out) {
+            Ok(m) => m,
+            Err(e) => {
+                if set_aside {
+                    let ts = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    let aside = out.join(format!("{MANIFEST}.corrupt-{ts}"));
+                    match std::fs::rename(out.join(MANIFEST), &aside) {
+                        Ok(()) => warnings.push(format!("{e}; set aside as {} and rebuilt", aside.display())),
+                        Err(r) => warnings.push(format!("{e}; cannot set it aside ({r}); rebuilding")),
+                    }
+                } else {
+                    warnings.push(format!("{e}; treated as empty"));
+                }
+                Manifest { version: 1, ..Default::default() }
+            }
+        };
+        let root = paths::Root::new(out).ok();
+        let before = manifest.jobs.len();
+        manifest.jobs.retain(|_, e| e.kind == "loudness" || entry_file_inside(root.as_ref(), &e.file));
+        let dropped = before - manifest.jobs.len();
+        if dropped > 0 {
+            warnings.push(format!(
+                "{dropped} manifest entr{} name a file outside {}; ignored (never read or deleted)",
+                if dropped == 1 { "y" } else { "ies" },
+                out.display()
+            ));
+        }
+        (manifest, warnings)
     }
 
     /// Writes atomically (temp file + rename).
@@ -163,6 +215,9 @@ pub struct Summary {
     pub skipped: usize,
     pub failed: usize,
     pub outcomes: Vec<Outcome>,
+    /// The run was stopped by `stop` before every job ran.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 /// Progress events for a UI.
@@ -181,21 +236,65 @@ pub fn image_path(out: &Path, id: &str) -> PathBuf {
     out.join(format!("{id}.png"))
 }
 
+/// True when an image entry's `file` names a place inside `out`: relative,
+/// never climbing out, and (if it exists) not a symlink leaving `out`.
+fn entry_file_inside(root: Option<&paths::Root>, file: &str) -> bool {
+    if !paths::lexically_inside(Path::new(file)) {
+        return false;
+    }
+    match root.map(|r| r.resolve(Path::new(file))) {
+        Some(Err(paths::PathError::Escapes { .. })) => false,
+        _ => true,
+    }
+}
+
+/// SHA-256 of a file this run wrote itself.
 fn sha256_file(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
+    let (file, len) = paths::open_regular(path).ok()?;
+    let bytes = paths::read_capped(file, len, paths::IMAGE_CAP).ok()?;
     Some(format!("{:x}", Sha256::digest(&bytes)))
 }
 
-/// Whether the manifest already holds this job's result, intact.
+/// Whether the manifest already holds this job's result, intact. The
+/// entry's file is read only inside `out`, only if regular and at most
+/// [`paths::IMAGE_CAP`] bytes.
 pub fn is_current(job: &Job, manifest: &Manifest, out: &Path) -> bool {
     let Some(e) = manifest.jobs.get(&job.id) else { return false };
     if e.key != job.key {
         return false;
     }
     match &job.work {
-        Work::Image(_) => sha256_file(&out.join(&e.file)).is_some_and(|h| h == e.hash),
+        Work::Image(_) => paths::Root::new(out)
+            .ok()
+            .and_then(|root| root.read(Path::new(&e.file), paths::IMAGE_CAP).ok())
+            .is_some_and(|bytes| format!("{:x}", Sha256::digest(&bytes)) == e.hash),
         Work::Loudness { .. } => e.loudness.is_some(),
     }
+}
+
+/// Removes what a crashed or killed run left: sqm's own temp files
+/// (`.render-*.png.tmp`, `.manifest-*`) inside `out`, nothing else. Run only
+/// while holding the output lock. Returns how many were removed.
+pub fn remove_stale_temp_files(out: &Path) -> usize {
+    let Ok(root) = paths::Root::new(out) else { return 0 };
+    let mut removed = 0;
+    for entry in walkdir::WalkDir::new(out).follow_links(false).max_depth(8).into_iter().filter_map(|e| e.ok()) {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy();
+        let ours = (name.starts_with(".render-") && name.ends_with(".png.tmp"))
+            || (name.starts_with(".manifest-") && entry.depth() == 1);
+        if !ours {
+            continue;
+        }
+        if let Ok(rel) = entry.path().strip_prefix(out) {
+            if root.remove_file(rel).unwrap_or(false) {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 /// Makes a fresh backend for a worker thread.
@@ -204,7 +303,9 @@ pub type BackendFactory<'a> = &'a (dyn Fn() -> Result<Box<dyn Backend>, RenderEr
 /// Runs `jobs` into `out`. Image jobs run on `parallel` workers when the
 /// backend is CPU-bound and may be duplicated (`parallel > 1`), else one at
 /// a time on one backend; loudness jobs always run in parallel. The
-/// manifest is saved after every job. Returns the summary.
+/// manifest is saved after every job. When `stop` becomes true no new job
+/// starts and running renders are cancelled; what finished is saved.
+/// Returns the summary.
 pub fn execute(
     jobs: &[Job],
     genre: &str,
@@ -212,9 +313,19 @@ pub fn execute(
     make_backend: BackendFactory,
     parallel: usize,
     progress: &dyn Progress,
+    stop: &AtomicBool,
 ) -> Result<Summary, String> {
     let manifest_path = out.join(MANIFEST);
-    let mut manifest = Manifest::load(&manifest_path)?;
+    let stale = remove_stale_temp_files(out);
+    if stale > 0 {
+        tracing::warn!("removed {stale} temp file(s) left by an interrupted run in {}", out.display());
+    }
+    let (mut manifest, warnings) = Manifest::load_untrusted(out, true);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let out_root = paths::Root::new(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let stopped = || stop.load(Ordering::Acquire);
     manifest.version = 1;
     manifest.genre = genre.to_owned();
     let manifest = Mutex::new(manifest);
@@ -229,7 +340,9 @@ pub fn execute(
                 if old.kind != "loudness" && old.file != entry.file {
                     let shared = m.jobs.iter().any(|(k, e)| k != &id && e.file == old.file);
                     if !shared {
-                        let _ = std::fs::remove_file(out.join(&old.file));
+                        if let Err(e) = out_root.remove_file(Path::new(&old.file)) {
+                            tracing::warn!("old output not removed: {e}");
+                        }
                     }
                 }
             }
@@ -262,6 +375,9 @@ pub fn execute(
     let run_images = |chunk: &[&Job]| -> Result<(), String> {
         let mut backend: Option<Box<dyn Backend>> = None;
         for job in chunk {
+            if stopped() {
+                break;
+            }
             let b = match &mut backend {
                 Some(b) => b,
                 None => match make_backend() {
@@ -272,7 +388,7 @@ pub fn execute(
                     }
                 },
             };
-            let (outcome, entry) = run_image(job, b.as_mut(), out, progress);
+            let (outcome, entry) = run_image(job, b.as_mut(), out, progress, &stopped);
             finish(outcome, entry)?;
         }
         Ok(())
@@ -293,6 +409,9 @@ pub fn execute(
             audio
                 .par_iter()
                 .map(|job| {
+                    if stopped() {
+                        return Ok(());
+                    }
                     let (outcome, entry) = run_loudness(job, progress);
                     finish(outcome, entry)
                 })
@@ -315,6 +434,7 @@ pub fn execute(
         skipped: count(|o| matches!(o, Outcome::Skipped { .. })),
         failed: count(|o| matches!(o, Outcome::Failed { .. })),
         outcomes,
+        interrupted: stopped(),
     })
 }
 
@@ -323,6 +443,7 @@ fn run_image(
     backend: &mut dyn Backend,
     out: &Path,
     progress: &dyn Progress,
+    stopped: &dyn Fn() -> bool,
 ) -> (Outcome, Option<(String, Entry)>) {
     let Work::Image(prepared) = &job.work else { unreachable!("image jobs only") };
     let started = std::time::Instant::now();
@@ -332,7 +453,7 @@ fn run_image(
     if let Err(e) = backend.load() {
         return fail(e.to_string());
     }
-    let img = match backend.render(j, &mut |s, n| progress.job_step(&job.id, s, n), &|| false) {
+    let img = match backend.render(j, &mut |s, n| progress.job_step(&job.id, s, n), stopped) {
         Ok(Some(img)) => img,
         Ok(None) => return fail(format!("the {} backend writes no images", backend.name())),
         Err(e) => return fail(e.to_string()),

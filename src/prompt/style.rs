@@ -154,7 +154,7 @@ impl StyleSource {
                 format!("genre '{}' has no visual_style.yaml", req.genre),
             ));
         }
-        let vs: VisualStyle = read_file(&file).map_err(load_error)?.unwrap_or_default();
+        let vs: VisualStyle = read_file(&genre_dir, &file).map_err(load_error)?.unwrap_or_default();
         let mut style = Style {
             positive_suffix: vs.positive_suffix,
             negative_prompt: vs.negative_prompt,
@@ -165,7 +165,7 @@ impl StyleSource {
         if !req.world.is_empty() {
             let world_dir = self.world_dir(&genre_dir, req.genre, req.world)?;
             let world_style: Option<VisualStyle> =
-                read_file(&world_dir.join("visual_style.yaml")).map_err(load_error)?;
+                read_file(&genre_dir, &world_dir.join("visual_style.yaml")).map_err(load_error)?;
             if let Some(w) = world_style.map(|w| w.positive_suffix).filter(|w| !w.is_empty()) {
                 style.positive_suffix =
                     if style.positive_suffix.is_empty() { w } else { format!("{}, {w}", style.positive_suffix) };
@@ -183,7 +183,7 @@ impl StyleSource {
             let genre_dir = self.root.join(genre);
             if is_slug(scope) {
                 if let Ok(Some(history)) =
-                    read_file::<History>(&genre_dir.join("worlds").join(scope).join("history.yaml"))
+                    read_file::<History>(&genre_dir, &genre_dir.join("worlds").join(scope).join("history.yaml"))
                 {
                     if let Some(poi) = history.points_of_interest().find(|p| p.slug() == slug) {
                         if let Some(name) = poi.name.clone().filter(|n| !n.is_empty()) {
@@ -192,7 +192,7 @@ impl StyleSource {
                     }
                 }
             }
-            if let Ok(Some(places)) = read_file::<IndexMap<String, Place>>(&genre_dir.join("places.yaml")) {
+            if let Ok(Some(places)) = read_file::<IndexMap<String, Place>>(&genre_dir, &genre_dir.join("places.yaml")) {
                 if let Some(p) = places.get(slug).filter(|p| !p.description.solo.is_empty()) {
                     return p.description.solo.clone();
                 }
@@ -210,7 +210,7 @@ impl StyleSource {
         let Some(slug) = entry.strip_prefix("npc:") else { return entry.to_owned() };
         if is_slug(genre) && is_slug(world) {
             let file = self.root.join(genre).join("worlds").join(world).join("portrait_manifest.yaml");
-            if let Ok(Some(manifest)) = read_file::<PortraitManifest>(&file) {
+            if let Ok(Some(manifest)) = read_file::<PortraitManifest>(&self.root.join(genre), &file) {
                 if let Some(c) = manifest
                     .characters()
                     .iter()

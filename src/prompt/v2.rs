@@ -138,8 +138,8 @@ fn load_err(m: impl Into<String>) -> ComposeError {
     ComposeError { kind: ComposeErrorKind::PackLoadError, message: m.into() }
 }
 
-fn read_value(path: &Path) -> Result<Option<Value>, ComposeError> {
-    read_file::<Value>(path).map_err(|e| match e {
+fn read_value(pack: &Path, path: &Path) -> Result<Option<Value>, ComposeError> {
+    read_file::<Value>(pack, path).map_err(|e| match e {
         PackError::Yaml { path, line, column, message } => {
             load_err(format!("{}:{line}:{column}: {message}", path.display()))
         }
@@ -192,16 +192,16 @@ impl Catalog {
             w.join("cultures"),
         ];
         let genre_file = g.join("visual_style.yaml");
-        let gv = read_value(&genre_file)?;
+        let gv = read_value(&g, &genre_file)?;
         let genre_suffix = suffix_of(&genre_file, &gv, "genre", genre);
         let world_file = w.join("visual_style.yaml");
-        let wv = read_value(&world_file)?;
+        let wv = read_value(&g, &world_file)?;
         let world_suffix = suffix_of(&world_file, &wv, "world", &format!("{genre}/{world}"));
 
         // Characters.
         let mut characters = HashMap::new();
         let mf = w.join("portrait_manifest.yaml");
-        if let Some(v) = read_value(&mf)? {
+        if let Some(v) = read_value(&g, &mf)? {
             let list = match &v {
                 Value::Array(a) => a.clone(),
                 Value::Object(o) => o.get("characters").and_then(Value::as_array).cloned().unwrap_or_default(),
@@ -254,7 +254,7 @@ impl Catalog {
         // Places: POIs of the world, then the genre's archetypes.
         let mut places = HashMap::new();
         let hf = w.join("history.yaml");
-        if let Some(v) = read_value(&hf)? {
+        if let Some(v) = read_value(&g, &hf)? {
             for ch in v.get("chapters").and_then(Value::as_array).into_iter().flatten() {
                 for p in ch.get("points_of_interest").and_then(Value::as_array).into_iter().flatten() {
                     let name = text(p.get("name"));
@@ -295,7 +295,7 @@ impl Catalog {
             }
         }
         let pf = g.join("places.yaml");
-        if let Some(Value::Object(map)) = read_value(&pf)? {
+        if let Some(Value::Object(map)) = read_value(&g, &pf)? {
             for (slug, p) in map {
                 let landmark = pair(p.get("landmark"));
                 for (lod, t) in [("solo", &landmark.solo), ("backdrop", &landmark.backdrop)] {
@@ -328,7 +328,7 @@ impl Catalog {
                     continue;
                 }
                 let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                let v = read_value(&f)?;
+                let v = read_value(&g, &f)?;
                 cultures.insert(stem, text(v.as_ref().and_then(|v| v.get("visual_tokens"))));
                 watched.push(f);
             }
@@ -338,7 +338,7 @@ impl Catalog {
         let mut direction = Direction::builtin();
         let mut dir_err = None;
         for (file, is_cameras) in [(g.join("cameras.yaml"), true), (g.join("recipes.yaml"), false)] {
-            if let Some(v) = read_value(&file)? {
+            if let Some(v) = read_value(&g, &file)? {
                 let r = if is_cameras {
                     cameras::parse_cameras(&v).map(|c| direction.cameras = c)
                 } else {

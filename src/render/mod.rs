@@ -7,6 +7,7 @@
 
 pub mod flux;
 pub mod font;
+pub mod input;
 pub mod null;
 pub mod output;
 pub mod pipeline;

@@ -40,6 +40,13 @@ pub fn output_path(out_dir: &Path, backend: &str, key16: &str) -> PathBuf {
     out_dir.join(backend).join(format!("render_{key16}.png"))
 }
 
+/// Creates `dir` and any missing parents with mode 0700 (protocol.md §11:
+/// the daemon's outputs are private). Existing folders keep their mode.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 /// The A1111 `parameters` text.
 pub fn parameters_text(job: &RenderJob, model: &str) -> String {
     let mut s = job.positive_prompt.clone();
@@ -60,7 +67,7 @@ pub fn parameters_text(job: &RenderJob, model: &str) -> String {
 pub fn write_png(path: &Path, img: &Image, parameters: &str, request_json: &str) -> Result<(), RenderError> {
     let io = |source| RenderError::Io { path: path.to_path_buf(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
+    create_private_dir_all(dir).map_err(io)?;
     let mut tmp = tempfile::Builder::new().prefix(".render-").suffix(".png.tmp").tempfile_in(dir).map_err(io)?;
     {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
