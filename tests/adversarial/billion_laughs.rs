@@ -58,6 +58,10 @@ fn the_daemon_answers_compose_failed_and_keeps_serving() {
     std::fs::write(pack.join("visual_style.yaml"), laughs()).unwrap();
     let packs = pack.parent().unwrap().to_str().unwrap().to_owned();
     let d = Daemon::start(&["--no-warmup", "--genre-packs", &packs]);
+    // The same 2 GB address-space limit, applied to the running daemon.
+    let lim = libc::rlimit { rlim_cur: 2_000_000_000, rlim_max: 2_000_000_000 };
+    // SAFETY: prlimit on our own child with a valid rlimit.
+    assert_eq!(unsafe { libc::prlimit(d.pid(), libc::RLIMIT_AS, &lim, std::ptr::null_mut()) }, 0);
     let req = json!({"id": "r", "method": "render", "params": {"tier": "portrait", "subject": "a smith", "genre": "ashfall"}});
     let r = d.call(&req.to_string());
     assert_eq!(r["error"]["code"], "COMPOSE_FAILED", "{r}");
