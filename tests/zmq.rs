@@ -9,50 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-struct Controller {
-    _ctx: zmq::Context,
-    push: zmq::Socket,
-    pull: zmq::Socket,
-    work: String,
-    results: String,
-}
-
-impl Controller {
-    /// Binds PUSH (work) and PULL (results); `None` picks free ports.
-    fn bind(addrs: Option<(&str, &str)>) -> Controller {
-        let ctx = zmq::Context::new();
-        let push = ctx.socket(zmq::PUSH).unwrap();
-        let pull = ctx.socket(zmq::PULL).unwrap();
-        push.set_linger(0).unwrap();
-        pull.set_linger(0).unwrap();
-        push.set_sndtimeo(5000).unwrap();
-        pull.set_rcvtimeo(20_000).unwrap();
-        let (w, r) = addrs.unwrap_or(("tcp://127.0.0.1:*", "tcp://127.0.0.1:*"));
-        push.bind(w).unwrap();
-        pull.bind(r).unwrap();
-        let work = push.get_last_endpoint().unwrap().unwrap();
-        let results = pull.get_last_endpoint().unwrap().unwrap();
-        Controller { _ctx: ctx, push, pull, work, results }
-    }
-
-    fn send(&self, v: &Value) {
-        self.push.send(v.to_string().as_bytes(), 0).expect("a worker takes the message");
-    }
-
-    fn send_raw(&self, bytes: &[u8]) {
-        self.push.send(bytes, 0).unwrap();
-    }
-
-    fn recv(&self) -> Value {
-        let b = self.pull.recv_bytes(0).expect("a result within 20 s");
-        serde_json::from_slice(&b).unwrap()
-    }
-}
+use common::Controller;
 
 fn worker(c: &Controller, extra: &[&str]) -> common::Daemon {
-    let mut args = vec!["--no-warmup", "--no-heartbeat", "--zmq", "--zmq-work", &c.work, "--zmq-results", &c.results];
-    args.extend_from_slice(extra);
-    common::Daemon::start(&args)
+    c.worker(extra)
 }
 
 /// A 2×2 PNG as a data URL.

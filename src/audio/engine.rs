@@ -325,12 +325,10 @@ impl Engine {
 
     pub fn lane_state(&self, lane: AudioLane) -> LaneState {
         let b = &self.buses[idx(lane)];
-        LaneState {
-            track: self.current(lane).map(str::to_owned),
-            volume: b.volume,
-            playing: !b.voices.is_empty(),
-            muted: b.muted,
-        }
+        let track = self.current(lane).map(str::to_owned);
+        // A lane whose voices are all fading out after a stop is not
+        // playing any more (and has no track), even while the fade sounds.
+        LaneState { playing: track.is_some(), track, volume: b.volume, muted: b.muted }
     }
 
     pub fn lanes() -> [AudioLane; 3] {

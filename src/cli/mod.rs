@@ -46,10 +46,10 @@ Logging goes to stderr. RUST_LOG (for example RUST_LOG=sqm=debug) overrides -v/-
 #[command(name = "sqm", version, about, long_about = None, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Global options")]
     pub verbose: u8,
     /// Less log output (-q errors only, -qq nothing).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose", help_heading = "Global options")]
     pub quiet: u8,
     #[command(subcommand)]
     pub command: Command,
@@ -79,8 +79,13 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    // Only the daemon writes to sockets that may close under it; every
+    // other command ends quietly when its output pipe closes (`| head`).
+    if !matches!(&cli.command, Command::Serve(a) if a.runs_daemon()) {
+        quiet_on_closed_pipe();
+    }
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(args, cli.quiet == 0),
         Command::ValidatePack(args) => validate_pack::run(args),
         Command::Interpret(args) => interpret::run(args),
         Command::Render(args) => render::run(args),
@@ -100,6 +105,22 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Restores the default SIGPIPE action (the Rust runtime ignores it), so a
+/// write to a closed pipe ends the process silently, as in every Unix tool,
+/// instead of a panic in `println!`.
+fn quiet_on_closed_pipe() {
+    // SAFETY: setting a signal's disposition to the default is always sound.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Colour only on a terminal, and never when NO_COLOR is set.
+fn use_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn init_logging(verbose: u8, quiet: u8) {
     use tracing_subscriber::EnvFilter;
     let level = match (verbose, quiet) {
@@ -114,7 +135,11 @@ fn init_logging(verbose: u8, quiet: u8) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(use_colour())
+        .with_filter(filter);
     let registry = tracing_subscriber::registry().with(fmt);
     // Exported spans are independent of the console level: request spans
     // are info-level, so the exporter sees them even at the default -q/-v.

@@ -50,9 +50,9 @@ pub struct Args {
     /// Render offline into this WAV file (48 kHz stereo float) instead of playing.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Seconds to play or render.
-    #[arg(long, default_value_t = 60.0, value_name = "S")]
-    pub duration: f64,
+    /// Seconds to play or render [default: 60, or with --narration one turn per paragraph plus one].
+    #[arg(long, value_name = "S")]
+    pub duration: Option<f64>,
     /// Seed for track choices (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -125,8 +125,10 @@ fn short(p: &str) -> &str {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 24.0 * 3600.0) {
-        bail!("--duration must be between 0 and 86400 seconds");
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d > 0.0 && d <= 24.0 * 3600.0) {
+            bail!("--duration must be between 0 and 86400 seconds");
+        }
     }
     if !(0.0..=1.0).contains(&args.intensity) {
         bail!("--intensity must be between 0 and 1");
@@ -151,19 +153,33 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         cue.intensity = args.intensity;
         timeline.push(0.0, Action::Cues(vec![cue]));
     }
+    let unknown: Vec<&String> = args.sfx.iter().filter(|id| !library.config.sfx_library.contains_key(*id)).collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = library.config.sfx_library.keys().map(String::as_str).collect();
+        eprintln!(
+            "error: unknown sfx {}; this pack has: {}",
+            unknown.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", "),
+            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+        );
+        return Ok(super::exit::FAILURE);
+    }
     for id in &args.sfx {
         let mut cue = AudioCue::new(AudioLane::Sfx);
         cue.sfx_id = Some(id.clone());
         timeline.push(0.0, Action::Cues(vec![cue]));
     }
+    let mut turns = 0;
     if let Some(p) = &args.narration {
         let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
         let paragraphs = text.split("\n\n").map(str::trim).filter(|s| !s.is_empty());
         for (i, para) in paragraphs.enumerate() {
             let cues = rules.cues(para);
             timeline.push(i as f64 * args.turn_seconds, Action::Cues(cues));
+            turns = i + 1;
         }
     }
+    // A narration lasts its turns plus one more for the last to ring out.
+    let duration = args.duration.unwrap_or(if turns > 0 { (turns + 1) as f64 * args.turn_seconds } else { 60.0 });
     if timeline.items.is_empty() {
         bail!("nothing to play: give --mood, --sfx, --narration or --script");
     }
@@ -173,7 +189,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let started = Instant::now();
         let json = args.json;
         let samples =
-            output::render_offline(&mut player, timeline, args.duration, &mut |p| report(p.take_decisions(), json));
+            output::render_offline(&mut player, timeline, duration, &mut |p| report(p.take_decisions(), json));
         let frames = samples.len() / 2;
         let render_s = started.elapsed().as_secs_f64();
         output::write_wav(out, samples).map_err(|e| anyhow::anyhow!(e))?;
@@ -181,9 +197,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         eprintln!(
             "wrote {}: {:.1} s, {frames} frames, 48 kHz stereo f32, in {:.2} s ({:.0}x real time)",
             out.display(),
-            args.duration,
+            duration,
             total_s,
-            args.duration / render_s.max(1e-9)
+            duration / render_s.max(1e-9)
         );
         return Ok(super::exit::OK);
     }
@@ -194,7 +210,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut items = timeline.items;
     items.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
     let mut items = items.into_iter().peekable();
-    while started.elapsed().as_secs_f64() < args.duration {
+    while started.elapsed().as_secs_f64() < duration {
         while let Some((at, _)) = items.peek() {
             if *at > started.elapsed().as_secs_f64() {
                 break;

@@ -44,7 +44,8 @@ pub struct Args {
     pub backend: String,
     #[command(flatten)]
     pub flux: super::FluxArgs,
-    /// Parallel workers for CPU work (sketch renders, loudness); flux renders one at a time.
+    /// Parallel workers for CPU work (sketch renders, loudness); flux renders one at a time
+    /// [default: one per CPU core].
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     /// Print the plan (what would run, what is up to date) and do nothing.

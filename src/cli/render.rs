@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long)]
     pub tier: String,
     /// What to draw (default: the first --character).
-    #[arg(value_name = "SUBJECT", required_unless_present = "characters")]
+    #[arg(value_name = "SUBJECT", required_unless_present_any = ["characters", "prompt"])]
     pub subject: Vec<String>,
     /// Directory of genre packs (default: the built-in example packs).
     #[arg(long, env = "SIDEQUEST_GENRE_PACKS", value_name = "DIR")]
@@ -32,7 +32,8 @@ pub struct Args {
     /// World within the genre.
     #[arg(long, requires = "genre")]
     pub world: Option<String>,
-    /// Camera preset (composer v2).
+    /// Camera preset. Used by composer v2 only (a character or place ref in a world with
+    /// catalogs); other renders ignore it with a warning.
     #[arg(long, value_parser = crate::prompt::cameras::PRESETS.map(|(n, _)| n))]
     pub camera: Option<String>,
     /// Appearance of the first `pc:` character (builds a pc_descriptor).
@@ -44,6 +45,7 @@ pub struct Args {
     /// Culture slug of the first `pc:` character.
     #[arg(long, value_name = "SLUG")]
     pub pc_culture: Option<String>,
+    /// The scene's mood, words such as "dusk, ominous" (flux-era composer).
     #[arg(long, default_value = "")]
     pub mood: String,
     /// A place name or a `where:<world>/<slug>` ref.
@@ -60,9 +62,24 @@ pub struct Args {
     pub backend: String,
     #[command(flatten)]
     pub flux: super::FluxArgs,
-    /// Seed (default: derived from the request).
-    #[arg(long, allow_negative_numbers = true)]
-    pub seed: Option<i64>,
+    /// Seed, 0 to 4294967295 (default: derived from the request).
+    #[arg(long)]
+    pub seed: Option<u32>,
+    /// The prompt, verbatim (the daemon's positive_prompt): no composition, no pack style.
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// Negative prompt to go with --prompt.
+    #[arg(long, value_name = "TEXT", requires = "prompt")]
+    pub negative_prompt: Option<String>,
+    /// Image width: a multiple of 16 in 64..=2048 (default: the tier's).
+    #[arg(long, value_parser = |s: &str| parse_side("--width", s))]
+    pub width: Option<u32>,
+    /// Image height: a multiple of 16 in 64..=2048 (default: the tier's).
+    #[arg(long, value_parser = |s: &str| parse_side("--height", s))]
+    pub height: Option<u32>,
+    /// Guidance scale, 0 to 30 (default: the tier's).
+    #[arg(long, value_parser = parse_guidance)]
+    pub guidance: Option<f32>,
     /// Denoising steps (default: the tier's).
     #[arg(long)]
     pub steps: Option<u32>,
@@ -83,6 +100,18 @@ pub struct Args {
     pub json: bool,
 }
 
+fn parse_side(name: &str, s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|_| format!("{name} must be a whole number, got '{s}'"))?;
+    crate::render::pipeline::check_size(name, n)
+}
+
+fn parse_guidance(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(g) if g.is_finite() && (0.0..=30.0).contains(&g) => Ok(g),
+        _ => Err(format!("must be a number from 0 to 30, got '{s}'")),
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let subject = if args.subject.is_empty() {
         args.characters.first().cloned().unwrap_or_default()
@@ -99,7 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     } else {
         None
     };
-    if subject.trim().is_empty() {
+    if subject.trim().is_empty() && args.prompt.as_deref().is_none_or(|p| p.trim().is_empty()) {
         bail!("the subject is empty: say what to draw");
     }
     if let Some(0) | Some(201..) = args.steps {
@@ -127,6 +156,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         steps: args.steps,
         camera: args.camera.clone(),
         pc_descriptor,
+        positive_prompt: args.prompt.clone().unwrap_or_default(),
+        negative_prompt: args.negative_prompt.clone().unwrap_or_default(),
+        width: args.width,
+        height: args.height,
+        guidance: args.guidance,
         ..Default::default()
     };
     let prepared = match prepare(&req, &styles) {
@@ -138,6 +172,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         Err(e) => bail!("{e}"),
     };
+    if args.camera.is_some() && prepared.composer != "v2" {
+        tracing::warn!(
+            composer = prepared.composer,
+            "--camera applies to composer v2 only (a character or place ref in a world with catalogs); ignored"
+        );
+    }
     if args.dry_run {
         let j = &prepared.job;
         let doc = serde_json::json!({

@@ -44,7 +44,8 @@ pub struct Args {
     pub backend: String,
     #[command(flatten)]
     pub flux: super::FluxArgs,
-    /// all-MiniLM-L6-v2 model folder (default: $SQM_EMBED_MODEL, then the Hugging Face hub cache).
+    /// all-MiniLM-L6-v2 model folder (default: $SQM_EMBED_MODEL, then $XDG_DATA_HOME/sqm/models/, the
+    /// ./.models/ (a checkout), then the Hugging Face hub cache).
     #[arg(long, value_name = "DIR")]
     pub embed_model: Option<PathBuf>,
     /// Warm up at start (default all).
@@ -93,6 +94,10 @@ pub struct Args {
     /// Ask a running daemon for its status and exit.
     #[arg(long, conflicts_with = "shutdown")]
     pub status: bool,
+    /// Send one request line to a running daemon, print every line it answers with (heartbeats
+    /// and progress included) up to the reply, and exit (1 when the reply is an error).
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["status", "shutdown"])]
+    pub send: Option<String>,
     /// Ask a running daemon to stop and exit.
     #[arg(long)]
     pub shutdown: bool,
@@ -108,14 +113,22 @@ fn connection_limit(s: &str) -> Result<usize, String> {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
+impl Args {
+    /// True when this call runs the daemon (not --status/--shutdown/--send).
+    pub fn runs_daemon(&self) -> bool {
+        !(self.status || self.shutdown || self.send.is_some())
+    }
+}
+
+/// Runs the daemon, or talks to one. `announce`: print the ready line.
+pub fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
+    if let Some(line) = &args.send {
+        return send(&args, line);
+    }
     if args.status || args.shutdown {
         return talk(&args);
     }
-    let output_dir = match &args.output_dir {
-        Some(d) => d.clone(),
-        None => tempfile::Builder::new().prefix("sq-daemon-").tempdir().context("cannot create an output dir")?.keep(),
-    };
+    let output_dir = args.output_dir.clone();
     let genre_packs = match &args.genre_packs {
         Some(p) => p.clone(),
         None => crate::pack::embedded::packs_root().context("cannot unpack the built-in example packs")?,
@@ -165,6 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             other => other.clone(),
         },
         max_connections: args.max_connections,
+        announce,
         default_genre: if args.genre_packs.is_none() {
             Some(crate::pack::embedded::DEFAULT_GENRE.into())
         } else {
@@ -190,11 +204,39 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
 }
 
+/// `--send`: one raw request, every line of the answer printed as is.
+fn send(args: &Args, line: &str) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut print = |l: &str| writeln!(out, "{l}").and_then(|_| out.flush());
+    match client::send_line(&args.socket, line, Duration::from_secs(600), &mut print) {
+        Ok(reply) if reply.get("error").is_some_and(|e| !e.is_null()) => Ok(super::exit::FAILURE),
+        Ok(_) => Ok(super::exit::OK),
+        Err(client::ClientError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(super::exit::OK),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(super::exit::FAILURE)
+        }
+    }
+}
+
 fn talk(args: &Args) -> anyhow::Result<u8> {
     let method = if args.status { "status" } else { "shutdown" };
+    let fail = |code: &str, message: String| {
+        if args.json {
+            println!("{}", json!({"error": {"code": code, "message": message}}));
+        } else {
+            eprintln!("error: {message}");
+        }
+        Ok(super::exit::FAILURE)
+    };
     let reply = match client::request(&args.socket, method, json!({}), Duration::from_secs(5)) {
         Ok(r) => r,
         Err(e) => {
+            let code = match &e {
+                client::ClientError::NoSocket(_) | client::ClientError::Connect { .. } => "NO_DAEMON",
+                _ => "NOT_SQM",
+            };
             if let client::ClientError::Connect { .. } = e {
                 // Refused: clean up a stale socket unless a live daemon is recorded.
                 let pid_file = server::pid_path(&args.socket);
@@ -203,27 +245,41 @@ fn talk(args: &Args) -> anyhow::Result<u8> {
                     let _ = std::fs::remove_file(&pid_file);
                 }
             }
-            eprintln!("error: {e}");
-            return Ok(super::exit::FAILURE);
+            let message = match code {
+                "NOT_SQM" => format!(
+                    "the process listening on {} does not answer like an sqm daemon ({e})",
+                    args.socket.display()
+                ),
+                _ => e.to_string(),
+            };
+            return fail(code, message);
         }
     };
     if let Some(err) = reply.get("error").filter(|e| !e.is_null()) {
-        eprintln!("error: {}: {}", err["code"].as_str().unwrap_or("?"), err["message"].as_str().unwrap_or("?"));
-        return Ok(super::exit::FAILURE);
+        let message = format!("{}: {}", err["code"].as_str().unwrap_or("?"), err["message"].as_str().unwrap_or("?"));
+        return fail(err["code"].as_str().unwrap_or("ERROR"), message);
     }
     let result = reply.get("result").cloned().unwrap_or(Value::Null);
     if args.json {
         println!("{result}");
     } else if args.status {
-        print_status(&result);
+        print_status(&result, &args.socket);
     } else {
         println!("daemon at {} is stopping", args.socket.display());
     }
     Ok(super::exit::OK)
 }
 
-fn print_status(s: &Value) {
+fn print_status(s: &Value, socket: &std::path::Path) {
     let q = &s["sqm"];
+    if !q.is_object() {
+        // Another daemon speaking the protocol (the reference one, say).
+        let state = |k: &str| s[k].as_str().unwrap_or("unknown").to_owned();
+        println!("a daemon that is not sqm answers at {}", socket.display());
+        println!("  image        {}", if s["image"].is_string() { state("image") } else { state("flux") });
+        println!("  embed        {}", state("embed"));
+        return;
+    }
     println!("sqm daemon {} (pid {}), up {} s", q["version"].as_str().unwrap_or("?"), q["pid"], q["uptime_s"]);
     println!("  socket       {}", q["socket"].as_str().unwrap_or("?"));
     println!("  output dir   {}", q["output_dir"].as_str().unwrap_or("?"));

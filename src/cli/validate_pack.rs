@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::ValueEnum;
 
 use crate::pack::validate::{self, Options, Profile};
@@ -17,8 +18,8 @@ JSON output (--format json) is one document:
    \"packs\":[{\"path\",\"errors\",\"warnings\"}],
    \"diagnostics\":[{\"code\",\"severity\",\"pack\",\"file\",\"line\",\"column\",\"message\",\"hint\"}]}")]
 pub struct Args {
-    /// Pack directories, or directories of packs.
-    #[arg(required = true, value_name = "PATH")]
+    /// Pack directories, or directories of packs (default: the built-in example pack).
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -47,7 +48,12 @@ pub enum Format {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut usage_error = false;
     let mut packs = Vec::new();
-    for path in &args.paths {
+    let paths = if args.paths.is_empty() {
+        vec![crate::pack::embedded::default_pack().context("cannot unpack the built-in example pack")?]
+    } else {
+        args.paths.clone()
+    };
+    for path in &paths {
         match validate::discover(path) {
             Ok(found) => packs.extend(found),
             Err(message) => {

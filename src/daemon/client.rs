@@ -2,7 +2,7 @@
 //! one connection per request, heartbeat lines skipped, the first other line
 //! taken as the reply.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -23,9 +23,8 @@ pub enum ClientError {
     NotJson(String),
 }
 
-/// Sends one request and returns the reply object (with `result` or
-/// `error`), skipping event lines.
-pub fn request(socket: &Path, method: &str, params: Value, timeout: Duration) -> Result<Value, ClientError> {
+/// Connects with read and write timeouts; a missing socket is its own error.
+fn connect(socket: &Path, timeout: Duration) -> Result<UnixStream, ClientError> {
     if !socket.exists() {
         return Err(ClientError::NoSocket(socket.display().to_string()));
     }
@@ -33,6 +32,13 @@ pub fn request(socket: &Path, method: &str, params: Value, timeout: Duration) ->
         .map_err(|source| ClientError::Connect { path: socket.display().to_string(), source })?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    Ok(stream)
+}
+
+/// Sends one request and returns the reply object (with `result` or
+/// `error`), skipping event lines.
+pub fn request(socket: &Path, method: &str, params: Value, timeout: Duration) -> Result<Value, ClientError> {
+    let stream = connect(socket, timeout)?;
     let mut line = json!({"id": format!("sqm-{}", std::process::id()), "method": method, "params": params}).to_string();
     line.push('\n');
     (&stream).write_all(line.as_bytes())?;
@@ -40,7 +46,7 @@ pub fn request(socket: &Path, method: &str, params: Value, timeout: Duration) ->
     let mut buf = String::new();
     loop {
         buf.clear();
-        if reader.read_line(&mut buf)? == 0 {
+        if read_bounded_line(&mut reader, &mut buf)? == 0 {
             return Err(ClientError::Closed);
         }
         let v: Value =
@@ -49,5 +55,52 @@ pub fn request(socket: &Path, method: &str, params: Value, timeout: Duration) ->
             continue;
         }
         return Ok(v);
+    }
+}
+
+/// Reads one line of at most 1 MiB (a peer that is not sqm may send
+/// anything).
+fn read_bounded_line<R: BufRead>(reader: &mut R, buf: &mut String) -> std::io::Result<usize> {
+    let n = reader.take(1 << 20).read_line(buf)?;
+    if n > 0 && !buf.ends_with('\n') && n >= 1 << 20 {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "a line longer than 1 MiB"));
+    }
+    Ok(n)
+}
+
+/// Sends one raw request line and hands every line received to `on_line`
+/// (heartbeats and progress events included) until the reply: the first
+/// line without `"event"` whose `id` matches the request's (any such line
+/// when the request has no readable id). Returns that reply.
+pub fn send_line(
+    socket: &Path,
+    line: &str,
+    timeout: Duration,
+    on_line: &mut dyn FnMut(&str) -> std::io::Result<()>,
+) -> Result<Value, ClientError> {
+    let want = serde_json::from_str::<Value>(line).ok().and_then(|v| v.get("id").cloned());
+    let stream = connect(socket, timeout)?;
+    (&stream).write_all(line.trim_end_matches('\n').as_bytes())?;
+    (&stream).write_all(b"\n")?;
+    let mut reader = BufReader::new(&stream);
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        if read_bounded_line(&mut reader, &mut buf)? == 0 {
+            return Err(ClientError::Closed);
+        }
+        let text = buf.trim_end();
+        on_line(text)?;
+        let v: Value = serde_json::from_str(text).map_err(|_| ClientError::NotJson(text.to_owned()))?;
+        if v.get("event").is_some() {
+            continue;
+        }
+        let matches = match &want {
+            Some(id) => v.get("id") == Some(id) || v.get("id") == Some(&Value::String("unknown".into())),
+            None => true,
+        };
+        if matches || v.get("id").is_some_and(Value::is_null) {
+            return Ok(v);
+        }
     }
 }

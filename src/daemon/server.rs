@@ -30,7 +30,10 @@ pub enum Warmup {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub socket: PathBuf,
-    pub output_dir: PathBuf,
+    /// Where images go; `None`: a new private temp dir `sq-daemon-XXXXXX`,
+    /// created once every start-up check has passed and removed at exit if
+    /// it is still empty.
+    pub output_dir: Option<PathBuf>,
     pub genre_packs: PathBuf,
     pub warmup: Option<Warmup>,
     pub heartbeat: bool,
@@ -47,6 +50,15 @@ pub struct Config {
     pub input_dir: Option<PathBuf>,
     /// Most client connections served at once; extra ones are refused.
     pub max_connections: usize,
+    /// Print one "ready" line on stderr once the socket is served.
+    pub announce: bool,
+}
+
+impl Config {
+    /// The output dir in force (resolved at start when it was automatic).
+    pub fn output_dir(&self) -> &Path {
+        self.output_dir.as_deref().unwrap_or(Path::new(""))
+    }
 }
 
 /// Default of [`Config::max_connections`].
@@ -158,7 +170,7 @@ impl Ctx {
                 "pid": std::process::id(),
                 "uptime_s": (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
                 "socket": self.config.socket.display().to_string(),
-                "output_dir": self.config.output_dir.display().to_string(),
+                "output_dir": self.config.output_dir().display().to_string(),
                 "genre_packs": self.config.genre_packs.display().to_string(),
                 "backend": self.render.backend_name,
                 "model": self.render.model,
@@ -201,19 +213,42 @@ fn claim_socket(socket: &Path) -> Result<(), StartError> {
             return Err(start_err(1, format!("{} exists and is not a socket; leaving it alone", socket.display())));
         }
         let live_pid = read_live_sqm_pid(&pid_file);
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() || live_pid.is_some() {
-            let pid = live_pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
-            return Err(start_err(3, format!("another sqm daemon (pid {pid}) serves {}", socket.display())));
+        let answering = std::os::unix::net::UnixStream::connect(socket).is_ok();
+        if answering || live_pid.is_some() {
+            return Err(in_use(socket, live_pid.or_else(|| sqm_pid_by_status(socket))));
         }
         tracing::warn!(socket = %socket.display(), "removing stale socket");
         let _ = std::fs::remove_file(socket);
         let _ = std::fs::remove_file(&pid_file);
     } else if let Some(pid) = read_live_sqm_pid(&pid_file) {
-        return Err(start_err(3, format!("another sqm daemon (pid {pid}) serves {}", socket.display())));
+        return Err(in_use(socket, Some(pid)));
     } else {
         let _ = std::fs::remove_file(&pid_file);
     }
     Ok(())
+}
+
+/// Exit 3: the socket is taken. Says who holds it and how to go on.
+fn in_use(socket: &Path, sqm_pid: Option<u32>) -> StartError {
+    let s = socket.display();
+    let message = match sqm_pid {
+        Some(pid) => format!(
+            "another sqm daemon (pid {pid}) serves {s}; stop it with `sqm serve --shutdown --socket {s}`, \
+             or start this one on another socket with --socket PATH (or SQM_SOCKET=PATH)"
+        ),
+        None => format!(
+            "a process that is not sqm is listening on {s}; start sqm on another socket with --socket PATH \
+             (or SQM_SOCKET=PATH), or stop that process"
+        ),
+    };
+    start_err(3, message)
+}
+
+/// Asks whoever listens on `socket` for its status (one second at most);
+/// the pid when it is an sqm daemon.
+fn sqm_pid_by_status(socket: &Path) -> Option<u32> {
+    let reply = super::client::request(socket, "status", serde_json::json!({}), Duration::from_secs(1)).ok()?;
+    reply.get("result")?.get("sqm")?.get("pid")?.as_u64().map(|p| p as u32)
 }
 
 /// The pid in `pid_file` when it names a live process called `sqm` other
@@ -279,19 +314,29 @@ pub async fn run(
     embed_loader: EmbedLoader,
 ) -> Result<u8, StartError> {
     raise_fd_limit();
+    let mut config = config;
+    if let Some(z) = &config.zmq {
+        z.check().map_err(|e| start_err(2, e))?;
+    }
     claim_socket(&config.socket)?;
-    crate::render::output::create_private_dir_all(&config.output_dir)
-        .map_err(|e| start_err(1, format!("cannot create output dir {}: {e}", config.output_dir.display())))?;
     let (listener, socket_inode) = bind(&config.socket)?;
+    let output = match OutputDir::prepare(config.output_dir.as_deref()) {
+        Ok(o) => o,
+        Err(e) => {
+            remove_if_ours(&config.socket, socket_inode);
+            return Err(e);
+        }
+    };
+    config.output_dir = Some(output.path.clone());
     let pid_file = pid_path(&config.socket);
     if let Err(e) = write_atomic(&pid_file, &format!("{}\n", std::process::id())) {
         remove_if_ours(&config.socket, socket_inode);
+        output.finish();
         return Err(start_err(1, format!("cannot write pid file {}: {e}", pid_file.display())));
     }
     let pid_inode = std::fs::metadata(&pid_file).map(|m| (m.dev(), m.ino())).unwrap_or_default();
-    record_output_dir(&config.output_dir);
 
-    let render = RenderLane::start(backend, config.output_dir.clone());
+    let render = RenderLane::start(backend, output.path.clone());
     let embed = EmbedLane::start(embed_model, embed_loader);
     let (shutdown_tx, mut shutdown_rx) = watch::channel(None::<String>);
     let ctx = Arc::new(Ctx {
@@ -311,19 +356,25 @@ pub async fn run(
         next_arrival: AtomicU64::new(0),
         line_budget: super::connection::Budget::new(LINE_BUDGET),
     });
-    tracing::info!(socket = %config.socket.display(), output_dir = %config.output_dir.display(), backend = ctx.render.backend_name, "sqm daemon listening");
-    warm_up_in_background(&ctx);
     let zmq_worker = match &config.zmq {
         Some(z) => match super::zmq::ZmqWorker::start(z.clone(), ctx.clone(), tokio::runtime::Handle::current()) {
             Ok(w) => Some(w),
             Err(e) => {
                 remove_if_ours(&config.socket, socket_inode);
                 remove_if_ours(&pid_file, pid_inode);
+                output.finish();
                 return Err(start_err(2, e));
             }
         },
         None => None,
     };
+    // Every start-up check passed: tell the game server where images go.
+    record_output_dir(&output.path);
+    tracing::info!(socket = %config.socket.display(), output_dir = %output.path.display(), backend = ctx.render.backend_name, "sqm daemon listening");
+    if config.announce {
+        eprintln!("{}", ready_line(&config, ctx.render.backend_name));
+    }
+    warm_up_in_background(&ctx);
 
     // Signals.
     let sig_ctx = ctx.clone();
@@ -406,8 +457,73 @@ pub async fn run(
             .await;
     connections.abort_all();
     remove_if_ours(&pid_file, pid_inode);
+    output.finish();
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// The one line `sqm serve` prints on stderr when it is ready.
+fn ready_line(config: &Config, backend: &str) -> String {
+    let models = match config.warmup {
+        Some(Warmup::All) => "warming up (image and embed models)",
+        Some(Warmup::Image) => "warming up the image model; embed model on first use",
+        Some(Warmup::Embed) => "warming up the embed model; image model on first use",
+        None => "models load on first use",
+    };
+    let mut line = format!(
+        "sqm ready on {}: output {}, backend {backend}, {models}",
+        config.socket.display(),
+        config.output_dir().display()
+    );
+    if let Some(z) = &config.zmq {
+        line.push_str(&format!("; ZeroMQ work {} results {}", z.work, z.results));
+    }
+    line
+}
+
+/// The daemon's output folder, and whether it was made for this run.
+struct OutputDir {
+    path: PathBuf,
+    auto: bool,
+}
+
+impl OutputDir {
+    /// Creates the given folder (0700), or a new private temp dir.
+    fn prepare(given: Option<&Path>) -> Result<OutputDir, StartError> {
+        match given {
+            Some(dir) => {
+                crate::render::output::create_private_dir_all(dir)
+                    .map_err(|e| start_err(1, format!("cannot create output dir {}: {e}", dir.display())))?;
+                Ok(OutputDir { path: dir.to_path_buf(), auto: false })
+            }
+            None => {
+                let dir = tempfile::Builder::new()
+                    .prefix("sq-daemon-")
+                    .tempdir()
+                    .map_err(|e| start_err(1, format!("cannot create an output dir: {e}")))?
+                    .keep();
+                Ok(OutputDir { path: dir, auto: true })
+            }
+        }
+    }
+
+    /// At exit: an automatic folder that holds no file is removed.
+    fn finish(&self) {
+        if self.auto && remove_empty_tree(&self.path) {
+            tracing::debug!(dir = %self.path.display(), "removed the empty output dir");
+        }
+    }
+}
+
+/// Removes `dir` if it and its subfolders hold no file. True when removed.
+fn remove_empty_tree(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    let mut empty = true;
+    for e in entries.flatten() {
+        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        empty &= is_dir && remove_empty_tree(&e.path());
+    }
+    empty && std::fs::remove_dir(dir).is_ok()
 }
 
 fn warm_up_in_background(ctx: &Arc<Ctx>) {

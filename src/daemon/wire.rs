@@ -293,12 +293,20 @@ pub fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, WireErr
         positive_prompt: p.string("positive_prompt")?,
         prompt: p.string("prompt")?,
         negative_prompt: p.string("negative_prompt")?,
-        seed: p.int("seed")?,
+        seed: match p.int("seed")? {
+            None => None,
+            Some(s) => Some(u32::try_from(s).map_err(|_| {
+                WireError::new(Code::InvalidRequest, format!("'seed' must be between 0 and {}, got {s}", u32::MAX))
+            })?),
+        },
         variant: p.opt_string("variant")?,
         subject_name: p.string("subject_name")?,
         art_style: p.string("art_style")?,
         visual_tag_overrides: p.string_map("visual_tag_overrides")?,
         steps: None,
+        width: None,
+        height: None,
+        guidance: None,
         camera: match params.get("camera") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -408,6 +416,11 @@ mod tests {
         assert_eq!(parse(json!({"tier": 5})), Err("'tier' must be a string".into()));
         assert_eq!(parse(json!({"characters": "Rux"})), Err("'characters' must be a list of strings".into()));
         assert_eq!(parse(json!({"seed": "1"})), Err("'seed' must be an integer".into()));
+        assert_eq!(parse(json!({"seed": -1})), Err("'seed' must be between 0 and 4294967295, got -1".into()));
+        assert_eq!(
+            parse(json!({"seed": 4294967296u64})),
+            Err("'seed' must be between 0 and 4294967295, got 4294967296".into())
+        );
         assert_eq!(parse(json!({"stream": 1})), Err("'stream' must be a boolean".into()));
         assert_eq!(
             parse(json!({"priority": "now"})),

@@ -60,6 +60,15 @@ fn check_addr(a: &str) -> Result<(), String> {
     }
 }
 
+impl ZmqConfig {
+    /// Checks the addresses before anything is started.
+    pub fn check(&self) -> Result<(), String> {
+        check_addr(&self.work)?;
+        check_addr(&self.results)?;
+        self.events.as_deref().map_or(Ok(()), check_addr)
+    }
+}
+
 /// A running worker; [`ZmqWorker::stop`] ends it and flushes results.
 pub struct ZmqWorker {
     stop: Arc<AtomicBool>,
@@ -411,7 +420,7 @@ impl WorkerState {
         if src.as_os_str() == "/dev/null" || src.as_os_str().is_empty() {
             reply["uri"] = Value::Null;
         } else {
-            let dst = self.ctx.config.output_dir.join("zmq").join(format!(
+            let dst = self.ctx.config.output_dir().join("zmq").join(format!(
                 "{}_{}.png",
                 safe_id(id.as_str().unwrap_or("")),
                 &key[..12.min(key.len())]

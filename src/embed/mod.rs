@@ -22,7 +22,7 @@ const FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
-    #[error("{MODEL_NAME} not found: searched {}; run scripts/fetch-embed-model or pass --embed-model DIR", .searched.join(", "))]
+    #[error("{MODEL_NAME} not found: searched {}; run scripts/fetch-embed-model (it installs into the first place searched after $SQM_EMBED_MODEL) or pass --embed-model DIR", .searched.join(", "))]
     NotFound { searched: Vec<String> },
     #[error("cannot load {path}: {message}")]
     Load { path: PathBuf, message: String },
@@ -38,15 +38,40 @@ fn has_files(dir: &Path) -> bool {
 
 pub use crate::hub::{hub_cache, hub_snapshot};
 
-/// Finds the model folder: `explicit` (`--embed-model`), then
-/// `$SQM_EMBED_MODEL`, then the Hugging Face hub cache.
-pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
-    let env = std::env::var_os("SQM_EMBED_MODEL").filter(|v| !v.is_empty()).map(PathBuf::from);
-    locate_with(explicit, env.as_deref(), hub_cache().as_deref())
+/// The model's well-known home, where `scripts/fetch-embed-model` installs
+/// it: `$XDG_DATA_HOME/sqm/models/all-MiniLM-L6-v2` (default
+/// `~/.local/share/sqm/models/all-MiniLM-L6-v2`).
+pub fn model_home() -> Option<PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".local/share"))
+    })?;
+    Some(data.join("sqm/models").join(MODEL_NAME))
 }
 
-/// [`locate`] with the environment passed in.
-pub fn locate_with(explicit: Option<&Path>, env: Option<&Path>, hub: Option<&Path>) -> Result<PathBuf, EmbedError> {
+/// The checkout-local copy, `.models/all-MiniLM-L6-v2` under the current
+/// folder (where `cargo run` runs, in a checkout): a fallback.
+pub fn repo_local() -> PathBuf {
+    Path::new(".models").join(MODEL_NAME)
+}
+
+/// Finds the model folder: `explicit` (`--embed-model`), then
+/// `$SQM_EMBED_MODEL`, then [`model_home`], then [`repo_local`] (relative to
+/// the current folder), then the
+/// Hugging Face hub cache.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
+    let env = std::env::var_os("SQM_EMBED_MODEL").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let homes: Vec<PathBuf> = model_home().into_iter().chain([repo_local()]).collect();
+    locate_with(explicit, env.as_deref(), &homes, hub_cache().as_deref())
+}
+
+/// [`locate`] with the environment passed in (`homes`: the well-known
+/// folders, in order).
+pub fn locate_with(
+    explicit: Option<&Path>,
+    env: Option<&Path>,
+    homes: &[PathBuf],
+    hub: Option<&Path>,
+) -> Result<PathBuf, EmbedError> {
     let mut searched = Vec::new();
     if let Some(dir) = explicit {
         if has_files(dir) {
@@ -62,6 +87,12 @@ pub fn locate_with(explicit: Option<&Path>, env: Option<&Path>, hub: Option<&Pat
             searched.push(format!("$SQM_EMBED_MODEL={} (missing {})", dir.display(), missing(dir)));
         }
         None => searched.push("$SQM_EMBED_MODEL (unset)".into()),
+    }
+    for dir in homes {
+        if has_files(dir) {
+            return Ok(dir.clone());
+        }
+        searched.push(dir.display().to_string());
     }
     match hub {
         Some(cache) => {

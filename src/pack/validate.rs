@@ -1289,7 +1289,10 @@ impl<'a> Validator<'a> {
                         rel,
                         k.pos,
                         format!("key 'mixer.{key}' is not allowed in the server profile"),
-                        Some("the game server rejects this key".into()),
+                        Some(format!(
+                            "the game server rejects this key; remove it from packs the server loads (sqm then uses its default, {})",
+                            if key == "duck_amount_db" { "-12 dB" } else { "-16 LUFS" }
+                        )),
                     );
                 }
             }

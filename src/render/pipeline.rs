@@ -35,7 +35,8 @@ pub struct RenderRequest {
     pub positive_prompt: String,
     pub prompt: String,
     pub negative_prompt: String,
-    pub seed: Option<i64>,
+    /// A 32-bit seed (callers reject anything outside `0..=u32::MAX`).
+    pub seed: Option<u32>,
     pub variant: Option<String>,
     pub subject_name: String,
     pub art_style: String,
@@ -46,6 +47,22 @@ pub struct RenderRequest {
     pub camera: Option<String>,
     /// Composer v2: the raw `pc_descriptor` object.
     pub pc_descriptor: Option<serde_json::Value>,
+    /// `sqm render --width/--height` (checked by [`check_size`]); the
+    /// daemon never sets them and renders the tier's size.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// `sqm render --guidance`; the daemon never sets it.
+    pub guidance: Option<f32>,
+}
+
+/// A requested image side: a multiple of 16 in 64..=2048, as the ZeroMQ
+/// worker accepts.
+pub fn check_size(name: &str, n: u32) -> Result<u32, String> {
+    if (64..=2048).contains(&n) && n % 16 == 0 {
+        Ok(n)
+    } else {
+        Err(format!("{name} must be a multiple of 16 in [64, 2048], got {n}"))
+    }
 }
 
 /// A request ready for a backend.
@@ -174,8 +191,8 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
                 world: req.world.clone(),
             };
             let c = crate::prompt::v2::compose_v2(&styles.root, &v2req).map_err(compose_err)?;
-            let seed = req.seed.map(|s| s.rem_euclid(1 << 32) as u32).unwrap_or(c.seed);
-            let (mut width, mut height) = (spec.width, spec.height);
+            let seed = req.seed.unwrap_or(c.seed);
+            let (mut width, mut height) = (req.width.unwrap_or(spec.width), req.height.unwrap_or(spec.height));
             let post = match &c.post {
                 Some(p) => {
                     let (w, h) = crate::prompt::v2::post_canvas(p, width, height).map_err(compose_err)?;
@@ -196,7 +213,7 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
                 width,
                 height,
                 steps: req.steps.unwrap_or(spec.steps),
-                guidance: spec.guidance,
+                guidance: req.guidance.unwrap_or(spec.guidance),
                 variant: spec.variant,
                 subject: cue.subject.clone(),
                 mood: cue.mood.clone(),
@@ -243,17 +260,17 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
         })?;
         (text, req.negative_prompt.clone(), String::new(), preferred_or_flux(preferred), 0)
     };
-    // An explicit seed wins; seeds are 32-bit, so others wrap.
-    let seed = req.seed.map(|s| s.rem_euclid(1 << 32) as u32).unwrap_or(seed);
+    // An explicit seed wins.
+    let seed = req.seed.unwrap_or(seed);
     let job = RenderJob {
         tier,
         positive_prompt: positive,
         negative_prompt: negative,
         seed,
-        width: spec.width,
-        height: spec.height,
+        width: req.width.unwrap_or(spec.width),
+        height: req.height.unwrap_or(spec.height),
         steps: req.steps.unwrap_or(spec.steps),
-        guidance: spec.guidance,
+        guidance: req.guidance.unwrap_or(spec.guidance),
         variant: spec.variant,
         subject: cue.subject.clone(),
         mood: cue.mood.clone(),
@@ -440,8 +457,12 @@ mod tests {
         // The pack prefers schnell.
         assert_eq!(j.job.variant, crate::prompt::Variant::Schnell);
         assert_eq!(j.worker_type, "schnell");
-        let seeded = RenderRequest { seed: Some(-1), ..r.clone() };
+        let seeded = RenderRequest { seed: Some(u32::MAX), ..r.clone() };
         assert_eq!(job(prepare(&seeded, &s).unwrap()).job.seed, u32::MAX);
+        let sized = RenderRequest { width: Some(512), height: Some(256), guidance: Some(2.5), ..r.clone() };
+        let j = job(prepare(&sized, &s).unwrap()).job;
+        assert_eq!((j.width, j.height, j.guidance), (512, 256, 2.5));
+        assert!(check_size("width", 500).is_err() && check_size("height", 32).is_err());
 
         // An `npc:` ref in a world with catalogs: composer v2.
         let v2 = RenderRequest { characters: vec!["npc:tinker-ro".into()], ..r.clone() };

@@ -1,30 +1,11 @@
 //! Shared helpers: pack copies, running `sqm`, process memory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// A fresh copy of the example pack in a temp dir: (dir, pack path).
-pub fn copy_pack() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let dst = dir.path().join("packs").join("ashfall");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs/ashfall");
-    for entry in walkdir::WalkDir::new(&src) {
-        let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(&src).unwrap();
-        if rel.starts_with(".cache") {
-            continue;
-        }
-        let to = dst.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&to).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &to).unwrap();
-        }
-    }
-    (dir, dst)
-}
+pub use super::common::copy_example_pack as copy_pack;
 
 /// Runs `sqm` with `args` (no network, no inherited pack settings).
 pub fn sqm(args: &[&str]) -> Output {

@@ -14,10 +14,11 @@ fn an_overlong_id_gets_invalid_request_with_a_null_id() {
     let mut c = d.connect();
     let id = "x".repeat(900_000);
     c.send(&json!({"id": id, "method": "ping"}).to_string());
+    let mut reader = std::io::BufReader::new(&c.stream);
     let mut line = String::new();
     loop {
         line.clear();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(&c.stream), &mut line).unwrap();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
         if !line.contains("\"event\"") {
             break;
         }

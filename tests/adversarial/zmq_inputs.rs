@@ -12,47 +12,20 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::common::Daemon;
 use super::support::{mkfifo, png_bytes};
 
-struct Controller {
-    _ctx: zmq::Context,
-    push: zmq::Socket,
-    pull: zmq::Socket,
-    work: String,
-    results: String,
+use super::common::Controller;
+
+trait RenderWith {
+    fn render_with(&self, id: &str, src: Value) -> Value;
 }
 
-impl Controller {
-    fn bind() -> Controller {
-        let ctx = zmq::Context::new();
-        let push = ctx.socket(zmq::PUSH).unwrap();
-        let pull = ctx.socket(zmq::PULL).unwrap();
-        push.set_linger(0).unwrap();
-        pull.set_linger(0).unwrap();
-        push.set_sndtimeo(5000).unwrap();
-        pull.set_rcvtimeo(20_000).unwrap();
-        push.bind("tcp://127.0.0.1:*").unwrap();
-        pull.bind("tcp://127.0.0.1:*").unwrap();
-        let work = push.get_last_endpoint().unwrap().unwrap();
-        let results = pull.get_last_endpoint().unwrap().unwrap();
-        Controller { _ctx: ctx, push, pull, work, results }
-    }
-
-    fn worker(&self, extra: &[&str]) -> Daemon {
-        let mut args =
-            vec!["--no-warmup", "--no-heartbeat", "--zmq", "--zmq-work", &self.work, "--zmq-results", &self.results];
-        args.extend_from_slice(extra);
-        Daemon::start(&args)
-    }
-
+impl RenderWith for Controller {
     /// Sends a render with `reference_image` set to `src`; returns the result.
     fn render_with(&self, id: &str, src: Value) -> Value {
-        let msg = json!({"type": "RenderRequest", "request_id": id, "prompt": format!("a lantern {id}"),
-            "width": 64, "height": 64, "seed": 1, "reference_image": src});
-        self.push.send(msg.to_string().as_bytes(), 0).unwrap();
-        let b = self.pull.recv_bytes(0).expect("a result within 20 s");
-        serde_json::from_slice(&b).unwrap()
+        self.send(&json!({"type": "RenderRequest", "request_id": id, "prompt": format!("a lantern {id}"),
+            "width": 64, "height": 64, "seed": 1, "reference_image": src}));
+        self.recv()
     }
 }
 
@@ -72,7 +45,7 @@ fn host_files_are_refused_with_one_message_and_nothing_stalls() {
     mkfifo(&fifo);
     std::fs::write(t.path().join("text.png"), b"not an image").unwrap();
 
-    let c = Controller::bind();
+    let c = Controller::bind(None);
     let d = c.worker(&[]);
     let attempts: Vec<String> = vec![
         private.join("secret.png").display().to_string(),
@@ -105,7 +78,7 @@ fn files_under_the_input_dir_and_inline_images_are_re_encoded() {
     std::fs::write(inputs.join("ref.png"), &original).unwrap();
     std::fs::write(t.path().join("outside.png"), png_bytes(8, 6)).unwrap();
 
-    let c = Controller::bind();
+    let c = Controller::bind(None);
     let _d = c.worker(&["--input-dir", inputs.to_str().unwrap()]);
     let r = c.render_with("inside", json!({"uri": "ref.png"}));
     assert!(r.get("warnings").is_none(), "{r}");

@@ -36,6 +36,8 @@ impl Daemon {
         let socket = dir.path().join("d.sock");
         let out = dir.path().join("out");
         let child = Command::new(SQM)
+            // Run where no `.models/` is, so only the flags find a model.
+            .current_dir(dir.path())
             .arg("serve")
             .arg("--socket")
             .arg(&socket)
@@ -161,6 +163,77 @@ impl Conn {
 
     pub fn set_timeout(&self, d: Duration) {
         self.stream.set_read_timeout(Some(d)).unwrap();
+    }
+}
+
+/// A copy of the example pack at `<temp>/packs/ashfall` (without its
+/// prerender cache): (temp dir, pack path).
+pub fn copy_example_pack() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("packs").join("ashfall");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs/ashfall");
+    for entry in walkdir::WalkDir::new(&src) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(&src).unwrap();
+        if rel.starts_with(".cache") {
+            continue;
+        }
+        let to = dst.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+    (dir, dst)
+}
+
+/// A ZeroMQ controller played by a test: PUSH for work, PULL for results,
+/// bound on free loopback ports (or the given addresses).
+pub struct Controller {
+    _ctx: zmq::Context,
+    pub push: zmq::Socket,
+    pub pull: zmq::Socket,
+    pub work: String,
+    pub results: String,
+}
+
+impl Controller {
+    pub fn bind(addrs: Option<(&str, &str)>) -> Controller {
+        let ctx = zmq::Context::new();
+        let push = ctx.socket(zmq::PUSH).unwrap();
+        let pull = ctx.socket(zmq::PULL).unwrap();
+        push.set_linger(0).unwrap();
+        pull.set_linger(0).unwrap();
+        push.set_sndtimeo(5000).unwrap();
+        pull.set_rcvtimeo(20_000).unwrap();
+        let (w, r) = addrs.unwrap_or(("tcp://127.0.0.1:*", "tcp://127.0.0.1:*"));
+        push.bind(w).unwrap();
+        pull.bind(r).unwrap();
+        let work = push.get_last_endpoint().unwrap().unwrap();
+        let results = pull.get_last_endpoint().unwrap().unwrap();
+        Controller { _ctx: ctx, push, pull, work, results }
+    }
+
+    pub fn send(&self, v: &Value) {
+        self.push.send(v.to_string().as_bytes(), 0).expect("a worker takes the message");
+    }
+
+    pub fn send_raw(&self, bytes: &[u8]) {
+        self.push.send(bytes, 0).unwrap();
+    }
+
+    pub fn recv(&self) -> Value {
+        let b = self.pull.recv_bytes(0).expect("a result within 20 s");
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    /// A worker daemon connected to this controller.
+    pub fn worker(&self, extra: &[&str]) -> Daemon {
+        let mut args =
+            vec!["--no-warmup", "--no-heartbeat", "--zmq", "--zmq-work", &self.work, "--zmq-results", &self.results];
+        args.extend_from_slice(extra);
+        Daemon::start(&args)
     }
 }
 
