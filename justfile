@@ -18,7 +18,7 @@ lint:
 
 # Regenerate committed completions and man pages after CLI changes.
 docs:
-    SQM_BLESS=1 cargo test --release --test docs
+    SQM_BLESS=1 cargo test --release --test suite docs::
 
 # Benchmarks (release builds; print ratios against in-process baselines).
 bench:

@@ -72,13 +72,30 @@ impl Budget {
     }
 }
 
+/// Bytes of a line each connection may hold without touching the shared
+/// [`Budget`] (so ordinary requests never contend on it).
+const UNCHARGED: usize = 64 * 1024;
+
 /// One connection's share of the [`Budget`], returned when dropped.
 struct Held<'a> {
     budget: &'a Budget,
+    /// What this connection holds of the budget now.
     bytes: usize,
+    /// The first bytes of a line that are not charged.
+    free: usize,
 }
 
-impl Held<'_> {
+impl<'a> Held<'a> {
+    fn new(budget: &'a Budget) -> Held<'a> {
+        Held { budget, bytes: 0, free: UNCHARGED }
+    }
+
+    /// Charges a line growing from `len` to `len + n` bytes.
+    fn grow(&mut self, len: usize, n: usize) -> bool {
+        let extra = (len + n).saturating_sub(self.free) - len.saturating_sub(self.free);
+        extra == 0 || self.take(extra)
+    }
+
     fn take(&mut self, n: usize) -> bool {
         let ok = self.budget.try_take(n);
         if ok {
@@ -126,7 +143,7 @@ async fn read_frame<R: AsyncBufReadExt + Unpin>(
         if too_large.is_none() {
             let why = if buf.len() + chunk > MAX_LINE {
                 Some(Oversize::Line)
-            } else if !held.take(chunk) {
+            } else if !held.grow(buf.len(), chunk) {
                 Some(Oversize::Budget)
             } else {
                 buf.extend_from_slice(&available[..chunk]);
@@ -183,7 +200,7 @@ pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
     // Reader.
     let mut reader = BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
-    let mut held = Held { budget: &ctx.line_budget, bytes: 0 };
+    let mut held = Held::new(&ctx.line_budget);
     loop {
         let frame = match read_frame(&mut reader, &mut buf, &mut held).await {
             Ok(f) => f,
@@ -360,7 +377,7 @@ mod tests {
     async fn frames_with(input: &[u8], budget: &Budget) -> Vec<String> {
         let mut r = BufReader::with_capacity(7, input);
         let mut buf = Vec::new();
-        let mut held = Held { budget, bytes: 0 };
+        let mut held = Held { budget, bytes: 0, free: 0 };
         let mut out = Vec::new();
         loop {
             match read_frame(&mut r, &mut buf, &mut held).await.unwrap() {
@@ -384,7 +401,7 @@ mod tests {
     async fn the_shared_budget_bounds_partial_lines() {
         let budget = Budget::new(100);
         // Another connection holds 90 bytes of an unfinished line.
-        let mut other = Held { budget: &budget, bytes: 0 };
+        let mut other = Held { budget: &budget, bytes: 0, free: 0 };
         assert!(other.take(90));
         let mut input = vec![b'a'; 50];
         input.extend_from_slice(b"\nshort\n");

@@ -63,7 +63,8 @@ impl Config {
 
 /// Default of [`Config::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Bytes of unfinished request lines held across all connections.
+/// Bytes of unfinished request lines held across all connections, beyond
+/// the first 64 KiB of each line (which each connection may always hold).
 pub const LINE_BUDGET: usize = 64 * 1024 * 1024;
 
 /// The pid file beside a socket: `.sock` replaced by `.pid`, or appended.

@@ -3,7 +3,7 @@
 //! GGUF), sampling, decoding, PNG output, progress, cancel, and the errors
 //! for missing, truncated and mismatched weight files.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

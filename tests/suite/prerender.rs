@@ -2,9 +2,9 @@
 //! one edited character, the plan, bad packs, locks, failing jobs, and the
 //! loudness meter against a reference tone.
 
-mod common;
+use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;

@@ -1,9 +1,8 @@
 //! With `--features otlp`: the daemon exports its request spans over
 //! OTLP/HTTP to the endpoint in OTEL_EXPORTER_OTLP_ENDPOINT.
-//! `cargo test --features otlp --test otlp`
-#![cfg(feature = "otlp")]
+//! `cargo test --release --features otlp --test suite otlp::`
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -2,7 +2,7 @@
 //! daemon on a temp socket (loopback only, bounded). Zero errors allowed;
 //! reports the daemon's peak RSS.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

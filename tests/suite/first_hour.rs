@@ -4,8 +4,7 @@
 //! dirs, honest CLI details, and render parameters with seeds that never
 //! wrap.
 
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::unix::net::UnixListener;

@@ -2,7 +2,7 @@
 //! clicks on any gain change, duck timing, auto-advance, cue processing,
 //! aliases, and `sqm play --out`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! The committed shell completions (`completions/`) and man pages (`man/`)
 //! must match what the CLI generates. Refresh them with `just docs`
-//! (`SQM_BLESS=1 cargo test --test docs`).
+//! (`SQM_BLESS=1 cargo test --release --test suite docs::`).
 
 use std::path::Path;
 
@@ -36,7 +36,7 @@ fn completions_and_man_pages_match_the_cli() {
             stale.push(format!("man/{name} (no such subcommand)"));
         }
     }
-    assert!(stale.is_empty(), "out of date: {stale:?}; run `just docs` (SQM_BLESS=1 cargo test --test docs)");
+    assert!(stale.is_empty(), "out of date: {stale:?}; run `SQM_BLESS=1 cargo test --release --test suite docs::`");
 }
 
 #[test]

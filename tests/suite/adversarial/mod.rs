@@ -3,8 +3,7 @@
 //! states the harm it guards against; all run against the real binary or
 //! the library's public entry points.
 
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 
 mod support;
 

@@ -2,7 +2,7 @@
 //! tests/fixtures/composer_v2 (the reference daemon's fixture, plus the
 //! spec's additions).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! `sqm serve` end to end: the real binary on a temp socket, raw lines.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};

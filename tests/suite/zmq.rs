@@ -2,7 +2,7 @@
 //! replies field by field, errors, a controller restart, and two workers
 //! sharing one queue.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

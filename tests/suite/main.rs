@@ -1,0 +1,22 @@
+//! sqm's integration tests, compiled into one binary (one link instead of
+//! one per file; run a part with a filter, e.g. `cargo test --release --test
+//! suite daemon::`). Each module tests one surface against the real binary
+//! or the library's public API.
+
+mod common;
+
+mod adversarial;
+mod audio;
+mod composer_v2;
+mod daemon;
+mod daemon_load;
+mod docs;
+mod embed;
+mod first_hour;
+mod flux;
+mod interpret_cli;
+#[cfg(feature = "otlp")]
+mod otlp;
+mod prerender;
+mod validate_pack;
+mod zmq;
