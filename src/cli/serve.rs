@@ -21,14 +21,16 @@ pub enum WarmTarget {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Speaks newline-delimited JSON on a Unix socket (methods ping, status, warm_up,
-shutdown, render, embed, cancel). Exit codes: 0 stopped cleanly, 1 cannot start
-(or no daemon for --status/--shutdown), 3 another sqm daemon serves the socket.
+shutdown, render, embed, cancel). Prints one \"sqm ready on …\" line on stderr when serving.
+Exit codes: 0 stopped cleanly, 1 cannot start (or no daemon for --status/--shutdown/--send,
+or an error reply to --send), 2 bad flags, 3 the socket is taken (by another sqm daemon, or by
+a program that is not sqm).
 
 Examples:
   sqm serve                                  # sketch backend, built-in packs
   sqm serve --socket /tmp/sq.sock --output-dir ~/sq-images
   sqm serve --status --json
-  echo '{\"id\":1,\"method\":\"ping\"}' | socat - UNIX-CONNECT:/tmp/sidequest-renderer.sock")]
+  sqm serve --send '{\"id\":1,\"method\":\"ping\"}'      # sqm's own client: prints the answer lines")]
 pub struct Args {
     /// Socket path.
     #[arg(long, env = "SQM_SOCKET", default_value = "/tmp/sidequest-renderer.sock")]
