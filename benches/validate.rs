@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use sqm::pack::validate::{discover, validate_packs, Options};
+use sqm::packcheck::{discover, validate_packs, Options};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

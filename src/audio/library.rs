@@ -175,10 +175,8 @@ impl Library {
             self.warn_once(format!("url:{raw}"), format!("{raw}: URLs are not playable; skipped"));
             return None;
         }
-        let inside = crate::pack::validate::resolve_in_pack(
-            self.base.strip_prefix(&self.pack_root).unwrap_or(Path::new("")),
-            raw,
-        );
+        let inside =
+            crate::pack::resolve_in_pack(self.base.strip_prefix(&self.pack_root).unwrap_or(Path::new("")), raw);
         let Some(inside) = inside else {
             self.warn_once(format!("escape:{raw}"), format!("{raw}: outside the pack; refused"));
             return None;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::pack::validate::{self, Options};
+use crate::packcheck::{self as validate, Options};
 use crate::prerender::{self, plan::JobView, Manifest, Outcome, Progress, Work};
 
 #[derive(Debug, clap::Args)]

@@ -194,7 +194,7 @@ pub fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
         let dir = crate::embed::resolve(explicit.as_deref()).map_err(|e| e.to_string())?;
         tracing::info!(model = %dir.display(), "loading the embedding model");
         let model = crate::embed::MiniLm::load(&dir, candle_core::Device::Cpu).map_err(|e| e.to_string())?;
-        Ok(Box::new(model) as Box<dyn crate::daemon::scheduler::Embedder>)
+        Ok(Box::new(model) as Box<dyn crate::embed::Embedder>)
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
     match runtime.block_on(server::run(config, backend, crate::embed::MODEL_NAME.into(), loader)) {

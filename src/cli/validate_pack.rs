@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::ValueEnum;
 
-use crate::pack::validate::{self, Options, Profile};
+use crate::packcheck::{self as validate, Options, Profile};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\

@@ -179,7 +179,7 @@ impl AudioService {
             (None, None, Some(d)) => d.clone(),
             (None, None, None) => return Err(invalid("audio needs a 'genre' (no default pack)")),
         };
-        if !crate::pack::validate::is_slug(&genre) {
+        if !crate::pack::is_slug(&genre) {
             return Err(invalid(format!("'genre' must be a pack slug, got '{genre}'")));
         }
         let reuse = live.as_ref().is_some_and(|l| l.genre == genre && (world.is_none() || l.world == world));

@@ -456,11 +456,7 @@ impl RenderLane {
     }
 }
 
-/// Something that turns text into a sentence embedding.
-pub trait Embedder: Send {
-    fn model_name(&self) -> &str;
-    fn embed(&mut self, text: &str) -> Result<Vec<f32>, String>;
-}
+pub use crate::embed::Embedder;
 
 /// Loads the embedder on first use (or on `warm_up`).
 pub type EmbedLoader = Box<dyn FnMut() -> Result<Box<dyn Embedder>, String> + Send>;

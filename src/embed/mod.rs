@@ -229,7 +229,14 @@ impl MiniLm {
     }
 }
 
-impl crate::daemon::scheduler::Embedder for MiniLm {
+/// Something that turns text into a sentence embedding (the daemon's embed
+/// lane holds one; tests use fakes).
+pub trait Embedder: Send {
+    fn model_name(&self) -> &str;
+    fn embed(&mut self, text: &str) -> Result<Vec<f32>, String>;
+}
+
+impl Embedder for MiniLm {
     fn model_name(&self) -> &str {
         MODEL_NAME
     }

@@ -4,9 +4,10 @@
 
 use super::patterns::*;
 
-/// Python's `str.strip()` whitespace: Unicode White_Space plus U+001C–U+001F.
+/// Python's `str.strip()`/`str.split()` whitespace: Unicode White_Space
+/// plus U+001C–U+001F. The prompt composers split on it too.
 pub fn is_py_space(c: char) -> bool {
-    crate::prompt::tokens::is_py_space(c)
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
 /// `str.strip()`.

@@ -1,16 +1,16 @@
-//! Genre packs: the data model (`model`), loading, the built-in example
-//! pack (`embedded`), and `validate-pack` (`validate`, `diag`).
+//! Genre packs: the data model (`model`), YAML with positions (`yaml`),
+//! the containment rule for every path a pack names (`paths`), and the
+//! built-in example pack (`embedded`). The leaf of the crate: it imports no
+//! other module of sqm. The checks of `validate-pack` live above it, in
+//! [`crate::packcheck`].
 
-pub mod diag;
 pub mod embedded;
 pub mod model;
 pub mod paths;
-pub mod probe;
-pub mod suggest;
-pub mod validate;
 pub mod yaml;
 
 pub use model::{AudioConfig, Pack, PackError};
+pub use paths::resolve_in_pack;
 
 /// The moods of the audio interpreter's built-in keyword table
 /// (interpret.md §6), in table order.
@@ -30,6 +30,13 @@ pub const BUILTIN_MOODS: [&str; 11] = [
 
 /// Theme variation types the rotator weighs (audio.md §2).
 pub const VARIATION_TYPES: [&str; 6] = ["full", "overture", "ambient", "sparse", "tension_build", "resolution"];
+
+/// `[a-z0-9][a-z0-9_-]*`
+pub fn is_slug(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
 
 /// A character or place name as a slug: trimmed, lower-cased, whitespace
 /// runs become `_`, and characters outside `[a-z0-9_-]` are dropped.

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::paths;
-use super::validate::resolve_in_pack;
+use super::paths::resolve_in_pack;
 use super::yaml::{self, YamlProblem};
 
 /// Why a pack (or one of its files) could not be loaded.

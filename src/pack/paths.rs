@@ -159,6 +159,28 @@ impl Root {
     }
 }
 
+/// Joins `base` (a folder inside the pack) and `raw`, resolving `.` and `..`
+/// lexically. Returns `None` for absolute paths and paths that leave the
+/// pack root.
+pub fn resolve_in_pack(base: &Path, raw: &str) -> Option<PathBuf> {
+    let raw_path = Path::new(raw);
+    if raw_path.is_absolute() || raw.starts_with('\\') || raw.get(1..2) == Some(":") {
+        return None;
+    }
+    let mut parts: Vec<std::ffi::OsString> = Vec::new();
+    for comp in base.components().chain(raw_path.components()) {
+        match comp {
+            Component::Normal(p) => parts.push(p.to_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.iter().collect())
+}
+
 /// True when `raw` is relative and its `..` never climb above its start.
 pub fn lexically_inside(raw: &Path) -> bool {
     let mut depth = 0usize;

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
+use crate::pack::is_slug;
 use crate::pack::model::{read_file, History, PackError, Place, PortraitManifest, VisualStyle};
 use crate::pack::slugify;
-use crate::pack::validate::is_slug;
 
 /// A resolved style.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

@@ -2,10 +2,7 @@
 //! computes it. Whitespace is Python's `str.split()` set (Unicode
 //! White_Space plus U+001C–U+001F).
 
-/// True for the characters Python's `str.split()` splits on.
-pub fn is_py_space(c: char) -> bool {
-    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
-}
+pub use crate::interpret::text::is_py_space;
 
 /// Number of whitespace-separated words.
 pub fn words(x: &str) -> usize {

@@ -11,6 +11,7 @@ pub mod input;
 pub mod null;
 pub mod output;
 pub mod pipeline;
+pub mod post;
 pub mod sketch;
 
 use serde::Serialize;

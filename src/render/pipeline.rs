@@ -346,7 +346,7 @@ pub fn execute(
         None => Ok(outcome("/dev/null".into(), 0, 0, false, started)),
         Some(img) => {
             let img = match &job.post {
-                Some(p) => crate::prompt::v2::apply_post(&p.post, &img, p.width, p.height),
+                Some(p) => super::post::apply_post(&p.post, &img, p.width, p.height),
                 None => img,
             };
             let model = backend.model_for(job).unwrap_or_else(|| name.clone());

@@ -247,11 +247,11 @@ fn example_14_post_directive() {
             img.rgb[i + 1] = y as u8;
         }
     }
-    let out = sqm::prompt::v2::apply_post(&post, &img, 16, 12);
+    let out = sqm::render::post::apply_post(&post, &img, 16, 12);
     assert_eq!((out.width, out.height), (16, 12));
     assert_eq!((out.rgb[0], out.rgb[1]), (24, 18));
     // Rotation keeps the canvas and moves content about the centre.
-    let rotated = sqm::prompt::v2::apply_post(&rot, &img, 32, 24);
+    let rotated = sqm::render::post::apply_post(&rot, &img, 32, 24);
     assert_eq!((rotated.width, rotated.height), (32, 24));
 }
 

@@ -6,6 +6,7 @@
 mod common;
 
 mod adversarial;
+mod architecture;
 mod audio;
 mod composer_v2;
 mod daemon;

@@ -1,7 +1,7 @@
 //! `validate-pack`: every check of the genre-pack contract, in one pass.
 //!
 //! The validator reads each file once into a positioned YAML tree
-//! ([`super::yaml`]) and walks it with small typed helpers that report
+//! ([`crate::pack::yaml`]) and walks it with small typed helpers that report
 //! problems instead of stopping at the first one. A file with a syntax error
 //! is skipped for the schema checks; every other file is still checked.
 
@@ -11,11 +11,11 @@ use std::path::{Component, Path, PathBuf};
 use rayon::prelude::*;
 
 use super::diag::{self, Code, Diagnostic, PackSummary, Report, Severity};
-use super::paths;
 use super::probe::{Probe, ProbeCache};
 use super::suggest;
-use super::yaml::{self, Node, Pos, Value, YamlProblem};
-use super::{slugify, BUILTIN_MOODS, VARIATION_TYPES};
+use crate::pack::paths;
+use crate::pack::yaml::{self, Node, Pos, Value, YamlProblem};
+use crate::pack::{is_slug, resolve_in_pack, slugify, BUILTIN_MOODS, VARIATION_TYPES};
 use crate::prompt::tokens;
 
 /// Which rule set to apply.
@@ -1876,28 +1876,6 @@ impl<'a> Validator<'a> {
     }
 }
 
-/// Joins `base` (a folder inside the pack) and `raw`, resolving `.` and `..`
-/// lexically. Returns `None` for absolute paths and paths that leave the
-/// pack root.
-pub fn resolve_in_pack(base: &Path, raw: &str) -> Option<PathBuf> {
-    let raw_path = Path::new(raw);
-    if raw_path.is_absolute() || raw.starts_with('\\') || raw.get(1..2) == Some(":") {
-        return None;
-    }
-    let mut parts: Vec<std::ffi::OsString> = Vec::new();
-    for comp in base.components().chain(raw_path.components()) {
-        match comp {
-            Component::Normal(p) => parts.push(p.to_owned()),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                parts.pop()?;
-            }
-            Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(parts.iter().collect())
-}
-
 fn rel_string(p: &Path) -> String {
     p.components()
         .filter_map(|c| match c {
@@ -1906,13 +1884,6 @@ fn rel_string(p: &Path) -> String {
         })
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// `[a-z0-9][a-z0-9_-]*`
-pub fn is_slug(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 /// `[a-z0-9_-]+`

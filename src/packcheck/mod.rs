@@ -1,0 +1,11 @@
+//! `validate-pack`: the pack contract checked file by file (`validate`),
+//! with stable diagnostic codes and three output formats (`diag`), audio
+//! probing by content (`probe`) and "did you mean" hints (`suggest`). It
+//! sits above the pack model and the composers, whose rules it checks.
+
+pub mod diag;
+pub mod probe;
+pub mod suggest;
+pub mod validate;
+
+pub use validate::{discover, is_pack_dir, validate_packs, Options, Profile};
