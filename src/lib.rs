@@ -10,7 +10,7 @@
 //! ones, and no two modules import each other; `tests/suite/architecture.rs`
 //! reads this list and every `crate::` path in `src/` and fails otherwise.
 //!
-//! 1. `rng`, `hub` — seeded randomness; the Hugging Face cache layout
+//! 1. `rng`, `hub`, `atomic` — seeded randomness; the Hugging Face cache layout; atomic file writes
 //! 2. `pack` — the pack model, positioned YAML, the containment rule
 //! 3. `interpret` — narration → visual and audio cues
 //! 4. `prompt` — tiers and the two prompt composers
@@ -22,6 +22,7 @@
 //! 10. `daemon` — the socket server, lanes, the ZeroMQ worker
 //! 11. `cli` — argument parsing and the subcommands
 
+pub mod atomic;
 pub mod audio;
 pub mod cli;
 pub mod daemon;

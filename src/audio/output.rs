@@ -1,7 +1,6 @@
 //! One engine, three sinks (audio.md §7.7): the default device, a WAV file
 //! rendered faster than real time, and a null sink paced to the clock.
 
-use std::io::Write;
 use std::num::NonZero;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,22 +84,16 @@ pub fn write_wav(path: &Path, samples: Vec<f32>) -> Result<(), String> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let err = |e: String| format!("cannot write {}: {e}", path.display());
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let mut tmp =
-        tempfile::Builder::new().prefix(".mix-").suffix(".wav.tmp").tempfile_in(dir).map_err(|e| err(e.to_string()))?;
     let source = rodio::buffer::SamplesBuffer::new(
         NonZero::new(CHANNELS).expect("2"),
         NonZero::new(RATE).expect("48k"),
         samples,
     );
-    rodio::wav_to_writer(source, tmp.as_file_mut()).map_err(|e| err(e.to_string()))?;
-    tmp.as_file_mut().flush().map_err(|e| err(e.to_string()))?;
-    // A normal file, not the temp file's private mode.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    tmp.persist(path).map_err(|e| err(e.error.to_string()))?;
-    Ok(())
+    let name = crate::atomic::TempName { prefix: ".mix-", suffix: ".wav.tmp" };
+    crate::atomic::write_with(path, name, false, |f| {
+        rodio::wav_to_writer(source, f).map_err(|e| std::io::Error::other(e.to_string()))
+    })
+    .map_err(|e| err(e.to_string()))
 }
 
 /// The engine as a rodio source, pulled block by block (one lock per block).

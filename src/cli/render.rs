@@ -251,8 +251,8 @@ fn default_output_dir() -> PathBuf {
 fn copy_atomic(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
     let dir = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
-    std::fs::copy(from, tmp.path()).with_context(|| format!("cannot write {}", to.display()))?;
-    tmp.persist(to).map_err(|e| anyhow::anyhow!("cannot write {}: {}", to.display(), e.error))?;
-    Ok(())
+    crate::atomic::write_with(to, crate::atomic::PLAIN, false, |f| {
+        std::io::copy(&mut std::fs::File::open(from)?, f).map(|_| ())
+    })
+    .with_context(|| format!("cannot write {}", to.display()))
 }

@@ -264,11 +264,7 @@ pub fn read_live_sqm_pid(pid_file: &Path) -> Option<u32> {
 }
 
 fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, contents.as_bytes())?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::atomic::write(path, contents.as_bytes())
 }
 
 /// Binds the socket with mode 0600 and returns it with its inode.

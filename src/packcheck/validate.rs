@@ -5,7 +5,7 @@
 //! problems instead of stopping at the first one. A file with a syntax error
 //! is skipped for the schema checks; every other file is still checked.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use rayon::prelude::*;
@@ -1901,15 +1901,6 @@ fn fmt_num(n: &Node) -> String {
         Value::Float(f) => f.to_string(),
         _ => String::new(),
     }
-}
-
-/// Summary counts by code, handy for tests and `--json` consumers.
-pub fn count_by_code(report: &Report) -> BTreeMap<&'static str, usize> {
-    let mut m = BTreeMap::new();
-    for d in &report.diagnostics {
-        *m.entry(d.code.as_str()).or_insert(0) += 1;
-    }
-    m
 }
 
 #[cfg(test)]

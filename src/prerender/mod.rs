@@ -132,15 +132,11 @@ impl Manifest {
 
     /// Writes atomically (temp file + rename).
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-        let mut tmp = tempfile::Builder::new().prefix(".manifest-").tempfile_in(dir).map_err(err)?;
         let mut text = serde_json::to_vec_pretty(self).expect("manifest serializes");
         text.push(b'\n');
-        tmp.write_all(&text).map_err(err)?;
-        tmp.as_file().sync_all().map_err(err)?;
-        tmp.persist(path).map_err(|e| err(e.error))?;
-        Ok(())
+        let name = crate::atomic::TempName { prefix: ".manifest-", suffix: "" };
+        crate::atomic::write_with(path, name, false, |f| f.write_all(&text))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
     /// The playback gain (dB) the manifest gives an audio file, by its path

@@ -176,17 +176,15 @@ fn decode_jpeg(bytes: &[u8]) -> Result<InputImage, InputError> {
 pub fn store_png(img: &InputImage, to: &Path) -> std::io::Result<()> {
     let dir = to.parent().unwrap_or(Path::new("."));
     super::output::create_private_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".input-").suffix(".png.tmp").tempfile_in(dir)?;
-    {
-        let mut enc = png::Encoder::new(std::io::BufWriter::new(tmp.as_file_mut()), img.width, img.height);
+    let name = crate::atomic::TempName { prefix: ".input-", suffix: ".png.tmp" };
+    crate::atomic::write_with(to, name, true, |f| {
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(f), img.width, img.height);
         enc.set_color(img.color);
         enc.set_depth(png::BitDepth::Eight);
         let mut w = enc.write_header().map_err(std::io::Error::other)?;
         w.write_image_data(&img.pixels).map_err(std::io::Error::other)?;
-        w.finish().map_err(std::io::Error::other)?;
-    }
-    tmp.persist(to).map_err(|e| e.error)?;
-    Ok(())
+        w.finish().map_err(std::io::Error::other)
+    })
 }
 
 #[cfg(test)]

@@ -68,9 +68,9 @@ pub fn write_png(path: &Path, img: &Image, parameters: &str, request_json: &str)
     let io = |source| RenderError::Io { path: path.to_path_buf(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
     create_private_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::Builder::new().prefix(".render-").suffix(".png.tmp").tempfile_in(dir).map_err(io)?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+    let name = crate::atomic::TempName { prefix: ".render-", suffix: ".png.tmp" };
+    crate::atomic::write_with(path, name, true, |f| {
+        let mut w = std::io::BufWriter::new(f);
         let mut enc = png::Encoder::new(&mut w, img.width, img.height);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
@@ -81,18 +81,13 @@ pub fn write_png(path: &Path, img: &Image, parameters: &str, request_json: &str)
         } else {
             enc.add_itxt_chunk("parameters".into(), parameters.into())
         };
-        meta.and_then(|_| enc.add_itxt_chunk("sqm".into(), request_json.into()))
-            .map_err(|e| RenderError::Io { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
-        let png_err =
-            |e: png::EncodingError| RenderError::Io { path: path.to_path_buf(), source: std::io::Error::other(e) };
-        let mut writer = enc.write_header().map_err(png_err)?;
-        writer.write_image_data(&img.rgb).map_err(png_err)?;
-        writer.finish().map_err(png_err)?;
-        w.flush().map_err(io)?;
-    }
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+        meta.and_then(|_| enc.add_itxt_chunk("sqm".into(), request_json.into())).map_err(std::io::Error::other)?;
+        let mut writer = enc.write_header().map_err(std::io::Error::other)?;
+        writer.write_image_data(&img.rgb).map_err(std::io::Error::other)?;
+        writer.finish().map_err(std::io::Error::other)?;
+        w.flush()
+    })
+    .map_err(io)
 }
 
 /// Reads the text chunks of a PNG (for tests and `sqm` tooling).

@@ -18,7 +18,7 @@ fn render_line(id: &str, prompt: &str, extra: Value) -> String {
 
 /// Batch renders that keep the lane busy well past a test's next steps,
 /// even in an optimised build (a sketch landscape takes a few ms there).
-const FILLERS: usize = 60;
+const FILLERS: usize = 200;
 
 /// Fills the render lane with `n` distinct batch renders on one connection.
 fn busy_lane(d: &Daemon, n: usize, tag_: &str) -> Conn {
@@ -198,8 +198,17 @@ fn cancel_queued_render_and_coalesce_identical_ones() {
     assert_eq!(tag(&a.line().unwrap()), "hb(image,ready)");
     assert_eq!(tag(&a.line().unwrap()), "hb(embed,ready)");
     a.send(&render_line("q2", "to be cancelled", json!({"priority": "batch"})));
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(d.call(r#"{"id":"c","method":"cancel","params":{"id":"q2"}}"#)["result"], json!({"cancelled": 1}));
+    // Cancel once the render has reached the lane (a busy machine may take
+    // a moment to read it); it stays queued behind the fillers.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = d.call(r#"{"id":"c","method":"cancel","params":{"id":"q2"}}"#)["result"].clone();
+        if r == json!({"cancelled": 1}) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "q2 never reached the lane: {r}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // No busy/ready: it never started.
     assert_eq!(
         a.line().unwrap(),
