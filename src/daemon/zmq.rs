@@ -346,8 +346,11 @@ impl WorkerState {
                 let h = Sha256::digest(prompt.as_bytes());
                 u32::from_str_radix(&format!("{h:x}")[..8], 16).unwrap_or(0)
             }
-            Some(v) => match v.as_i64() {
-                Some(s) => s.rem_euclid(1 << 32) as u32,
+            Some(v) => match v.as_i64().map(u32::try_from) {
+                Some(Ok(s)) => s,
+                Some(Err(_)) => {
+                    return fail(Code::InvalidRequest, format!("'seed' must be between 0 and {}, got {v}", u32::MAX))
+                }
                 None => return fail(Code::InvalidRequest, "'seed' must be an integer".into()),
             },
         };

@@ -90,6 +90,12 @@ fn files_under_the_input_dir_and_inline_images_are_re_encoded() {
     let r = c.render_with("escape", json!({"uri": "../outside.png"}));
     assert_eq!(r["warnings"], json!(["reference image not readable"]), "{r}");
 
+    // Seeds outside 32 bits are refused, not wrapped.
+    c.send(&json!({"type": "RenderRequest", "request_id": "s", "prompt": "x", "seed": -1}));
+    let r = c.recv();
+    assert_eq!(r["error"]["code"], "INVALID_REQUEST", "{r}");
+    assert!(r["uri"].is_null());
+
     let b64 = base64::engine::general_purpose::STANDARD.encode(png_bytes(4, 4));
     let r = c.render_with("inline", json!({"image_data": format!("data:image/png;base64,{b64}")}));
     assert!(r.get("warnings").is_none(), "{r}");
