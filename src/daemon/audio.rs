@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
 
-use super::wire::{Code, WireError};
+use super::wire::{Code, Method, WireError};
 use crate::audio::output::{open_live, LiveSink};
 use crate::audio::rotator::Rng;
 use crate::audio::{load_library, Player};
@@ -66,10 +66,10 @@ impl AudioService {
     }
 
     /// Handles one audio method (blocking: decoding may take a moment).
-    pub fn handle(&self, method: &str, params: &Map<String, Value>) -> Result<Value, WireError> {
+    pub fn handle(&self, method: Method, params: &Map<String, Value>) -> Result<Value, WireError> {
         match method {
-            "audio_cue" => self.cue(params),
-            "audio_stop" => {
+            Method::AudioCue => self.cue(params),
+            Method::AudioStop => {
                 let fade = opt_u64(params, "fade_out_ms")?.unwrap_or(0);
                 let channel = channel_param(params, "all")?;
                 let lanes = lanes(Some(&Value::String(channel.into())))?;
@@ -83,7 +83,7 @@ impl AudioService {
                 }
                 Ok(json!({"status": status_of(live.as_ref())}))
             }
-            "audio_volume" => {
+            Method::AudioVolume => {
                 let channel = channel_param(params, "master")?;
                 let volume = match params.get("volume") {
                     None | Some(Value::Null) => None,
@@ -124,8 +124,8 @@ impl AudioService {
                 drop(p);
                 Ok(json!({"status": status_of(Some(live))}))
             }
-            "audio_status" => Ok(status_of(lock(&self.live).as_ref())),
-            other => Err(WireError::new(Code::UnknownMethod, format!("Unknown: {other}"))),
+            Method::AudioStatus => Ok(status_of(lock(&self.live).as_ref())),
+            other => Err(WireError::new(Code::UnknownMethod, format!("{other} is not an audio method"))),
         }
     }
 

@@ -10,28 +10,19 @@ use tracing::Instrument;
 
 use super::scheduler::{ConnHandle, LaneResult, Outgoing, Waiter};
 use super::server::Ctx;
-use super::wire::{self, parse_render, Code, Request, WireError, MAX_EMBED_BYTES};
+use super::wire::{self, parse_render, Code, Method, Request, WireError, MAX_EMBED_BYTES};
 use crate::render::pipeline::{prepare, PrepareError, Prepared};
 
-/// Requests answered on the spot, without a task: `ping`, `status`,
-/// `cancel` and unknown methods.
+/// Requests answered on the spot, without a task: `ping`, `status` and
+/// `cancel` ([`Method::is_inline`]). `None` for every other method.
 pub fn quick_reply(req: &Request, ctx: &Ctx) -> Option<Vec<Outgoing>> {
-    if matches!(req.method.as_str(), "shutdown" | "warm_up" | "render" | "embed") || req.method.starts_with("audio_") {
+    if !req.method.is_inline() {
         return None;
     }
     // The same per-request span as the slow path (free when disabled).
     let span = tracing::info_span!("request", method = %req.method, id = %req.id, inline = true);
     let _enter = span.enter();
-    let result = match req.method.as_str() {
-        "ping" => Ok(json!({"status": "ok"})),
-        "status" => Ok(ctx.status()),
-        "cancel" => {
-            let target = req.params.get("id").cloned().unwrap_or(Value::Null);
-            Ok(json!({"cancelled": ctx.render.cancel(&target)}))
-        }
-        "shutdown" | "warm_up" | "render" | "embed" => return None,
-        other => Err(WireError::new(Code::UnknownMethod, format!("Unknown: {other}"))),
-    };
+    let result = inline_result(req, ctx);
     match &result {
         Ok(_) => tracing::debug!("ok"),
         Err(e) => tracing::info!(code = ?e.code, message = %e.message, "error"),
@@ -42,36 +33,42 @@ pub fn quick_reply(req: &Request, ctx: &Ctx) -> Option<Vec<Outgoing>> {
     })])
 }
 
+/// The result of an inline method.
+fn inline_result(req: &Request, ctx: &Ctx) -> Result<Value, WireError> {
+    match req.method {
+        Method::Ping => Ok(json!({"status": "ok"})),
+        Method::Status => Ok(ctx.status()),
+        Method::Cancel => {
+            let target = req.params.get("id").cloned().unwrap_or(Value::Null);
+            Ok(json!({"cancelled": ctx.render.cancel(&target)}))
+        }
+        other => Err(WireError::new(Code::InvalidRequest, format!("{other} is not answered inline"))),
+    }
+}
+
 /// Handles one request and returns the lines to write, in order.
 pub async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle, arrival: u64) -> Vec<Outgoing> {
     let span = tracing::info_span!("request", method = %req.method, id = %req.id, conn = conn.id, tier = tracing::field::Empty);
     let started = Instant::now();
     let id = req.id.clone();
     let (result, ready_after) = async {
-        match req.method.as_str() {
-            "ping" => (Ok(json!({"status": "ok"})), None),
-            "status" => (Ok(ctx.status()), None),
-            "shutdown" => {
+        match req.method {
+            Method::Ping | Method::Status | Method::Cancel => (inline_result(&req, &ctx), None),
+            Method::Shutdown => {
                 ctx.request_shutdown("shutdown request");
                 (Ok(json!({"status": "ok"})), None)
             }
-            "warm_up" => (warm_up(&req.params, &ctx, &conn, arrival).await, None),
-            "render" => render(&req, &ctx, &conn, arrival).await,
-            "embed" => embed(&req, &ctx, &conn).await,
-            "audio_cue" | "audio_stop" | "audio_volume" | "audio_status" => {
+            Method::WarmUp => (warm_up(&req.params, &ctx, &conn, arrival).await, None),
+            Method::Render => render(&req, &ctx, &conn, arrival).await,
+            Method::Embed => embed(&req, &ctx, &conn).await,
+            Method::AudioCue | Method::AudioStop | Method::AudioVolume | Method::AudioStatus => {
                 // Decoding files blocks: keep it off the async workers.
-                let (audio, method, params) = (ctx.audio.clone(), req.method.clone(), req.params.clone());
-                let r = tokio::task::spawn_blocking(move || audio.handle(&method, &params))
+                let (audio, method, params) = (ctx.audio.clone(), req.method, req.params.clone());
+                let r = tokio::task::spawn_blocking(move || audio.handle(method, &params))
                     .await
                     .unwrap_or_else(|e| Err(WireError::new(Code::AudioFailed, format!("audio task failed: {e}"))));
                 (r, None)
             }
-            "cancel" => {
-                let target = req.params.get("id").cloned().unwrap_or(Value::Null);
-                let n = ctx.render.cancel(&target);
-                (Ok(json!({"cancelled": n})), None)
-            }
-            other => (Err(WireError::new(Code::UnknownMethod, format!("Unknown: {other}"))), None),
         }
     }
     .instrument(span.clone())

@@ -134,11 +134,75 @@ pub fn progress(id: &Value, step: u32, steps: u32) -> String {
     json!({"event": "progress", "id": id, "step": step, "steps": steps}).to_string()
 }
 
+/// Every method the daemon serves (protocol.md §3, plus sqm's extensions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Ping,
+    Status,
+    WarmUp,
+    Shutdown,
+    Render,
+    Embed,
+    Cancel,
+    AudioCue,
+    AudioStop,
+    AudioVolume,
+    AudioStatus,
+}
+
+impl Method {
+    const ALL: [Method; 11] = [
+        Method::Ping,
+        Method::Status,
+        Method::WarmUp,
+        Method::Shutdown,
+        Method::Render,
+        Method::Embed,
+        Method::Cancel,
+        Method::AudioCue,
+        Method::AudioStop,
+        Method::AudioVolume,
+        Method::AudioStatus,
+    ];
+
+    /// The method's wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Ping => "ping",
+            Method::Status => "status",
+            Method::WarmUp => "warm_up",
+            Method::Shutdown => "shutdown",
+            Method::Render => "render",
+            Method::Embed => "embed",
+            Method::Cancel => "cancel",
+            Method::AudioCue => "audio_cue",
+            Method::AudioStop => "audio_stop",
+            Method::AudioVolume => "audio_volume",
+            Method::AudioStatus => "audio_status",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Answered on the spot by the connection, without a task or a lane.
+    pub fn is_inline(self) -> bool {
+        matches!(self, Method::Ping | Method::Status | Method::Cancel)
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A parsed request envelope.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     pub id: Value,
-    pub method: String,
+    pub method: Method,
     pub params: Map<String, Value>,
 }
 
@@ -168,7 +232,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Value, WireError)> {
             let message = format!("'method' is too long (at most {MAX_METHOD_BYTES} bytes)");
             return Err((id, WireError::new(Code::UnknownMethod, message)));
         }
-        Some(Value::String(s)) => s,
+        Some(Value::String(s)) => match Method::parse(&s) {
+            Some(m) => m,
+            None => return Err((id, WireError::new(Code::UnknownMethod, format!("Unknown: {s}")))),
+        },
         Some(_) => return Err((id, WireError::new(Code::InvalidRequest, "'method' must be a string"))),
     };
     let params = match obj.remove("params") {
@@ -373,7 +440,7 @@ mod tests {
     #[test]
     fn envelopes() {
         let r = parse_request(br#"{"id":null,"method":"ping"}"#).unwrap();
-        assert_eq!((r.id, r.method.as_str(), r.params.len()), (Value::Null, "ping", 0));
+        assert_eq!((r.id, r.method, r.params.len()), (Value::Null, Method::Ping, 0));
         let r = parse_request(br#"{"method":"ping","params":null,"extra":1}"#).unwrap();
         assert_eq!(r.id, json!("unknown"));
         assert_eq!(
