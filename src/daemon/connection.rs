@@ -292,11 +292,9 @@ async fn write_loop(
                 render_lines(&ctx, lines, &mut out);
             }
         }
-        if !out.is_empty() && !broken {
-            if wr.write_all(&out).await.is_err() {
-                broken = true;
-                gone.store(true, Ordering::Release);
-            }
+        if !out.is_empty() && !broken && wr.write_all(&out).await.is_err() {
+            broken = true;
+            gone.store(true, Ordering::Release);
         }
         if out.capacity() > 1024 * 1024 {
             // A burst is over: give the memory back.

@@ -1780,6 +1780,9 @@ impl<'a> Validator<'a> {
         );
     }
 
+    // Not collapsible: a `descriptions` that is not a mapping must not fall
+    // through to the "needs an appearance" arm.
+    #[allow(clippy::collapsible_match)]
     fn check_portraits(&mut self, rel: &str, root: &Node, cultures: &HashSet<String>) {
         let entries: &[Node] = match &root.value {
             Value::Seq(items) => items,

@@ -238,10 +238,7 @@ fn entry_file_inside(root: Option<&paths::Root>, file: &str) -> bool {
     if !paths::lexically_inside(Path::new(file)) {
         return false;
     }
-    match root.map(|r| r.resolve(Path::new(file))) {
-        Some(Err(paths::PathError::Escapes { .. })) => false,
-        _ => true,
-    }
+    !matches!(root.map(|r| r.resolve(Path::new(file))), Some(Err(paths::PathError::Escapes { .. })))
 }
 
 /// SHA-256 of a file this run wrote itself.

@@ -644,7 +644,7 @@ pub fn compose_v2(root: &Path, req: &V2Request) -> Result<V2Composed, ComposeErr
             source: p.to_string(),
             text: poi_place.as_ref().expect("poi").environment.solo.clone(),
         }),
-        Kind::Illustration { location, .. } if location.is_empty() => None,
+        Kind::Illustration { location: "", .. } => None,
         Kind::Illustration { location, .. } => {
             let pl = place(location)?;
             let t = [pl.landmark.backdrop.as_str(), pl.environment.backdrop.as_str()]

@@ -90,8 +90,11 @@ pub fn write_png(path: &Path, img: &Image, parameters: &str, request_json: &str)
     .map_err(io)
 }
 
+/// A PNG's width, height and text chunks (keyword, text).
+pub type PngText = (u32, u32, Vec<(String, String)>);
+
 /// Reads the text chunks of a PNG (for tests and `sqm` tooling).
-pub fn read_png_text(path: &Path) -> std::io::Result<(u32, u32, Vec<(String, String)>)> {
+pub fn read_png_text(path: &Path) -> std::io::Result<PngText> {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path)?));
     let reader = decoder.read_info().map_err(std::io::Error::other)?;
     let info = reader.info();

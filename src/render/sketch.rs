@@ -121,6 +121,7 @@ impl Canvas {
     }
 
     /// Blends `c` into the pixels where `inside(x, y)` holds, within a box.
+    #[allow(clippy::too_many_arguments)] // a rectangle, a colour and a shape test
     fn fill(&mut self, x0: f32, y0: f32, x1: f32, y1: f32, c: Rgb, alpha: f32, inside: impl Fn(f32, f32) -> bool) {
         let (w, h) = (self.img.width as f32, self.img.height as f32);
         let (xa, xb) = (x0.max(0.0) as u32, x1.min(w - 1.0).max(0.0) as u32);
