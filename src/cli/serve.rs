@@ -197,11 +197,56 @@ pub fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
         Ok(Box::new(model) as Box<dyn crate::embed::Embedder>)
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
-    match runtime.block_on(server::run(config, backend, crate::embed::MODEL_NAME.into(), loader)) {
+    let socket = args.socket.clone();
+    let shutdown = runtime.block_on(async { stop_on_signals(socket) });
+    match runtime.block_on(server::run(config, backend, crate::embed::MODEL_NAME.into(), loader, shutdown)) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("error: {e}");
             Ok(e.exit_code)
+        }
+    }
+}
+
+/// The daemon's stop signal: resolves at the first SIGTERM or SIGINT. A
+/// second one ends the process at once, removing the socket and pid file
+/// when the pid file is still ours (protocol.md §11).
+fn stop_on_signals(socket: PathBuf) -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (term, int) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    if let (Ok(mut term), Ok(mut int)) = (term, int) {
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                match tx.take() {
+                    Some(first) => {
+                        let _ = first.send(());
+                    }
+                    None => {
+                        tracing::warn!("second signal: exiting now");
+                        let pid_file = server::pid_path(&socket);
+                        let ours = std::fs::read_to_string(&pid_file)
+                            .is_ok_and(|p| p.trim() == std::process::id().to_string());
+                        if ours {
+                            let _ = std::fs::remove_file(&socket);
+                            let _ = std::fs::remove_file(&pid_file);
+                        }
+                        std::process::exit(0);
+                    }
+                }
+            }
+        });
+    }
+    async move {
+        // Dropped unsent only when the handlers could not be installed: then
+        // only a `shutdown` request stops the daemon.
+        if rx.await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }

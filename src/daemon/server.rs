@@ -303,12 +303,15 @@ fn raise_fd_limit() {
     }
 }
 
-/// Runs the daemon until it is stopped. Returns the process exit code.
+/// Runs the daemon until `shutdown` resolves or a client sends `shutdown`,
+/// then drains (protocol.md §11). Returns the process exit code. Signals
+/// are the caller's business: the CLI turns SIGTERM/SIGINT into `shutdown`.
 pub async fn run(
     config: Config,
     backend: Box<dyn Backend>,
     embed_model: String,
     embed_loader: EmbedLoader,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<u8, StartError> {
     raise_fd_limit();
     let mut config = config;
@@ -373,29 +376,11 @@ pub async fn run(
     }
     warm_up_in_background(&ctx);
 
-    // Signals.
-    let sig_ctx = ctx.clone();
+    // The caller's stop signal (SIGTERM/SIGINT in the CLI; anything in tests).
+    let stop_ctx = ctx.clone();
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            return;
-        };
-        let mut count = 0;
-        loop {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            count += 1;
-            if count == 1 {
-                sig_ctx.request_shutdown("signal");
-            } else {
-                tracing::warn!("second signal: exiting now");
-                remove_if_ours(&sig_ctx.config.socket, socket_inode);
-                remove_if_ours(&pid_path(&sig_ctx.config.socket), pid_inode);
-                std::process::exit(0);
-            }
-        }
+        shutdown.await;
+        stop_ctx.request_shutdown("signal");
     });
 
     // Accept until asked to stop.
