@@ -198,7 +198,11 @@ pub fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
     let socket = args.socket.clone();
-    let shutdown = runtime.block_on(async { stop_on_signals(socket) });
+    // Signal handlers are registered inside the runtime.
+    let shutdown = {
+        let _in_runtime = runtime.enter();
+        stop_on_signals(socket)
+    };
     match runtime.block_on(server::run(config, backend, crate::embed::MODEL_NAME.into(), loader, shutdown)) {
         Ok(code) => Ok(code),
         Err(e) => {
