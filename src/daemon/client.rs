@@ -38,10 +38,22 @@ fn connect(socket: &Path, timeout: Duration) -> Result<UnixStream, ClientError> 
 /// Sends one request and returns the reply object (with `result` or
 /// `error`), skipping event lines.
 pub fn request(socket: &Path, method: &str, params: Value, timeout: Duration) -> Result<Value, ClientError> {
+    let line = json!({"id": format!("sqm-{}", std::process::id()), "method": method, "params": params}).to_string();
+    exchange(socket, &line, timeout, &mut |_| Ok(()), &|_| true)
+}
+
+/// Sends `line` and reads until a non-event line that `is_reply` accepts,
+/// handing every line read to `on_line`.
+fn exchange(
+    socket: &Path,
+    line: &str,
+    timeout: Duration,
+    on_line: &mut dyn FnMut(&str) -> std::io::Result<()>,
+    is_reply: &dyn Fn(&Value) -> bool,
+) -> Result<Value, ClientError> {
     let stream = connect(socket, timeout)?;
-    let mut line = json!({"id": format!("sqm-{}", std::process::id()), "method": method, "params": params}).to_string();
-    line.push('\n');
-    (&stream).write_all(line.as_bytes())?;
+    (&stream).write_all(line.trim_end_matches('\n').as_bytes())?;
+    (&stream).write_all(b"\n")?;
     let mut reader = BufReader::new(&stream);
     let mut buf = String::new();
     loop {
@@ -49,12 +61,12 @@ pub fn request(socket: &Path, method: &str, params: Value, timeout: Duration) ->
         if read_bounded_line(&mut reader, &mut buf)? == 0 {
             return Err(ClientError::Closed);
         }
-        let v: Value =
-            serde_json::from_str(buf.trim_end()).map_err(|_| ClientError::NotJson(buf.trim_end().to_owned()))?;
-        if v.get("event").is_some() {
-            continue;
+        let text = buf.trim_end();
+        on_line(text)?;
+        let v: Value = serde_json::from_str(text).map_err(|_| ClientError::NotJson(text.to_owned()))?;
+        if v.get("event").is_none() && is_reply(&v) {
+            return Ok(v);
         }
-        return Ok(v);
     }
 }
 
@@ -79,28 +91,10 @@ pub fn send_line(
     on_line: &mut dyn FnMut(&str) -> std::io::Result<()>,
 ) -> Result<Value, ClientError> {
     let want = serde_json::from_str::<Value>(line).ok().and_then(|v| v.get("id").cloned());
-    let stream = connect(socket, timeout)?;
-    (&stream).write_all(line.trim_end_matches('\n').as_bytes())?;
-    (&stream).write_all(b"\n")?;
-    let mut reader = BufReader::new(&stream);
-    let mut buf = String::new();
-    loop {
-        buf.clear();
-        if read_bounded_line(&mut reader, &mut buf)? == 0 {
-            return Err(ClientError::Closed);
-        }
-        let text = buf.trim_end();
-        on_line(text)?;
-        let v: Value = serde_json::from_str(text).map_err(|_| ClientError::NotJson(text.to_owned()))?;
-        if v.get("event").is_some() {
-            continue;
-        }
-        let matches = match &want {
-            Some(id) => v.get("id") == Some(id) || v.get("id") == Some(&Value::String("unknown".into())),
-            None => true,
-        };
-        if matches || v.get("id").is_some_and(Value::is_null) {
-            return Ok(v);
-        }
-    }
+    let is_reply = |v: &Value| match (&want, v.get("id")) {
+        (_, Some(Value::Null)) | (None, _) => true,
+        (Some(id), Some(got)) => got == id || got == "unknown",
+        (Some(_), None) => false,
+    };
+    exchange(socket, line, timeout, on_line, &is_reply)
 }
