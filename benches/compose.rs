@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use sqm::interpret::Tier;
-use sqm::prompt::v2::{compose_v2, Catalog, V2Request};
+use sqm::prompt::layered::{compose, Catalog, Request};
 use sqm::prompt::{compose, Cue, StyleSource};
 
 fn per_call_us(n: usize, mut f: impl FnMut()) -> f64 {
@@ -22,7 +22,7 @@ fn per_call_us(n: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/composer_v2");
-    let req = V2Request {
+    let req = Request {
         tier: Some(Tier::SceneIllustration),
         subject: "arriving at dusk".into(),
         characters: vec!["npc:rux".into(), "npc:mira".into()],
@@ -33,7 +33,7 @@ fn main() {
         world: "testworld".into(),
     };
     let warm = per_call_us(20_000, || {
-        std::hint::black_box(compose_v2(&root, &req).unwrap());
+        std::hint::black_box(compose(&root, &req).unwrap());
     });
     let cold = per_call_us(500, || {
         std::hint::black_box(Catalog::load(&root, "testgenre", "testworld").unwrap());

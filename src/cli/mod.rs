@@ -7,12 +7,15 @@ use clap::{Parser, Subcommand};
 
 pub mod completions;
 pub mod docs;
+#[cfg(feature = "engines")]
 pub mod embed;
 pub mod interpret;
 pub mod interrupt;
+#[cfg(feature = "engines")]
 pub mod play;
 pub mod prerender_pack;
 pub mod render;
+#[cfg(feature = "engines")]
 pub mod serve;
 pub mod validate_pack;
 
@@ -58,6 +61,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the media daemon on a Unix socket (or query/stop a running one).
+    #[cfg(feature = "engines")]
     Serve(serve::Args),
     /// Check genre packs against the pack contract (CI-friendly).
     ValidatePack(validate_pack::Args),
@@ -67,8 +71,10 @@ pub enum Command {
     Render(render::Args),
     /// Render and analyse a whole genre pack (portraits, landscapes, covers, audio loudness).
     PrerenderPack(prerender_pack::Args),
+    #[cfg(feature = "engines")]
     /// Play the pack's music and sfx: moods, rotation, crossfades, ducking (live or into a WAV).
     Play(play::Args),
+    #[cfg(feature = "engines")]
     /// Sentence embeddings (all-MiniLM-L6-v2), one JSON line per text.
     Embed(embed::Args),
     /// Print a shell completion script.
@@ -81,15 +87,22 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     // Only the daemon writes to sockets that may close under it; every
     // other command ends quietly when its output pipe closes (`| head`).
-    if !matches!(&cli.command, Command::Serve(a) if a.runs_daemon()) {
+    #[cfg(feature = "engines")]
+    let daemon = matches!(&cli.command, Command::Serve(a) if a.runs_daemon());
+    #[cfg(not(feature = "engines"))]
+    let daemon = false;
+    if !daemon {
         quiet_on_closed_pipe();
     }
     let result = match cli.command {
+        #[cfg(feature = "engines")]
         Command::Serve(args) => serve::run(args, cli.quiet == 0),
         Command::ValidatePack(args) => validate_pack::run(args),
         Command::Interpret(args) => interpret::run(args),
         Command::Render(args) => render::run(args),
+        #[cfg(feature = "engines")]
         Command::Embed(args) => embed::run(args),
+        #[cfg(feature = "engines")]
         Command::Play(args) => play::run(args),
         Command::PrerenderPack(args) => prerender_pack::run(args),
         Command::Completions(args) => completions::run(args),
@@ -165,8 +178,8 @@ pub struct FluxArgs {
 }
 
 impl FluxArgs {
-    pub fn options(&self) -> crate::render::flux::FluxOptions {
-        crate::render::flux::FluxOptions {
+    pub fn options(&self) -> crate::render::FluxOptions {
+        crate::render::FluxOptions {
             model_dir: self.model_dir.clone(),
             quantized: self.quantized,
             device: self.device.clone(),

@@ -28,14 +28,32 @@ pub struct Args {
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
     /// Rule set: media (what sqm uses) or server (the game server's loader too).
-    #[arg(long, value_enum, default_value_t = Profile::Media)]
-    pub profile: Profile,
+    #[arg(long, value_enum, default_value_t = ProfileArg::Media)]
+    pub profile: ProfileArg,
     /// Exit 1 when there are warnings, too.
     #[arg(long)]
     pub deny_warnings: bool,
     /// Check that audio assets exist, without decoding them.
     #[arg(long)]
     pub no_decode: bool,
+}
+
+/// `--profile`: the command-line face of [`Profile`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProfileArg {
+    /// What sqm renders and plays.
+    Media,
+    /// Everything the game server's loader enforces as well.
+    Server,
+}
+
+impl From<ProfileArg> for Profile {
+    fn from(arg: ProfileArg) -> Self {
+        match arg {
+            ProfileArg::Media => Profile::Media,
+            ProfileArg::Server => Profile::Server,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -62,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
         }
     }
-    let opts = Options { profile: args.profile, decode: !args.no_decode };
+    let opts = Options { profile: args.profile.into(), decode: !args.no_decode };
     let report = validate::validate_packs(&packs, opts);
     let format = if args.json { Format::Json } else { args.format };
     let text = match format {

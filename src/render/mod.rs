@@ -1,140 +1,23 @@
-//! Image backends behind one trait, and writing their output.
-//!
-//! A backend turns a [`RenderJob`] (prompt, seed, size, steps) into an
-//! [`Image`]. Backends report progress after every step and check a cancel
-//! flag between steps. [`output`] writes PNGs atomically with their
-//! parameters embedded; [`pipeline`] turns a render request into a job.
+//! Rendering with the engines: everything of `sqm_core::render` (jobs, the
+//! pipeline, the sketch and null backends, PNG output) plus the backends
+//! that need candle, and the one place that builds a backend by name.
 
+pub use sqm_core::render::*;
+
+#[cfg(feature = "engines")]
 pub mod flux;
-pub mod font;
-pub mod input;
-pub mod null;
-pub mod output;
-pub mod pipeline;
-pub mod post;
-pub mod sketch;
 
-use serde::Serialize;
-
-use crate::interpret::Tier;
-use crate::prompt::Variant;
-
-/// Everything a backend needs to draw one image.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RenderJob {
-    pub tier: Tier,
-    pub positive_prompt: String,
-    pub negative_prompt: String,
-    pub seed: u32,
-    pub width: u32,
-    pub height: u32,
-    pub steps: u32,
-    pub guidance: f32,
-    pub variant: Variant,
-    /// The cue's subject and mood, for backends that illustrate them
-    /// directly (the sketch backend).
-    pub subject: String,
-    pub mood: String,
-    /// A composer-v2 post directive: the backend renders `width`×`height`
-    /// and the result is cropped/rotated to the plan's size.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub post: Option<PostPlan>,
-}
-
-/// A post directive and the size the image ends at.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PostPlan {
-    pub post: crate::prompt::cameras::Post,
-    pub width: u32,
-    pub height: u32,
-}
-
-/// An 8-bit RGB image.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Image {
-    pub width: u32,
-    pub height: u32,
-    pub rgb: Vec<u8>,
-}
-
-impl Image {
-    pub fn new(width: u32, height: u32) -> Self {
-        Image { width, height, rgb: vec![0; width as usize * height as usize * 3] }
-    }
-}
-
-/// Why a render failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RenderError {
-    #[error("render cancelled by request")]
-    Cancelled,
-    #[error("{0}")]
-    Invalid(String),
-    #[error("backend '{backend}' failed: {message}")]
-    Backend { backend: &'static str, message: String },
-    #[error("cannot write {path}: {source}")]
-    Io { path: std::path::PathBuf, source: std::io::Error },
-}
-
-/// Largest canvas side any backend accepts.
-pub const MAX_SIDE: u32 = 4096;
-
-/// An image backend. One instance lives on the render worker thread.
-pub trait Backend: Send {
-    /// Short name: `sketch`, `null`, `flux`.
-    fn name(&self) -> &'static str;
-    /// Model identifier, when the backend has one.
-    fn model(&self) -> Option<String> {
-        None
-    }
-    /// Loads weights (or whatever the backend needs) so the next render is
-    /// fast. Idempotent.
-    fn load(&mut self) -> Result<(), RenderError>;
-    fn is_loaded(&self) -> bool;
-    /// Loads and primes the backend (the daemon's `warm_up`). By default
-    /// the same as [`Backend::load`].
-    fn warm_up(&mut self) -> Result<(), RenderError> {
-        self.load()
-    }
-    /// The model that renders `job` (for PNG metadata).
-    fn model_for(&self, _job: &RenderJob) -> Option<String> {
-        self.model()
-    }
-    /// Renders. `progress(step, steps)` is called after each step; `cancel`
-    /// is polled between steps. `Ok(None)` means the backend writes no file
-    /// (the null backend).
-    fn render(
-        &mut self,
-        job: &RenderJob,
-        progress: &mut dyn FnMut(u32, u32),
-        cancel: &dyn Fn() -> bool,
-    ) -> Result<Option<Image>, RenderError>;
-    /// Frees loaded resources.
-    fn unload(&mut self) {}
-    /// Approximate resident memory when loaded, in bytes.
-    fn memory_estimate(&self) -> u64 {
-        0
-    }
-}
-
-/// Checks a job's canvas and step count before it reaches a backend.
-pub fn validate_job(job: &RenderJob) -> Result<(), RenderError> {
-    if job.width == 0 || job.height == 0 || job.width > MAX_SIDE || job.height > MAX_SIDE {
-        return Err(RenderError::Invalid(format!(
-            "canvas {}x{} is out of range (1..={MAX_SIDE} per side)",
-            job.width, job.height
-        )));
-    }
-    if job.width % 16 != 0 || job.height % 16 != 0 {
-        return Err(RenderError::Invalid(format!(
-            "canvas {}x{} must be a multiple of 16 per side",
-            job.width, job.height
-        )));
-    }
-    if job.steps == 0 || job.steps > 200 {
-        return Err(RenderError::Invalid(format!("steps must be between 1 and 200, got {}", job.steps)));
-    }
-    Ok(())
+/// How the flux backend finds and runs its weights (plain data, so the
+/// command line builds it with or without the engines).
+#[derive(Clone, Debug, Default)]
+pub struct FluxOptions {
+    /// `--model-dir` / `$SQM_FLUX_MODEL`: a folder laid out like the hub
+    /// repo, or a folder holding `FLUX.1-schnell/` and `FLUX.1-dev/`.
+    pub model_dir: Option<std::path::PathBuf>,
+    /// Prefer a GGUF transformer when both kinds are present.
+    pub quantized: bool,
+    /// `cpu`, `cuda[:N]`, `metal`, or empty for the best available.
+    pub device: String,
 }
 
 /// The backends `backend_by_name` knows.
@@ -142,11 +25,20 @@ pub const BACKENDS: [&str; 3] = ["sketch", "null", "flux"];
 
 /// Builds a backend by name. `flux` locates its weights now (and fails
 /// with the places it searched when there are none) but loads them later.
-pub fn backend_by_name(name: &str, flux: &flux::FluxOptions) -> Result<Box<dyn Backend>, RenderError> {
+pub fn backend_by_name(name: &str, flux: &FluxOptions) -> Result<Box<dyn Backend>, RenderError> {
     match name {
         "sketch" => Ok(Box::new(sketch::SketchBackend::default())),
         "null" => Ok(Box::new(null::NullBackend)),
+        #[cfg(feature = "engines")]
         "flux" => Ok(Box::new(flux::FluxBackend::new(flux.clone())?)),
+        #[cfg(not(feature = "engines"))]
+        "flux" => {
+            let _ = flux;
+            Err(RenderError::Invalid(
+                "this sqm was built without the engines feature; reinstall with default features to render with flux"
+                    .into(),
+            ))
+        }
         other => Err(RenderError::Invalid(format!("unknown backend '{other}' (available: sketch, null, flux)"))),
     }
 }

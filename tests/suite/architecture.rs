@@ -1,6 +1,8 @@
-//! The crate's shape: every `crate::<module>` path in `src/` must point to
-//! the same layer or a lower one (the list in `src/lib.rs`), and no two
-//! top-level modules may import each other. Test modules inside a file
+//! The packages' shape: in each of `sqm` and `sqm-core`, every
+//! `crate::<module>` path must point to the same layer or a lower one (the
+//! list in that package's `src/lib.rs`), and no two top-level modules may
+//! import each other; and `sqm-core` pulls in no engine, async runtime or
+//! device library. Test modules inside a file
 //! (`#[cfg(test)] mod tests`) are exempt.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -62,23 +64,26 @@ fn imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     graph
 }
 
-#[test]
-fn imports_point_down_the_documented_layers() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+/// Every problem with one crate's module graph against its lib.rs list.
+fn layer_problems(crate_root: &Path) -> Vec<String> {
+    let lib = std::fs::read_to_string(crate_root.join("src/lib.rs")).unwrap();
     let layer = layers(&lib);
-    let graph = imports(&root.join("src"));
+    let graph = imports(&crate_root.join("src"));
+    let name = crate_root.file_name().unwrap().to_string_lossy().into_owned();
     let mut problems = Vec::new();
+    if layer.len() < 6 {
+        problems.push(format!("{name}: the layer list was not read: {layer:?}"));
+    }
     for (module, deps) in &graph {
         let Some(&own) = layer.get(module) else {
-            problems.push(format!("module '{module}' is missing from the layer list in src/lib.rs"));
+            problems.push(format!("{name}: module '{module}' is missing from the layer list in src/lib.rs"));
             continue;
         };
         for dep in deps {
             match layer.get(dep) {
-                None => problems.push(format!("{module} imports '{dep}', which is not in the layer list")),
+                None => problems.push(format!("{name}: {module} imports '{dep}', which is not in the layer list")),
                 Some(&l) if l > own => {
-                    problems.push(format!("{module} (layer {own}) imports {dep} (layer {l}): an upward import"))
+                    problems.push(format!("{name}: {module} (layer {own}) imports {dep} (layer {l}): an upward import"))
                 }
                 Some(_) => {}
             }
@@ -87,12 +92,69 @@ fn imports_point_down_the_documented_layers() {
     for (a, deps) in &graph {
         for b in deps {
             if a < b && graph.get(b).is_some_and(|d| d.contains(a)) {
-                problems.push(format!("{a} and {b} import each other"));
+                problems.push(format!("{name}: {a} and {b} import each other"));
             }
         }
     }
+    problems
+}
+
+#[test]
+fn imports_point_down_the_documented_layers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut problems = layer_problems(root);
+    problems.extend(layer_problems(&root.join("crates/sqm-core")));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(layer.len() >= 12, "the layer list was not read: {layer:?}");
+}
+
+/// Package name → the names of its dependencies, from Cargo.lock.
+fn lock_graph(lock: &str) -> BTreeMap<String, Vec<String>> {
+    let mut graph = BTreeMap::new();
+    for block in lock.split("[[package]]").skip(1) {
+        let Some(name) = block.lines().find_map(|l| l.strip_prefix("name = \"")) else { continue };
+        let name = name.trim_end_matches('"').to_owned();
+        let mut deps = Vec::new();
+        if let Some(i) = block.find("dependencies = [") {
+            for line in block[i..].lines().skip(1) {
+                if line.starts_with(']') {
+                    break;
+                }
+                let dep = line.trim().trim_matches(|c| c == '"' || c == ',');
+                deps.push(dep.split(' ').next().unwrap_or(dep).to_owned());
+            }
+        }
+        graph.entry(name).or_insert_with(Vec::new).extend(deps);
+    }
+    graph
+}
+
+/// Everything `start` pulls in, directly or not.
+fn closure(graph: &BTreeMap<String, Vec<String>>, start: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![start.to_owned()];
+    while let Some(name) = todo.pop() {
+        for dep in graph.get(&name).into_iter().flatten() {
+            if seen.insert(dep.clone()) {
+                todo.push(dep.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn the_core_crate_pulls_in_no_engine_runtime_or_device() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let graph = lock_graph(&std::fs::read_to_string(root.join("Cargo.lock")).unwrap());
+    let core = closure(&graph, "sqm-core");
+    assert!(core.contains("yaml-rust2") && core.contains("serde_json"), "Cargo.lock was not read: {core:?}");
+    let heavy: Vec<_> = ["candle-core", "candle-nn", "tokenizers", "tokio", "zmq", "rodio", "cpal", "hf-hub", "clap"]
+        .into_iter()
+        .filter(|h| core.contains(*h))
+        .collect();
+    assert!(heavy.is_empty(), "sqm-core depends on {heavy:?}");
+    // And the package on top really carries them (the check can see a crate).
+    assert!(closure(&graph, "sqm").contains("candle-core"));
 }
 
 #[test]

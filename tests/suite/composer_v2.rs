@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sqm::interpret::Tier;
-use sqm::prompt::v2::{compose_v2, post_canvas, PcDescriptor, V2Composed, V2Request};
+use sqm::prompt::layered::{
+    compose as compose_v2, post_canvas, Composed as V2Composed, PcDescriptor, Request as V2Request,
+};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/composer_v2")

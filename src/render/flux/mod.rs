@@ -30,17 +30,7 @@ use super::{Backend, Image, RenderError, RenderJob};
 use crate::prompt::Variant;
 use files::{FluxFiles, TransformerFile};
 
-/// How the backend finds and runs its weights.
-#[derive(Clone, Debug, Default)]
-pub struct FluxOptions {
-    /// `--model-dir` / `$SQM_FLUX_MODEL`: a folder laid out like the hub
-    /// repo, or a folder holding `FLUX.1-schnell/` and `FLUX.1-dev/`.
-    pub model_dir: Option<PathBuf>,
-    /// Prefer a GGUF transformer when both kinds are present.
-    pub quantized: bool,
-    /// `cpu`, `cuda[:N]`, `metal`, or empty for the best available.
-    pub device: String,
-}
+pub use super::FluxOptions;
 
 impl FluxOptions {
     /// Options from the environment (`SQM_FLUX_MODEL`, `SQM_DEVICE`).

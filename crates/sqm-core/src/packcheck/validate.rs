@@ -19,7 +19,7 @@ use crate::pack::{is_slug, resolve_in_pack, slugify, BUILTIN_MOODS, VARIATION_TY
 use crate::prompt::tokens;
 
 /// Which rule set to apply.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Profile {
     /// What sqm renders and plays.
     #[default]
@@ -1492,7 +1492,7 @@ impl<'a> Validator<'a> {
             return;
         };
         // Load errors are reported by the file checks.
-        let Ok(over) = crate::prompt::v2::over_budget_characters(parent, &genre, world) else { return };
+        let Ok(over) = crate::prompt::layered::over_budget_characters(parent, &genre, world) else { return };
         let rel = format!("worlds/{world}/portrait_manifest.yaml");
         for (key, total) in over {
             self.emit(

@@ -239,7 +239,7 @@ mod tests {
     use super::*;
 
     fn pack_root() -> StyleSource {
-        StyleSource::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs"))
+        StyleSource::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/genre_packs"))
     }
 
     fn req<'a>(genre: &'a str, world: &'a str) -> StyleRequest<'a> {

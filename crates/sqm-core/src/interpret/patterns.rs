@@ -529,7 +529,7 @@ mod tests {
     #[test]
     fn ascii_and_unicode_engines_agree_on_ascii_text() {
         let corpus =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/narration.txt")).unwrap();
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../benches/data/narration.txt")).unwrap();
         let families = [
             &*LOCATION,
             &*COMBAT,

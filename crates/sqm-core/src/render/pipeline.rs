@@ -174,13 +174,20 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
     if req.positive_prompt.is_empty() {
         let camera = cue_camera.or_else(|| req.camera.clone());
         if style.is_some()
-            && crate::prompt::v2::applies(&styles.root, tier, &req.genre, &req.world, &cue.subject, &cue.characters)
+            && crate::prompt::layered::applies(
+                &styles.root,
+                tier,
+                &req.genre,
+                &req.world,
+                &cue.subject,
+                &cue.characters,
+            )
         {
             let pc = match &req.pc_descriptor {
-                Some(v) => crate::prompt::v2::PcDescriptor::from_value(v).map_err(compose_err)?,
+                Some(v) => crate::prompt::layered::PcDescriptor::from_value(v).map_err(compose_err)?,
                 None => None,
             };
-            let v2req = crate::prompt::v2::V2Request {
+            let v2req = crate::prompt::layered::Request {
                 tier: Some(tier),
                 subject: cue.subject.clone(),
                 characters: cue.characters.clone(),
@@ -190,12 +197,12 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
                 genre: req.genre.clone(),
                 world: req.world.clone(),
             };
-            let c = crate::prompt::v2::compose_v2(&styles.root, &v2req).map_err(compose_err)?;
+            let c = crate::prompt::layered::compose(&styles.root, &v2req).map_err(compose_err)?;
             let seed = req.seed.unwrap_or(c.seed);
             let (mut width, mut height) = (req.width.unwrap_or(spec.width), req.height.unwrap_or(spec.height));
             let post = match &c.post {
                 Some(p) => {
-                    let (w, h) = crate::prompt::v2::post_canvas(p, width, height).map_err(compose_err)?;
+                    let (w, h) = crate::prompt::layered::post_canvas(p, width, height).map_err(compose_err)?;
                     let plan = super::PostPlan { post: p.clone(), width, height };
                     (width, height) = (w, h);
                     Some(plan)
@@ -364,7 +371,7 @@ mod tests {
     use crate::render::sketch::SketchBackend;
 
     fn styles() -> StyleSource {
-        StyleSource::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs"))
+        StyleSource::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/genre_packs"))
     }
 
     fn job(p: Prepared) -> PreparedJob {

@@ -121,8 +121,14 @@ pub fn plan(pack_dir: &Path, backend: &str, model: Option<&str>) -> Result<Vec<J
             // A `where:` subject: composer v2 draws the place itself when
             // the world carries catalogs; the Flux era names it.
             let mut req = base("landscape", format!("where:{slug}/{pslug}"), slug);
-            if !crate::prompt::v2::applies(&styles.root, crate::interpret::Tier::Landscape, &genre, slug, "where:", &[])
-            {
+            if !crate::prompt::layered::applies(
+                &styles.root,
+                crate::interpret::Tier::Landscape,
+                &genre,
+                slug,
+                "where:",
+                &[],
+            ) {
                 req.subject = first_text(vp).to_owned();
                 req.location = format!("where:{slug}/{pslug}");
             }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use include_dir::{include_dir, Dir, DirEntry};
 
-static PACKS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/examples/genre_packs");
+static PACKS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../examples/genre_packs");
 
 /// The default genre when none is named.
 pub const DEFAULT_GENRE: &str = "ashfall";

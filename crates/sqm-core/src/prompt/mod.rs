@@ -4,10 +4,10 @@
 
 pub mod cameras;
 pub mod compose;
+pub mod layered;
 pub mod style;
 pub mod tiers;
 pub mod tokens;
-pub mod v2;
 
 pub use compose::{compose, raw_fallback, seed_for, Composed, Cue};
 pub use style::{ComposeError, ComposeErrorKind, Style, StyleSource};
