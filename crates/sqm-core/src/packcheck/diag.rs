@@ -130,6 +130,18 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// Adds a "what to do" line.
+    pub(crate) fn hint(&mut self, hint: impl Into<String>) -> &mut Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds a hint when there is one.
+    pub(crate) fn hint_opt(&mut self, hint: Option<String>) -> &mut Self {
+        self.hint = hint;
+        self
+    }
+
     pub fn pos(&self) -> Pos {
         Pos::new(self.line, self.column)
     }

@@ -8,4 +8,10 @@ pub mod probe;
 pub mod suggest;
 pub mod validate;
 
+mod assets;
+mod audio;
+mod fields;
+mod genre;
+mod world;
+
 pub use validate::{discover, is_pack_dir, validate_packs, Options, Profile};
