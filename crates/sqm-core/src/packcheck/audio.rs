@@ -32,7 +32,38 @@ impl Validator<'_> {
             }
         }
 
-        // mood_tracks
+        let track_moods = self.mood_tracks(rel, root);
+        let track_set: HashSet<&str> = track_moods.iter().map(|(m, _)| m.as_str()).collect();
+        let keyword_moods = self.mood_keywords(rel, root);
+        let aliases = self.mood_aliases(rel, root);
+        let reached = self.check_aliases(rel, &aliases, &track_set);
+        self.check_sfx(rel, root);
+        let theme_moods = self.check_themes(rel, root);
+        // mixer, mixer_defaults
+        match root.get("mixer") {
+            Some(m) => self.check_mixer(rel, m, "mixer", self.server()),
+            None if self.server() => self.missing(rel, root, "mixer", "server profile: "),
+            None => {}
+        }
+        if let Some(m) = root.get("mixer_defaults") {
+            if !m.is_null() {
+                self.check_mixer(rel, m, "mixer_defaults", false);
+            }
+        }
+
+        self.check_faction_themes(rel, root);
+        let alias_keys: HashSet<&str> = aliases.iter().map(|(k, _, _)| k.as_str()).collect();
+        let selectable = |mood: &str| {
+            BUILTIN_MOODS.contains(&mood)
+                || keyword_moods.contains(mood)
+                || alias_keys.contains(mood)
+                || reached.contains(mood)
+        };
+        self.check_reachable(rel, track_moods.iter().chain(theme_moods.iter()), selectable);
+    }
+
+    /// `mood_tracks`: every track checked; the moods that have music.
+    fn mood_tracks(&mut self, rel: &str, root: &Node) -> Vec<(String, Pos)> {
         let mut track_moods: Vec<(String, Pos)> = Vec::new();
         if let Some(mt) = root.get("mood_tracks") {
             if let Some(moods) = self.map(rel, mt, "mood_tracks") {
@@ -47,9 +78,11 @@ impl Validator<'_> {
                 }
             }
         }
-        let track_set: HashSet<&str> = track_moods.iter().map(|(m, _)| m.as_str()).collect();
+        track_moods
+    }
 
-        // mood_keywords
+    /// `mood_keywords`: lists of strings; the moods they can select.
+    fn mood_keywords(&mut self, rel: &str, root: &Node) -> HashSet<String> {
         let mut keyword_moods: HashSet<String> = HashSet::new();
         if let Some(mk) = root.get("mood_keywords") {
             if let Some(items) = self.map(rel, mk, "mood_keywords") {
@@ -66,8 +99,11 @@ impl Validator<'_> {
                 }
             }
         }
+        keyword_moods
+    }
 
-        // mood_aliases
+    /// `mood_aliases`: alias → mood name.
+    fn mood_aliases(&mut self, rel: &str, root: &Node) -> Vec<(String, String, Pos)> {
         let mut aliases: Vec<(String, String, Pos)> = Vec::new();
         if let Some(ma) = root.get("mood_aliases") {
             if let Some(items) = self.map(rel, ma, "mood_aliases") {
@@ -80,9 +116,11 @@ impl Validator<'_> {
                 }
             }
         }
-        let reached = self.check_aliases(rel, &aliases, &track_set);
+        aliases
+    }
 
-        // sfx_library
+    /// `sfx_library`: each id lists at least one existing file.
+    fn check_sfx(&mut self, rel: &str, root: &Node) {
         if let Some(sfx) = root.get("sfx_library") {
             if let Some(items) = self.map(rel, sfx, "sfx_library") {
                 for (k, v) in items {
@@ -104,8 +142,10 @@ impl Validator<'_> {
                 }
             }
         }
+    }
 
-        // themes
+    /// `themes`: names, moods, prompts and variations; the moods they play.
+    fn check_themes(&mut self, rel: &str, root: &Node) -> Vec<(String, Pos)> {
         let mut theme_moods: Vec<(String, Pos)> = Vec::new();
         if let Some(th) = root.get("themes") {
             if let Some(items) = self.seq(rel, th, "themes") {
@@ -153,20 +193,11 @@ impl Validator<'_> {
                 }
             }
         }
+        theme_moods
+    }
 
-        // mixer, mixer_defaults
-        match root.get("mixer") {
-            Some(m) => self.check_mixer(rel, m, "mixer", self.server()),
-            None if self.server() => self.missing(rel, root, "mixer", "server profile: "),
-            None => {}
-        }
-        if let Some(m) = root.get("mixer_defaults") {
-            if !m.is_null() {
-                self.check_mixer(rel, m, "mixer_defaults", false);
-            }
-        }
-
-        // faction_themes
+    /// `faction_themes`: a track and its triggers per faction.
+    fn check_faction_themes(&mut self, rel: &str, root: &Node) {
         if let Some(ft) = root.get("faction_themes") {
             if let Some(items) = self.seq(rel, ft, "faction_themes") {
                 for (i, f) in items.iter().enumerate() {
@@ -193,16 +224,18 @@ impl Validator<'_> {
                 }
             }
         }
+    }
 
-        // Reachability of moods that have music.
-        let alias_keys: HashSet<&str> = aliases.iter().map(|(k, _, _)| k.as_str()).collect();
+    /// A mood with music that nothing can select is a warning (once each).
+    fn check_reachable<'m>(
+        &mut self,
+        rel: &str,
+        moods: impl Iterator<Item = &'m (String, Pos)>,
+        selectable: impl Fn(&str) -> bool,
+    ) {
         let mut reported: HashSet<String> = HashSet::new();
-        for (mood, pos) in track_moods.iter().chain(theme_moods.iter()) {
-            let reachable = BUILTIN_MOODS.contains(&mood.as_str())
-                || keyword_moods.contains(mood)
-                || alias_keys.contains(mood.as_str())
-                || reached.contains(mood);
-            if !reachable && reported.insert(mood.clone()) {
+        for (mood, pos) in moods {
+            if !selectable(mood) && reported.insert(mood.clone()) {
                 self.warn(
                     Code::UnreachableMood,
                     rel,

@@ -308,67 +308,130 @@ pub fn execute(
     progress: &dyn Progress,
     stop: &AtomicBool,
 ) -> Result<Summary, String> {
-    let manifest_path = out.join(MANIFEST);
-    let stale = remove_stale_temp_files(out);
-    if stale > 0 {
-        tracing::warn!("removed {stale} temp file(s) left by an interrupted run in {}", out.display());
-    }
-    let (mut manifest, warnings) = Manifest::load_untrusted(out, true);
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    let out_root = paths::Root::new(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let stopped = || stop.load(Ordering::Acquire);
-    manifest.version = 1;
-    manifest.genre = genre.to_owned();
-    let manifest = Mutex::new(manifest);
-    let outcomes = Mutex::new(Vec::new());
+    let run = Run::open(out, genre, progress, stop)?;
+    let (images, audio): (Vec<&Job>, Vec<&Job>) = jobs.iter().partition(|j| matches!(j.work, Work::Image(_)));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(parallel.max(1))
+        .build()
+        .map_err(|e| format!("cannot start workers: {e}"))?;
+    let snapshot = run.manifest.lock().expect("manifest lock").clone();
+    let pending = |j: &&Job| {
+        let current = is_current(j, &snapshot, out);
+        if current {
+            run.record(Outcome::Skipped { id: j.id.clone() });
+        }
+        !current
+    };
+    let images: Vec<&Job> = images.into_iter().filter(pending).collect();
+    let audio: Vec<&Job> = audio.into_iter().filter(pending).collect();
+    pool.install(|| -> Result<(), String> {
+        let workers = parallel.max(1);
+        let image_part = || -> Result<(), String> {
+            if workers == 1 {
+                run.images(&images, make_backend)
+            } else {
+                // Deal the jobs round-robin so each worker keeps one backend.
+                let lanes: Vec<Vec<&Job>> =
+                    (0..workers).map(|w| images.iter().skip(w).step_by(workers).copied().collect()).collect();
+                lanes.par_iter().map(|lane| run.images(lane, make_backend)).collect::<Result<Vec<()>, String>>()?;
+                Ok(())
+            }
+        };
+        let audio_part = || -> Result<(), String> {
+            audio
+                .par_iter()
+                .map(|job| {
+                    if run.stopped() {
+                        return Ok(());
+                    }
+                    let (outcome, entry) = run_loudness(job, progress);
+                    run.finish(outcome, entry)
+                })
+                .collect::<Result<Vec<()>, String>>()?;
+            Ok(())
+        };
+        let (a, b) = rayon::join(image_part, audio_part);
+        a.and(b)
+    })?;
+    Ok(run.summary(jobs))
+}
 
-    let finish = |outcome: Outcome, entry: Option<(String, Entry)>| -> Result<(), String> {
-        progress.job_finished(&outcome);
+/// One `execute` in progress: the manifest and outcomes its workers share.
+struct Run<'a> {
+    out: &'a Path,
+    out_root: paths::Root,
+    manifest_path: PathBuf,
+    manifest: Mutex<Manifest>,
+    outcomes: Mutex<Vec<Outcome>>,
+    progress: &'a dyn Progress,
+    stop: &'a AtomicBool,
+}
+
+impl<'a> Run<'a> {
+    /// Clears an interrupted run's temp files and loads the manifest
+    /// (untrusted: escaping entries dropped, a corrupt one set aside).
+    fn open(out: &'a Path, genre: &str, progress: &'a dyn Progress, stop: &'a AtomicBool) -> Result<Run<'a>, String> {
+        let stale = remove_stale_temp_files(out);
+        if stale > 0 {
+            tracing::warn!("removed {stale} temp file(s) left by an interrupted run in {}", out.display());
+        }
+        let (mut manifest, warnings) = Manifest::load_untrusted(out, true);
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        let out_root = paths::Root::new(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        manifest.version = 1;
+        manifest.genre = genre.to_owned();
+        Ok(Run {
+            out,
+            out_root,
+            manifest_path: out.join(MANIFEST),
+            manifest: Mutex::new(manifest),
+            outcomes: Mutex::new(Vec::new()),
+            progress,
+            stop,
+        })
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Reports an outcome and keeps it for the summary.
+    fn record(&self, outcome: Outcome) {
+        self.progress.job_finished(&outcome);
+        self.outcomes.lock().expect("outcomes lock").push(outcome);
+    }
+
+    /// Records a finished job and saves its manifest entry; the old file
+    /// of a re-rendered job goes, unless another job uses it.
+    fn finish(&self, outcome: Outcome, entry: Option<(String, Entry)>) -> Result<(), String> {
+        self.progress.job_finished(&outcome);
         if let Some((id, entry)) = entry {
-            let mut m = manifest.lock().expect("manifest lock");
-            // The old file of a re-rendered job goes, unless another job uses it.
+            let mut m = self.manifest.lock().expect("manifest lock");
             if let Some(old) = m.jobs.get(&id) {
                 if old.kind != "loudness" && old.file != entry.file {
                     let shared = m.jobs.iter().any(|(k, e)| k != &id && e.file == old.file);
                     if !shared {
-                        if let Err(e) = out_root.remove_file(Path::new(&old.file)) {
+                        if let Err(e) = self.out_root.remove_file(Path::new(&old.file)) {
                             tracing::warn!("old output not removed: {e}");
                         }
                     }
                 }
             }
             m.jobs.insert(id, entry);
-            m.save(&manifest_path)?;
+            m.save(&self.manifest_path)?;
         }
-        outcomes.lock().expect("outcomes lock").push(outcome);
+        self.outcomes.lock().expect("outcomes lock").push(outcome);
         Ok(())
-    };
+    }
 
-    let (images, audio): (Vec<&Job>, Vec<&Job>) = jobs.iter().partition(|j| matches!(j.work, Work::Image(_)));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(parallel.max(1))
-        .build()
-        .map_err(|e| format!("cannot start workers: {e}"))?;
-    let snapshot = manifest.lock().expect("manifest lock").clone();
-    let pending = |j: &&Job| {
-        if is_current(j, &snapshot, out) {
-            let o = Outcome::Skipped { id: j.id.clone() };
-            progress.job_finished(&o);
-            outcomes.lock().expect("outcomes lock").push(o);
-            false
-        } else {
-            true
-        }
-    };
-    let images: Vec<&Job> = images.into_iter().filter(pending).collect();
-    let audio: Vec<&Job> = audio.into_iter().filter(pending).collect();
-
-    let run_images = |chunk: &[&Job]| -> Result<(), String> {
+    /// Renders a worker's share of the image jobs on one backend, made on
+    /// the first job.
+    fn images(&self, chunk: &[&Job], make_backend: BackendFactory) -> Result<(), String> {
         let mut backend: Option<Box<dyn Backend>> = None;
         for job in chunk {
-            if stopped() {
+            if self.stopped() {
                 break;
             }
             let b = match &mut backend {
@@ -376,59 +439,35 @@ pub fn execute(
                 None => match make_backend() {
                     Ok(b) => backend.insert(b),
                     Err(e) => {
-                        finish(Outcome::Failed { id: job.id.clone(), reason: e.to_string() }, None)?;
+                        self.finish(Outcome::Failed { id: job.id.clone(), reason: e.to_string() }, None)?;
                         continue;
                     }
                 },
             };
-            let (outcome, entry) = run_image(job, b.as_mut(), out, progress, &stopped);
-            finish(outcome, entry)?;
+            let (outcome, entry) = run_image(job, b.as_mut(), self.out, self.progress, &|| self.stopped());
+            self.finish(outcome, entry)?;
         }
         Ok(())
-    };
-    pool.install(|| -> Result<(), String> {
-        let workers = parallel.max(1);
-        let image_part = || -> Result<(), String> {
-            if workers == 1 {
-                run_images(&images)
-            } else {
-                // Deal the jobs round-robin so each worker keeps one backend.
-                let lanes: Vec<Vec<&Job>> =
-                    (0..workers).map(|w| images.iter().skip(w).step_by(workers).copied().collect()).collect();
-                lanes.par_iter().map(|lane| run_images(lane)).collect::<Result<Vec<()>, String>>().map(|_| ())
-            }
-        };
-        let audio_part = || -> Result<(), String> {
-            audio
-                .par_iter()
-                .map(|job| {
-                    if stopped() {
-                        return Ok(());
-                    }
-                    let (outcome, entry) = run_loudness(job, progress);
-                    finish(outcome, entry)
-                })
-                .collect::<Result<Vec<()>, String>>()
-                .map(|_| ())
-        };
-        let (a, b) = rayon::join(image_part, audio_part);
-        a.and(b)
-    })?;
+    }
 
-    let mut outcomes = outcomes.into_inner().expect("outcomes lock");
-    let order: BTreeMap<&str, usize> = jobs.iter().enumerate().map(|(i, j)| (j.id.as_str(), i)).collect();
-    let id_of = |o: &Outcome| match o {
-        Outcome::Done { id, .. } | Outcome::Skipped { id } | Outcome::Failed { id, .. } => id.clone(),
-    };
-    outcomes.sort_by_key(|o| order.get(id_of(o).as_str()).copied().unwrap_or(usize::MAX));
-    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
-    Ok(Summary {
-        done: count(|o| matches!(o, Outcome::Done { .. })),
-        skipped: count(|o| matches!(o, Outcome::Skipped { .. })),
-        failed: count(|o| matches!(o, Outcome::Failed { .. })),
-        outcomes,
-        interrupted: stopped(),
-    })
+    /// The outcomes in job order, counted.
+    fn summary(self, jobs: &[Job]) -> Summary {
+        let interrupted = self.stopped();
+        let mut outcomes = self.outcomes.into_inner().expect("outcomes lock");
+        let order: BTreeMap<&str, usize> = jobs.iter().enumerate().map(|(i, j)| (j.id.as_str(), i)).collect();
+        let id_of = |o: &Outcome| match o {
+            Outcome::Done { id, .. } | Outcome::Skipped { id } | Outcome::Failed { id, .. } => id.clone(),
+        };
+        outcomes.sort_by_key(|o| order.get(id_of(o).as_str()).copied().unwrap_or(usize::MAX));
+        let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+        Summary {
+            done: count(|o| matches!(o, Outcome::Done { .. })),
+            skipped: count(|o| matches!(o, Outcome::Skipped { .. })),
+            failed: count(|o| matches!(o, Outcome::Failed { .. })),
+            outcomes,
+            interrupted,
+        }
+    }
 }
 
 fn run_image(

@@ -12,7 +12,8 @@ use serde::Serialize;
 use super::output::{output_path, parameters_text, render_key, write_png};
 use super::{Backend, RenderError, RenderJob};
 use crate::interpret::{beat_filter, extract_documents, GameState, Session, Tier};
-use crate::prompt::style::StyleRequest;
+use crate::prompt::layered;
+use crate::prompt::style::{Style, StyleRequest};
 use crate::prompt::tiers::tier_error;
 use crate::prompt::{compose, raw_fallback, ComposeError, Cue, StyleSource, TierSpec};
 
@@ -117,6 +118,42 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
             return Ok(Prepared::Skipped { reason: "beat_filter" });
         }
     }
+    // 3–4. Narration → cue, and the tier check.
+    let (cue, cue_camera, tier) = cue_of(req)?;
+    // 5. Prompt.
+    let style = styles
+        .resolve(&StyleRequest {
+            genre: &req.genre,
+            world: &req.world,
+            art_style: &req.art_style,
+            negative_prompt: &req.negative_prompt,
+            visual_tag_overrides: req.visual_tag_overrides.as_ref(),
+        })
+        .map_err(compose_err(tier))?;
+    let preferred = style.as_ref().map(|s| s.preferred_model.as_str()).unwrap_or("");
+    let spec =
+        TierSpec::of(tier).with_variant(req.variant.as_deref(), preferred, tier).map_err(PrepareError::Generation)?;
+    // The layered composer (composer-v2.md §1): pack catalogs, recipes, cameras.
+    let layered = req.positive_prompt.is_empty()
+        && style.is_some()
+        && layered::applies(&styles.root, tier, &req.genre, &req.world, &cue.subject, &cue.characters);
+    let prepared = if layered {
+        let camera = cue_camera.or_else(|| req.camera.clone());
+        layered_job(req, styles, &cue, tier, &spec, camera)?
+    } else {
+        flux_era_job(req, styles, cue, tier, style.as_ref(), &spec, preferred)?
+    };
+    Ok(Prepared::Job(Box::new(prepared)))
+}
+
+fn compose_err(tier: Tier) -> impl Fn(ComposeError) -> PrepareError {
+    move |e| PrepareError::Compose(e, Some(tier.name().to_owned()))
+}
+
+/// Steps 3 and 4: the request's own visual fields, or the first cue the
+/// interpreter finds in its narration; then the tier, which must be an
+/// image tier. Also returns the camera the cue asked for.
+fn cue_of(req: &RenderRequest) -> Result<(Cue, Option<String>, Tier), PrepareError> {
     let mut cue = Cue {
         tier: None,
         subject: req.subject.clone(),
@@ -127,7 +164,6 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
     };
     let mut tier_name = req.tier.clone();
     let mut cue_camera: Option<String> = None;
-    // 3. Narration → cue.
     if !req.narration.is_empty() && req.positive_prompt.is_empty() {
         let (documents, stripped) =
             extract_documents(&req.narration, if req.genre.is_empty() { "unknown" } else { &req.genre });
@@ -151,91 +187,85 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
             }
         }
     }
-    // 4. Tier check.
     let tier = Tier::parse(&tier_name).ok_or_else(|| PrepareError::Generation(tier_error(&tier_name)))?;
     cue.tier = Some(tier);
+    Ok((cue, cue_camera, tier))
+}
 
-    // 5. Prompt.
-    let compose_err = |e: ComposeError| PrepareError::Compose(e, Some(tier.name().to_owned()));
-    let style = styles
-        .resolve(&StyleRequest {
-            genre: &req.genre,
-            world: &req.world,
-            art_style: &req.art_style,
-            negative_prompt: &req.negative_prompt,
-            visual_tag_overrides: req.visual_tag_overrides.as_ref(),
-        })
-        .map_err(compose_err)?;
-    let preferred = style.as_ref().map(|s| s.preferred_model.as_str()).unwrap_or("");
-    let spec =
-        TierSpec::of(tier).with_variant(req.variant.as_deref(), preferred, tier).map_err(PrepareError::Generation)?;
-
-    // Composer v2 (composer-v2.md §1): pack catalogs, recipes, cameras.
-    if req.positive_prompt.is_empty() {
-        let camera = cue_camera.or_else(|| req.camera.clone());
-        if style.is_some()
-            && crate::prompt::layered::applies(
-                &styles.root,
-                tier,
-                &req.genre,
-                &req.world,
-                &cue.subject,
-                &cue.characters,
-            )
-        {
-            let pc = match &req.pc_descriptor {
-                Some(v) => crate::prompt::layered::PcDescriptor::from_value(v).map_err(compose_err)?,
-                None => None,
-            };
-            let v2req = crate::prompt::layered::Request {
-                tier: Some(tier),
-                subject: cue.subject.clone(),
-                characters: cue.characters.clone(),
-                location: cue.location.clone(),
-                camera,
-                pc_descriptor: pc,
-                genre: req.genre.clone(),
-                world: req.world.clone(),
-            };
-            let c = crate::prompt::layered::compose(&styles.root, &v2req).map_err(compose_err)?;
-            let seed = req.seed.unwrap_or(c.seed);
-            let (mut width, mut height) = (req.width.unwrap_or(spec.width), req.height.unwrap_or(spec.height));
-            let post = match &c.post {
-                Some(p) => {
-                    let (w, h) = crate::prompt::layered::post_canvas(p, width, height).map_err(compose_err)?;
-                    let plan = super::PostPlan { post: p.clone(), width, height };
-                    (width, height) = (w, h);
-                    Some(plan)
-                }
-                None => None,
-            };
-            for w in &c.warnings {
-                tracing::warn!("{w}");
-            }
-            let job = RenderJob {
-                tier,
-                positive_prompt: c.positive_prompt,
-                negative_prompt: c.negative_prompt,
-                seed,
-                width,
-                height,
-                steps: req.steps.unwrap_or(spec.steps),
-                guidance: req.guidance.unwrap_or(spec.guidance),
-                variant: spec.variant,
-                subject: cue.subject.clone(),
-                mood: cue.mood.clone(),
-                post,
-            };
-            return Ok(Prepared::Job(Box::new(PreparedJob {
-                job,
-                clip_prompt: c.clip_prompt,
-                worker_type: "zimage".into(),
-                composer: "v2",
-                layers: c.layers,
-                evicted: c.evicted,
-            })));
+/// A job from the layered composer; its post directive (crop or rotate)
+/// widens the canvas the backend renders.
+fn layered_job(
+    req: &RenderRequest,
+    styles: &StyleSource,
+    cue: &Cue,
+    tier: Tier,
+    spec: &TierSpec,
+    camera: Option<String>,
+) -> Result<PreparedJob, PrepareError> {
+    let compose_err = compose_err(tier);
+    let pc = match &req.pc_descriptor {
+        Some(v) => layered::PcDescriptor::from_value(v).map_err(&compose_err)?,
+        None => None,
+    };
+    let request = layered::Request {
+        tier: Some(tier),
+        subject: cue.subject.clone(),
+        characters: cue.characters.clone(),
+        location: cue.location.clone(),
+        camera,
+        pc_descriptor: pc,
+        genre: req.genre.clone(),
+        world: req.world.clone(),
+    };
+    let c = layered::compose(&styles.root, &request).map_err(&compose_err)?;
+    let (mut width, mut height) = (req.width.unwrap_or(spec.width), req.height.unwrap_or(spec.height));
+    let post = match &c.post {
+        Some(p) => {
+            let (w, h) = layered::post_canvas(p, width, height).map_err(&compose_err)?;
+            let plan = super::PostPlan { post: p.clone(), width, height };
+            (width, height) = (w, h);
+            Some(plan)
         }
+        None => None,
+    };
+    for w in &c.warnings {
+        tracing::warn!("{w}");
     }
+    let job = RenderJob {
+        tier,
+        positive_prompt: c.positive_prompt,
+        negative_prompt: c.negative_prompt,
+        seed: req.seed.unwrap_or(c.seed),
+        width,
+        height,
+        steps: req.steps.unwrap_or(spec.steps),
+        guidance: req.guidance.unwrap_or(spec.guidance),
+        variant: spec.variant,
+        subject: cue.subject.clone(),
+        mood: cue.mood.clone(),
+        post,
+    };
+    Ok(PreparedJob {
+        job,
+        clip_prompt: c.clip_prompt,
+        worker_type: "zimage".into(),
+        composer: "v2",
+        layers: c.layers,
+        evicted: c.evicted,
+    })
+}
+
+/// A job from the caller's own prompt, the Flux-era composer, or the raw
+/// fallback, in that order of preference.
+fn flux_era_job(
+    req: &RenderRequest,
+    styles: &StyleSource,
+    mut cue: Cue,
+    tier: Tier,
+    style: Option<&Style>,
+    spec: &TierSpec,
+    preferred: &str,
+) -> Result<PreparedJob, PrepareError> {
     let composer = if !req.positive_prompt.is_empty() {
         "verbatim"
     } else if !cue.subject.is_empty() && style.is_some() {
@@ -247,7 +277,7 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
     };
     let (positive, negative, clip, worker_type, seed) = if !req.positive_prompt.is_empty() {
         (req.positive_prompt.clone(), req.negative_prompt.clone(), String::new(), preferred_or_flux(preferred), 0u32)
-    } else if let (false, Some(style)) = (cue.subject.is_empty(), style.as_ref()) {
+    } else if let (false, Some(style)) = (cue.subject.is_empty(), style) {
         // Resolve refs so prompts (and seeds) see names, not slugs.
         cue.location = styles.resolve_location(&req.genre, &cue.location);
         cue.characters = cue
@@ -267,13 +297,12 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
         })?;
         (text, req.negative_prompt.clone(), String::new(), preferred_or_flux(preferred), 0)
     };
-    // An explicit seed wins.
-    let seed = req.seed.unwrap_or(seed);
     let job = RenderJob {
         tier,
         positive_prompt: positive,
         negative_prompt: negative,
-        seed,
+        // An explicit seed wins.
+        seed: req.seed.unwrap_or(seed),
         width: req.width.unwrap_or(spec.width),
         height: req.height.unwrap_or(spec.height),
         steps: req.steps.unwrap_or(spec.steps),
@@ -283,14 +312,7 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
         mood: cue.mood.clone(),
         post: None,
     };
-    Ok(Prepared::Job(Box::new(PreparedJob {
-        job,
-        clip_prompt: clip,
-        worker_type,
-        composer,
-        layers: Vec::new(),
-        evicted: Vec::new(),
-    })))
+    Ok(PreparedJob { job, clip_prompt: clip, worker_type, composer, layers: Vec::new(), evicted: Vec::new() })
 }
 
 fn preferred_or_flux(preferred: &str) -> String {
