@@ -83,53 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let jobs = prerender::plan(&pack_dir, probe.name(), model.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     if args.dry_run {
-        let (manifest, warnings) = Manifest::load_untrusted(&out, false);
-        for w in warnings {
-            eprintln!("warning: {w}");
-        }
-        let views: Vec<JobView> = jobs
-            .iter()
-            .map(|j| {
-                let current = prerender::is_current(j, &manifest, &out);
-                let (prompt, seed, size, file) = match &j.work {
-                    Work::Image(p) => (
-                        Some(p.job.positive_prompt.as_str()),
-                        Some(p.job.seed),
-                        Some(format!("{}x{}", p.job.width, p.job.height)),
-                        None,
-                    ),
-                    Work::Loudness { rel, .. } => (None, None, None, Some(rel.as_str())),
-                };
-                let action = match (current, j.kind) {
-                    (true, _) => "skip",
-                    (false, "loudness") => "analyse",
-                    (false, _) => "render",
-                };
-                JobView { id: &j.id, kind: j.kind, key: &j.key, action, prompt, seed, size, file }
-            })
-            .collect();
-        if args.json {
-            println!("{}", serde_json::json!({"pack": pack_dir, "out": out, "backend": args.backend, "jobs": views}));
-        } else {
-            println!("{:<8} {:<48} {:<10} detail", "action", "job", "size");
-            for v in &views {
-                let detail = v.prompt.or(v.file).unwrap_or("");
-                let detail: String = if detail.chars().count() > 70 {
-                    detail.chars().take(69).chain(['…']).collect()
-                } else {
-                    detail.into()
-                };
-                println!("{:<8} {:<48} {:<10} {}", v.action, v.id, v.size.as_deref().unwrap_or("-"), detail);
-            }
-            let todo = views.iter().filter(|v| v.action != "skip").count();
-            println!(
-                "{} job(s), {} to run, {} up to date; output {}",
-                views.len(),
-                todo,
-                views.len() - todo,
-                out.display()
-            );
-        }
+        print_plan(&args, &pack_dir, &out, &jobs);
         return Ok(super::exit::OK);
     }
 
@@ -180,6 +134,57 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         );
     }
     Ok(if summary.failed > 0 { super::exit::FAILURE } else { super::exit::OK })
+}
+
+/// `--dry-run`: each job with what a run would do to it.
+fn print_plan(args: &Args, pack_dir: &std::path::Path, out: &std::path::Path, jobs: &[prerender::Job]) {
+    let (manifest, warnings) = Manifest::load_untrusted(out, false);
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    let views: Vec<JobView> = jobs
+        .iter()
+        .map(|j| {
+            let current = prerender::is_current(j, &manifest, out);
+            let (prompt, seed, size, file) = match &j.work {
+                Work::Image(p) => (
+                    Some(p.job.positive_prompt.as_str()),
+                    Some(p.job.seed),
+                    Some(format!("{}x{}", p.job.width, p.job.height)),
+                    None,
+                ),
+                Work::Loudness { rel, .. } => (None, None, None, Some(rel.as_str())),
+            };
+            let action = match (current, j.kind) {
+                (true, _) => "skip",
+                (false, "loudness") => "analyse",
+                (false, _) => "render",
+            };
+            JobView { id: &j.id, kind: j.kind, key: &j.key, action, prompt, seed, size, file }
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::json!({"pack": pack_dir, "out": out, "backend": args.backend, "jobs": views}));
+    } else {
+        println!("{:<8} {:<48} {:<10} detail", "action", "job", "size");
+        for v in &views {
+            let detail = v.prompt.or(v.file).unwrap_or("");
+            let detail: String = if detail.chars().count() > 70 {
+                detail.chars().take(69).chain(['…']).collect()
+            } else {
+                detail.into()
+            };
+            println!("{:<8} {:<48} {:<10} {}", v.action, v.id, v.size.as_deref().unwrap_or("-"), detail);
+        }
+        let todo = views.iter().filter(|v| v.action != "skip").count();
+        println!(
+            "{} job(s), {} to run, {} up to date; output {}",
+            views.len(),
+            todo,
+            views.len() - todo,
+            out.display()
+        );
+    }
 }
 
 /// indicatif bars: the whole run, and the steps of the image being rendered.

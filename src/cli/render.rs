@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::render::backend_by_name;
-use crate::render::pipeline::{execute, prepare, PrepareError, Prepared, RenderRequest};
+use crate::render::pipeline::{execute, prepare, PrepareError, Prepared, PreparedJob, RenderOutcome, RenderRequest};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -113,6 +113,50 @@ fn parse_guidance(s: &str) -> Result<f32, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    let (req, styles) = request_of(&args)?;
+    let prepared = match prepare(&req, &styles) {
+        Ok(Prepared::Job(j)) => j,
+        Ok(Prepared::Skipped { reason }) => bail!("nothing to render ({reason})"),
+        Err(PrepareError::Compose(e, _)) => {
+            eprintln!("error: COMPOSE_FAILED: {e}");
+            return Ok(super::exit::FAILURE);
+        }
+        Err(e) => bail!("{e}"),
+    };
+    if args.camera.is_some() && prepared.composer != "v2" {
+        tracing::warn!(
+            composer = prepared.composer,
+            "--camera applies to composer v2 only (a character or place ref in a world with catalogs); ignored"
+        );
+    }
+    if args.dry_run {
+        print_dry_run(&args, &prepared)?;
+        return Ok(super::exit::OK);
+    }
+    let mut backend = backend_by_name(&args.backend, &args.flux.options()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let out_dir = match &args.output_dir {
+        Some(d) => d.clone(),
+        None => default_output_dir(),
+    };
+    let result = render_with_progress(&args, &prepared, backend.as_mut(), &out_dir);
+    let mut outcome = result?;
+    if let (Some(target), true) = (&args.out, outcome.image_path != "/dev/null") {
+        copy_atomic(std::path::Path::new(&outcome.image_path), target)?;
+        let abs = std::path::absolute(target).unwrap_or(target.clone()).display().to_string();
+        outcome.image_path = abs.clone();
+        outcome.image_url = abs;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        println!("{}", outcome.image_path);
+    }
+    Ok(super::exit::OK)
+}
+
+/// The pipeline's request from the flags, and the packs it reads (the
+/// built-in example packs unless --genre-packs names a folder).
+fn request_of(args: &Args) -> anyhow::Result<(RenderRequest, crate::prompt::StyleSource)> {
     let subject = if args.subject.is_empty() {
         args.characters.first().cloned().unwrap_or_default()
     } else {
@@ -163,47 +207,39 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         guidance: args.guidance,
         ..Default::default()
     };
-    let prepared = match prepare(&req, &styles) {
-        Ok(Prepared::Job(j)) => j,
-        Ok(Prepared::Skipped { reason }) => bail!("nothing to render ({reason})"),
-        Err(PrepareError::Compose(e, _)) => {
-            eprintln!("error: COMPOSE_FAILED: {e}");
-            return Ok(super::exit::FAILURE);
-        }
-        Err(e) => bail!("{e}"),
-    };
-    if args.camera.is_some() && prepared.composer != "v2" {
-        tracing::warn!(
-            composer = prepared.composer,
-            "--camera applies to composer v2 only (a character or place ref in a world with catalogs); ignored"
-        );
+    Ok((req, styles))
+}
+
+/// `--dry-run`: what would be rendered, as JSON.
+fn print_dry_run(args: &Args, prepared: &PreparedJob) -> anyhow::Result<()> {
+    let j = &prepared.job;
+    let doc = serde_json::json!({
+        "positive_prompt": j.positive_prompt, "negative_prompt": j.negative_prompt, "clip_prompt": prepared.clip_prompt,
+        "worker_type": prepared.worker_type, "seed": j.seed, "width": j.width, "height": j.height, "steps": j.steps,
+        "guidance": j.guidance, "model": j.variant.name(), "backend": args.backend,
+        "composer": prepared.composer, "layers": prepared.layers, "evicted": prepared.evicted,
+    });
+    let mut doc = doc;
+    if let Some(p) = &j.post {
+        // The canvas the backend renders before the directive, and the directive.
+        doc["width"] = p.width.into();
+        doc["height"] = p.height.into();
+        doc["render_width"] = j.width.into();
+        doc["render_height"] = j.height.into();
+        doc["post"] = serde_json::to_value(&p.post)?;
     }
-    if args.dry_run {
-        let j = &prepared.job;
-        let doc = serde_json::json!({
-            "positive_prompt": j.positive_prompt, "negative_prompt": j.negative_prompt, "clip_prompt": prepared.clip_prompt,
-            "worker_type": prepared.worker_type, "seed": j.seed, "width": j.width, "height": j.height, "steps": j.steps,
-            "guidance": j.guidance, "model": j.variant.name(), "backend": args.backend,
-            "composer": prepared.composer, "layers": prepared.layers, "evicted": prepared.evicted,
-        });
-        let mut doc = doc;
-        if let Some(p) = &j.post {
-            // The canvas the backend renders before the directive, and the directive.
-            doc["width"] = p.width.into();
-            doc["height"] = p.height.into();
-            doc["render_width"] = j.width.into();
-            doc["render_height"] = j.height.into();
-            doc["post"] = serde_json::to_value(&p.post)?;
-        }
-        println!("{}", if args.json { doc.to_string() } else { serde_json::to_string_pretty(&doc)? });
-        return Ok(super::exit::OK);
-    }
-    let mut backend = backend_by_name(&args.backend, &args.flux.options()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let out_dir = match &args.output_dir {
-        Some(d) => d.clone(),
-        None => default_output_dir(),
-    };
-    // Progress on stderr, only for a person watching (stdout a terminal).
+    println!("{}", if args.json { doc.to_string() } else { serde_json::to_string_pretty(&doc)? });
+    Ok(())
+}
+
+/// Loads the backend and renders, with a spinner and a step bar on stderr
+/// for a person watching (stdout and stderr terminals, no --json).
+fn render_with_progress(
+    args: &Args,
+    prepared: &PreparedJob,
+    backend: &mut dyn crate::render::Backend,
+    out_dir: &std::path::Path,
+) -> anyhow::Result<RenderOutcome> {
     let show = !args.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
     let bar = if show { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
     if !backend.is_loaded() {
@@ -221,21 +257,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     );
     bar.set_message("denoising");
     let mut progress = |step: u32, _steps: u32| bar.set_position(step as u64);
-    let result = execute(&prepared, backend.as_mut(), &out_dir, &mut progress, &|| false);
+    let result = execute(prepared, backend, out_dir, &mut progress, &|| false);
     bar.finish_and_clear();
-    let mut outcome = result.map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let (Some(target), true) = (&args.out, outcome.image_path != "/dev/null") {
-        copy_atomic(std::path::Path::new(&outcome.image_path), target)?;
-        let abs = std::path::absolute(target).unwrap_or(target.clone()).display().to_string();
-        outcome.image_path = abs.clone();
-        outcome.image_url = abs;
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&outcome)?);
-    } else {
-        println!("{}", outcome.image_path);
-    }
-    Ok(super::exit::OK)
+    result.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// `$XDG_CACHE_HOME/sqm/renders` (or `~/.cache/sqm/renders`).

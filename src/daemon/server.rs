@@ -318,25 +318,8 @@ pub async fn run(
     if let Some(z) = &config.zmq {
         z.check().map_err(|e| start_err(2, e))?;
     }
-    claim_socket(&config.socket)?;
-    let (listener, socket_inode) = bind(&config.socket)?;
-    let output = match OutputDir::prepare(config.output_dir.as_deref()) {
-        Ok(o) => o,
-        Err(e) => {
-            remove_if_ours(&config.socket, socket_inode);
-            return Err(e);
-        }
-    };
-    config.output_dir = Some(output.path.clone());
-    let pid_file = pid_path(&config.socket);
-    if let Err(e) = write_atomic(&pid_file, &format!("{}\n", std::process::id())) {
-        remove_if_ours(&config.socket, socket_inode);
-        output.finish();
-        return Err(start_err(1, format!("cannot write pid file {}: {e}", pid_file.display())));
-    }
-    let pid_inode = std::fs::metadata(&pid_file).map(|m| (m.dev(), m.ino())).unwrap_or_default();
-
-    let render = RenderLane::start(backend, output.path.clone());
+    let (listener, claim) = Claim::take(&mut config)?;
+    let render = RenderLane::start(backend, claim.output.path.clone());
     let embed = EmbedLane::start(embed_model, embed_loader);
     let (shutdown_tx, mut shutdown_rx) = watch::channel(None::<String>);
     let ctx = Arc::new(Ctx {
@@ -360,17 +343,15 @@ pub async fn run(
         Some(z) => match super::zmq::ZmqWorker::start(z.clone(), ctx.clone(), tokio::runtime::Handle::current()) {
             Ok(w) => Some(w),
             Err(e) => {
-                remove_if_ours(&config.socket, socket_inode);
-                remove_if_ours(&pid_file, pid_inode);
-                output.finish();
+                claim.release();
                 return Err(start_err(2, e));
             }
         },
         None => None,
     };
     // Every start-up check passed: tell the game server where images go.
-    record_output_dir(&output.path);
-    tracing::info!(socket = %config.socket.display(), output_dir = %output.path.display(), backend = ctx.render.backend_name, "sqm daemon listening");
+    record_output_dir(&claim.output.path);
+    tracing::info!(socket = %config.socket.display(), output_dir = %claim.output.path.display(), backend = ctx.render.backend_name, "sqm daemon listening");
     if config.announce {
         eprintln!("{}", ready_line(&config, ctx.render.backend_name));
     }
@@ -383,13 +364,90 @@ pub async fn run(
         stop_ctx.request_shutdown("signal");
     });
 
-    // Accept until asked to stop.
+    let mut connections = accept_until_stopped(&listener, &ctx, &mut shutdown_rx).await;
+
+    // Graceful stop.
+    let why = shutdown_rx.borrow().clone().unwrap_or_default();
+    tracing::info!(reason = %why, "shutting down");
+    drop(listener);
+    claim.unlink_socket();
+    drain(&ctx).await;
+    if let Some(w) = zmq_worker {
+        // Running work has finished (or was cancelled): flush its results.
+        let _ = tokio::task::spawn_blocking(move || w.stop()).await;
+    }
+    // Let connections write their last replies.
+    let _ =
+        tokio::time::timeout(Duration::from_millis(500), async { while connections.join_next().await.is_some() {} })
+            .await;
+    connections.abort_all();
+    claim.release();
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+/// What the daemon holds on the file system while it runs: the socket, the
+/// pid file next to it, and the output folder. Each is removed only if it
+/// is still the one this process made.
+struct Claim {
+    socket: PathBuf,
+    socket_inode: (u64, u64),
+    pid_file: PathBuf,
+    pid_inode: (u64, u64),
+    output: OutputDir,
+}
+
+impl Claim {
+    /// Binds the socket, prepares the output folder and writes the pid
+    /// file, undoing what was done when a later step fails.
+    fn take(config: &mut Config) -> Result<(UnixListener, Claim), StartError> {
+        claim_socket(&config.socket)?;
+        let (listener, socket_inode) = bind(&config.socket)?;
+        let output = match OutputDir::prepare(config.output_dir.as_deref()) {
+            Ok(o) => o,
+            Err(e) => {
+                remove_if_ours(&config.socket, socket_inode);
+                return Err(e);
+            }
+        };
+        config.output_dir = Some(output.path.clone());
+        let pid_file = pid_path(&config.socket);
+        if let Err(e) = write_atomic(&pid_file, &format!("{}\n", std::process::id())) {
+            remove_if_ours(&config.socket, socket_inode);
+            output.finish();
+            return Err(start_err(1, format!("cannot write pid file {}: {e}", pid_file.display())));
+        }
+        let pid_inode = std::fs::metadata(&pid_file).map(|m| (m.dev(), m.ino())).unwrap_or_default();
+        let socket = config.socket.clone();
+        Ok((listener, Claim { socket, socket_inode, pid_file, pid_inode, output }))
+    }
+
+    /// The socket goes first, so no new client connects while draining.
+    fn unlink_socket(&self) {
+        remove_if_ours(&self.socket, self.socket_inode);
+    }
+
+    fn release(self) {
+        self.unlink_socket();
+        remove_if_ours(&self.pid_file, self.pid_inode);
+        self.output.finish();
+    }
+}
+
+/// Accepts clients (refusing past `--max-connections`) until a shutdown
+/// is requested; returns the connections still open.
+async fn accept_until_stopped(
+    listener: &UnixListener,
+    ctx: &Arc<Ctx>,
+    shutdown_rx: &mut watch::Receiver<Option<String>>,
+) -> tokio::task::JoinSet<()> {
+    let max = ctx.config.max_connections;
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if connections.len() >= config.max_connections => {
-                    tracing::warn!(limit = config.max_connections, "connection refused: too many clients");
+                Ok((stream, _)) if connections.len() >= max => {
+                    tracing::warn!(limit = max, "connection refused: too many clients");
                     connections.spawn(super::connection::refuse(stream));
                 }
                 Ok((stream, _)) => {
@@ -404,17 +462,17 @@ pub async fn run(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    connections
+}
 
-    // Graceful stop.
-    let why = shutdown_rx.borrow().clone().unwrap_or_default();
-    tracing::info!(reason = %why, "shutting down");
-    drop(listener);
-    remove_if_ours(&config.socket, socket_inode);
+/// Stops taking work and waits for the lanes to go idle; past
+/// `--drain-timeout` the running render is cancelled.
+async fn drain(ctx: &Arc<Ctx>) {
     ctx.shutting_down.store(true, Ordering::Release);
     ctx.render.begin_shutdown();
     ctx.embed.begin_shutdown();
     let drain_ctx = ctx.clone();
-    let timeout = config.drain_timeout;
+    let timeout = ctx.config.drain_timeout;
     let drained = tokio::task::spawn_blocking(move || {
         let idle = || drain_ctx.render.is_idle() && drain_ctx.embed.is_idle();
         if super::scheduler::wait_idle(idle, timeout) {
@@ -429,19 +487,6 @@ pub async fn run(
     if !drained {
         tracing::warn!("work still running at exit");
     }
-    if let Some(w) = zmq_worker {
-        // Running work has finished (or was cancelled): flush its results.
-        let _ = tokio::task::spawn_blocking(move || w.stop()).await;
-    }
-    // Let connections write their last replies.
-    let _ =
-        tokio::time::timeout(Duration::from_millis(500), async { while connections.join_next().await.is_some() {} })
-            .await;
-    connections.abort_all();
-    remove_if_ours(&pid_file, pid_inode);
-    output.finish();
-    tracing::info!("stopped");
-    Ok(0)
 }
 
 /// The one line `sqm serve` prints on stderr when it is ready.

@@ -20,7 +20,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use super::scheduler::{ConnHandle, Waiter};
@@ -320,39 +319,9 @@ impl WorkerState {
         let id = msg.get("request_id").cloned().unwrap_or(Value::Null);
         let prompt_v = msg.get("prompt").cloned().unwrap_or(Value::Null);
         let fail = |code, m: String| error_result("ImageReady", &id, &prompt_v, code, m);
-        if !id.is_string() {
-            return fail(Code::InvalidRequest, "missing field 'request_id'".into());
-        }
-        let Some(prompt) = msg.get("prompt").and_then(Value::as_str).map(str::to_owned) else {
-            return fail(Code::InvalidRequest, "missing field 'prompt'".into());
-        };
-        let mut size = [1024u32, 1024u32];
-        for (i, key) in ["width", "height"].iter().enumerate() {
-            match msg.get(*key) {
-                None | Some(Value::Null) => {}
-                Some(v) => match v.as_u64() {
-                    Some(n) if (64..=2048).contains(&n) && n % 16 == 0 => size[i] = n as u32,
-                    _ => {
-                        return fail(
-                            Code::InvalidRequest,
-                            format!("{key} must be a multiple of 16 in [64, 2048], got {v}"),
-                        )
-                    }
-                },
-            }
-        }
-        let seed = match msg.get("seed") {
-            None | Some(Value::Null) => {
-                let h = Sha256::digest(prompt.as_bytes());
-                u32::from_str_radix(&format!("{h:x}")[..8], 16).unwrap_or(0)
-            }
-            Some(v) => match v.as_i64().map(u32::try_from) {
-                Some(Ok(s)) => s,
-                Some(Err(_)) => {
-                    return fail(Code::InvalidRequest, format!("'seed' must be between 0 and {}, got {v}", u32::MAX))
-                }
-                None => return fail(Code::InvalidRequest, "'seed' must be an integer".into()),
-            },
+        let prepared = match render_job(msg) {
+            Ok(p) => p,
+            Err(m) => return fail(Code::InvalidRequest, m),
         };
         if let Some(g) = msg.get("generator").and_then(Value::as_str) {
             if g != self.ctx.render.backend_name {
@@ -370,56 +339,22 @@ impl WorkerState {
             old.gone.store(true, Ordering::Release);
             self.ctx.render.prune_gone();
         }
-        let spec = TierSpec::of(Tier::SceneIllustration);
-        let job = RenderJob {
-            tier: Tier::SceneIllustration,
-            positive_prompt: prompt.clone(),
-            negative_prompt: msg.get("negative_prompt").and_then(Value::as_str).unwrap_or("").to_owned(),
-            seed,
-            width: size[0],
-            height: size[1],
-            steps: spec.steps,
-            guidance: spec.guidance,
-            variant: spec.variant,
-            subject: prompt.clone(),
-            mood: String::new(),
-            post: None,
-        };
-        let prepared = PreparedJob {
-            job,
-            clip_prompt: String::new(),
-            worker_type: "flux".into(),
-            composer: "verbatim",
-            layers: Vec::new(),
-            evicted: Vec::new(),
-        };
         if self.ctx.is_shutting_down() {
             return fail(Code::GenerationFailed, "daemon shutting down".into());
         }
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let (tx, rx) = oneshot::channel();
         let key = crate::render::output::render_key(
             self.ctx.render.backend_name,
             self.ctx.render.model.as_deref(),
             &prepared.job,
         );
-        self.ctx.render.submit_render(
-            prepared,
-            self.cfg.priority,
-            self.ctx.next_arrival(),
-            Waiter::new(id.clone(), conn, false, tx),
-        );
-        let outcome = match rx.await {
-            Ok(r) => r.result,
-            Err(_) => Err(WireError::new(Code::Cancelled, "dropped by clear_queue before it started")),
-        };
-        let outcome = match outcome {
+        let prompt = prepared.job.positive_prompt.clone();
+        let outcome = match self.submit(&id, prepared).await {
             Ok(v) => v,
             Err(e) => return fail(e.code, e.message),
         };
-        let src = PathBuf::from(outcome["image_path"].as_str().unwrap_or(""));
         let mut reply = json!({"type": "ImageReady", "request_id": id, "prompt": prompt});
         let mut warnings = Vec::new();
+        let src = PathBuf::from(outcome["image_path"].as_str().unwrap_or(""));
         if src.as_os_str() == "/dev/null" || src.as_os_str().is_empty() {
             reply["uri"] = Value::Null;
         } else {
@@ -431,17 +366,7 @@ impl WorkerState {
             if let Err(e) = link_atomic(&src, &dst) {
                 return fail(Code::GenerationFailed, format!("cannot write {}: {e}", dst.display()));
             }
-            for (field, suffix) in [("depth_map", "depth"), ("reference_image", "ref")] {
-                if let Some(src) = msg.get(field).filter(|v| !v.is_null()) {
-                    let stem = dst.with_extension("");
-                    let to = PathBuf::from(format!("{}.{suffix}.png", stem.display()));
-                    if let Err(w) = self.store_image(field, src.clone(), to.clone()).await {
-                        warnings.push(w);
-                    } else {
-                        tracing::info!(file = %to.display(), "{field} stored beside the output (no current backend conditions on it)");
-                    }
-                }
-            }
+            warnings = self.store_inputs(msg, &dst).await;
             reply["uri"] = json!(file_uri(&dst));
         }
         for k in ["era", "biome"] {
@@ -456,6 +381,40 @@ impl WorkerState {
             reply["warnings"] = json!(warnings);
         }
         reply
+    }
+
+    /// Queues a render on the lane and waits for its result.
+    async fn submit(&self, id: &Value, prepared: PreparedJob) -> Result<Value, WireError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (tx, rx) = oneshot::channel();
+        self.ctx.render.submit_render(
+            prepared,
+            self.cfg.priority,
+            self.ctx.next_arrival(),
+            Waiter::new(id.clone(), conn, false, tx),
+        );
+        match rx.await {
+            Ok(r) => r.result,
+            Err(_) => Err(WireError::new(Code::Cancelled, "dropped by clear_queue before it started")),
+        }
+    }
+
+    /// Stores the request's depth map and reference image beside the
+    /// output; each refusal is a warning for the reply.
+    async fn store_inputs(&self, msg: &Map<String, Value>, dst: &Path) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (field, suffix) in [("depth_map", "depth"), ("reference_image", "ref")] {
+            if let Some(src) = msg.get(field).filter(|v| !v.is_null()) {
+                let stem = dst.with_extension("");
+                let to = PathBuf::from(format!("{}.{suffix}.png", stem.display()));
+                if let Err(w) = self.store_image(field, src.clone(), to.clone()).await {
+                    warnings.push(w);
+                } else {
+                    tracing::info!(file = %to.display(), "{field} stored beside the output (no current backend conditions on it)");
+                }
+            }
+        }
+        warnings
     }
 
     /// Decodes an ImageSource and stores it re-encoded as PNG at `to`, off
@@ -583,6 +542,59 @@ impl WorkerState {
             }
         })
     }
+}
+
+/// The job of a `RenderRequest` (zeromq.md §3): the prompt verbatim on
+/// the scene tier's steps, at the requested size, seeded from the prompt
+/// unless a seed is given. Errors are the `INVALID_REQUEST` message.
+fn render_job(msg: &Map<String, Value>) -> Result<PreparedJob, String> {
+    if !msg.get("request_id").is_some_and(Value::is_string) {
+        return Err("missing field 'request_id'".into());
+    }
+    let Some(prompt) = msg.get("prompt").and_then(Value::as_str).map(str::to_owned) else {
+        return Err("missing field 'prompt'".into());
+    };
+    let mut size = [1024u32, 1024u32];
+    for (i, key) in ["width", "height"].iter().enumerate() {
+        match msg.get(*key) {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64() {
+                Some(n) if (64..=2048).contains(&n) && n % 16 == 0 => size[i] = n as u32,
+                _ => return Err(format!("{key} must be a multiple of 16 in [64, 2048], got {v}")),
+            },
+        }
+    }
+    let seed = match msg.get("seed") {
+        None | Some(Value::Null) => crate::rng::text_seed(&prompt),
+        Some(v) => match v.as_i64().map(u32::try_from) {
+            Some(Ok(s)) => s,
+            Some(Err(_)) => return Err(format!("'seed' must be between 0 and {}, got {v}", u32::MAX)),
+            None => return Err("'seed' must be an integer".into()),
+        },
+    };
+    let spec = TierSpec::of(Tier::SceneIllustration);
+    let job = RenderJob {
+        tier: Tier::SceneIllustration,
+        positive_prompt: prompt.clone(),
+        negative_prompt: msg.get("negative_prompt").and_then(Value::as_str).unwrap_or("").to_owned(),
+        seed,
+        width: size[0],
+        height: size[1],
+        steps: spec.steps,
+        guidance: spec.guidance,
+        variant: spec.variant,
+        subject: prompt,
+        mood: String::new(),
+        post: None,
+    };
+    Ok(PreparedJob {
+        job,
+        clip_prompt: String::new(),
+        worker_type: "flux".into(),
+        composer: "verbatim",
+        layers: Vec::new(),
+        evicted: Vec::new(),
+    })
 }
 
 /// Jaccard similarity of lower-cased word sets without stop words (the

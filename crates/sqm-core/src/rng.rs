@@ -1,7 +1,17 @@
 //! SplitMix64: the one small, fully specified generator sqm uses wherever
 //! output must be reproducible from a seed (sketch art, Flux initial noise,
 //! the music rotator). Its streams are part of sqm's output format; tests
-//! pin them.
+//! pin them. Seeds derived from text come from [`text_seed`], the one
+//! hash every composer and the ZeroMQ worker share.
+
+use sha2::{Digest, Sha256};
+
+/// The seed of a text key: the first four bytes of its SHA-256, read
+/// big-endian (the reference's `int(sha256(key).hexdigest()[:8], 16)`).
+pub fn text_seed(key: &str) -> u32 {
+    let digest = Sha256::digest(key.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
 
 /// SplitMix64 (Steele, Lea and Flood's finaliser over a Weyl sequence).
 #[derive(Clone, Debug)]
@@ -49,6 +59,13 @@ impl SplitMix64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn text_seed_is_the_leading_32_bits_of_sha256() {
+        // sha256("") = e3b0c442…, sha256("abc") = ba7816bf…
+        assert_eq!(super::text_seed(""), 0xe3b0_c442);
+        assert_eq!(super::text_seed("abc"), 0xba78_16bf);
+    }
+
     #[test]
     fn pinned_stream() {
         let mut r = super::SplitMix64::new(0);

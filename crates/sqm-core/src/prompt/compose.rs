@@ -1,8 +1,6 @@
 //! The Flux-era PromptComposer, reproduced exactly (tiers-and-prompts.md §3),
 //! and the raw-field fallback (§4).
 
-use sha2::{Digest, Sha256};
-
 use super::style::Style;
 use super::tokens::{tok, trunc};
 use crate::interpret::Tier;
@@ -74,8 +72,7 @@ pub fn seed_for(subject: &str, tier: Tier, location: &str, characters: &[String]
     let mut sorted: Vec<&str> = characters.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     let key = format!("{subject}:{tier}:{location}:{}", sorted.join("|"));
-    let digest = Sha256::digest(key.as_bytes());
-    let h = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    let h = crate::rng::text_seed(&key);
     (i128::from(h) + i128::from(base_seed)).rem_euclid(1 << 32) as u32
 }
 

@@ -3,7 +3,6 @@
 //! the deterministic seed.
 
 use indexmap::IndexMap;
-use sha2::{Digest, Sha256};
 
 use super::catalog::{Catalog, Lod};
 use super::{cfg_err, ComposeError, Request};
@@ -134,8 +133,7 @@ impl<'a> Shot<'a> {
         if let Some(k) = self.preset {
             key.push(k.to_owned());
         }
-        let digest = Sha256::digest(key.join(":").as_bytes());
-        u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+        crate::rng::text_seed(&key.join(":"))
     }
 }
 
