@@ -2,9 +2,12 @@
 //! clients, on persistent connections and with one connection per request
 //! (the game server's pattern).
 //!
-//! Baseline, in the same process: a minimal line-echo server on a Unix
-//! socket (one thread per connection), measured the same way. The ratio is
-//! what the daemon costs over the bare transport.
+//! Baselines, in the same process and measured the same way: the physical
+//! limit, a bare single-threaded responder (accept, read a line, write the
+//! ping reply, nothing else), for the latency targets (persistent ≤ 1.2×,
+//! connection per request ≤ 1.6×, the daemon's two accept-time heartbeat
+//! lines included); and a thread-per-connection echo server for the
+//! throughput ratios (the bare responder serves one client at a time).
 //! Run with `cargo bench --bench daemon`.
 
 use std::io::{BufRead, BufReader, Write};
@@ -27,6 +30,22 @@ fn echo_server(path: &Path) {
                     line.clear();
                 }
             });
+        }
+    });
+}
+
+/// One thread, one client at a time: the least a Unix-socket responder can do.
+fn bare_responder(path: &Path) {
+    let listener = UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut w = stream.try_clone().unwrap();
+            let mut r = BufReader::new(stream);
+            let mut line = String::new();
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                let _ = w.write_all(b"{\"id\":\"b\",\"result\":{\"status\":\"ok\"}}\n");
+                line.clear();
+            }
         }
     });
 }
@@ -91,6 +110,16 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// p50 latencies (µs): persistent connection, connection per request.
+fn latency_only(label: &str, socket: &Path) -> [f64; 2] {
+    latencies(socket, 500, true); // warm
+    let mut persistent = latencies(socket, 20_000, true);
+    let mut per_request = latencies(socket, 3_000, false);
+    let r = [pct(&mut persistent, 0.5), pct(&mut per_request, 0.5)];
+    println!("  {label:<9} ping p50 {:>6.1} µs (persistent) | p50 {:>6.1} µs (conn/request)", r[0], r[1]);
+    r
+}
+
 fn measure(label: &str, socket: &Path) -> [f64; 6] {
     latencies(socket, 500, true); // warm
     let mut persistent = latencies(socket, 20_000, true);
@@ -115,6 +144,8 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let echo: PathBuf = dir.join("echo.sock");
     echo_server(&echo);
+    let bare = dir.join("bare.sock");
+    bare_responder(&bare);
     let socket = dir.join("d.sock");
     let mut child = Command::new(env!("CARGO_BIN_EXE_sqm"))
         .args(["serve", "--no-warmup", "--socket"])
@@ -130,10 +161,16 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     println!("daemon round trips ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let base = measure("baseline", &echo);
+    let limit = latency_only("bare", &bare);
+    let base = measure("echo", &echo);
     let d = measure("sqm", &socket);
     println!(
-        "  ratio sqm/baseline: p50 {:.2}x, 1-client req/s {:.2}x, 8-client req/s {:.2}x, conn/request req/s {:.2}x",
+        "  ratio sqm/bare (the physical limit): ping p50 {:.2}x persistent (target ≤ 1.20x), {:.2}x conn/request (target ≤ 1.60x)",
+        d[0] / limit[0],
+        d[2] / limit[1]
+    );
+    println!(
+        "  ratio sqm/echo: p50 {:.2}x, 1-client req/s {:.2}x, 8-client req/s {:.2}x, conn/request req/s {:.2}x",
         d[0] / base[0],
         d[3] / base[3],
         d[4] / base[4],

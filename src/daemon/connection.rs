@@ -11,6 +11,7 @@
 //!   replies from the sequencer and events (busy heartbeats, progress)
 //!   straight from the lanes.
 
+use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -255,18 +256,17 @@ pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
     // The peer stopped sending. It may still be reading (half-close), or be
     // gone entirely: watch for the hang-up while replies are pending, so the
     // render lane can drop its queued work.
-    let watcher_gone = gone.clone();
-    let watcher = tokio::spawn(async move {
-        loop {
-            if peer_hung_up(fd) {
-                watcher_gone.store(true, Ordering::Release);
-                return;
+    let mut writer = writer;
+    while !writer.is_finished() {
+        tokio::select! {
+            _ = &mut writer => break,
+            _ = tokio::time::sleep(Duration::from_millis(20)), if !gone.load(Ordering::Acquire) => {
+                if peer_hung_up(fd) {
+                    gone.store(true, Ordering::Release);
+                }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    });
-    let _ = writer.await;
-    watcher.abort();
+    }
 }
 
 /// Owns the write half. Writes event lines as they come, and reply slots
@@ -280,7 +280,7 @@ async fn write_loop(
     ctx: Arc<Ctx>,
     gone: Arc<AtomicBool>,
 ) {
-    let mut queue: std::collections::VecDeque<Pending> = std::collections::VecDeque::new();
+    let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut slots_open = true;
     let mut events_open = true;
     let mut out: Vec<u8> = Vec::with_capacity(4096);
@@ -313,11 +313,21 @@ async fn write_loop(
         tokio::select! {
             biased;
             ev = events.recv(), if events_open => match ev {
-                Some(o) => render_lines(&ctx, vec![o], &mut out),
+                Some(o) => {
+                    render_lines(&ctx, vec![o], &mut out);
+                    // Whatever else is ready leaves in the same write.
+                    while let Ok(o) = events.try_recv() {
+                        render_lines(&ctx, vec![o], &mut out);
+                    }
+                    take_ready_slots(&mut slots, &mut queue, &mut slots_open);
+                }
                 None => events_open = false,
             },
             slot = slots.recv(), if slots_open && queue.len() < MAX_QUEUED => match slot {
-                Some(p) => queue.push_back(p),
+                Some(p) => {
+                    queue.push_back(p);
+                    take_ready_slots(&mut slots, &mut queue, &mut slots_open);
+                }
                 None => slots_open = false,
             },
             done = front_task(&mut queue), if matches!(queue.front(), Some(Pending::Task(..))) => {
@@ -339,6 +349,18 @@ async fn front_task(queue: &mut std::collections::VecDeque<Pending>) -> Vec<Outg
             tracing::error!(error = %e, "request handler failed");
             let err = WireError::new(Code::GenerationFailed, format!("internal error: {e}"));
             vec![Outgoing::Line(wire::reply_err(id, &err))]
+        }
+    }
+}
+
+/// Moves the reply slots already sent into the queue (up to its bound),
+/// without waiting.
+fn take_ready_slots(slots: &mut mpsc::Receiver<Pending>, queue: &mut VecDeque<Pending>, open: &mut bool) {
+    while *open && queue.len() < MAX_QUEUED {
+        match slots.try_recv() {
+            Ok(p) => queue.push_back(p),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => *open = false,
         }
     }
 }
