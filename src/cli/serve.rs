@@ -122,6 +122,14 @@ impl Args {
     }
 }
 
+/// Everything `server::run` needs, resolved from the flags.
+pub struct Setup {
+    pub config: Config,
+    pub backend: Box<dyn crate::render::Backend>,
+    pub embed_model: String,
+    pub embed_loader: crate::daemon::scheduler::EmbedLoader,
+}
+
 /// Runs the daemon, or talks to one. `announce`: print the ready line.
 pub fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
     if let Some(line) = &args.send {
@@ -130,6 +138,27 @@ pub fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
     if args.status || args.shutdown {
         return talk(&args);
     }
+    let setup = setup(&args, announce)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
+    let socket = args.socket.clone();
+    // Signal handlers are registered inside the runtime.
+    let shutdown = {
+        let _in_runtime = runtime.enter();
+        stop_on_signals(socket)
+    };
+    let Setup { config, backend, embed_model, embed_loader } = setup;
+    match runtime.block_on(server::run(config, backend, embed_model, embed_loader, shutdown)) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(e.exit_code)
+        }
+    }
+}
+
+/// Resolves the daemon's configuration, backend and embedding loader from
+/// the flags, without starting anything (tests run the result in-process).
+pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
     let output_dir = args.output_dir.clone();
     let genre_packs = match &args.genre_packs {
         Some(p) => p.clone(),
@@ -186,6 +215,7 @@ pub fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
         } else {
             None
         },
+        output_pointer: server::default_output_pointer(),
     };
     let backend =
         crate::render::backend_by_name(&args.backend, &args.flux.options()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -196,20 +226,7 @@ pub fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
         let model = crate::embed::MiniLm::load(&dir, candle_core::Device::Cpu).map_err(|e| e.to_string())?;
         Ok(Box::new(model) as Box<dyn crate::embed::Embedder>)
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
-    let socket = args.socket.clone();
-    // Signal handlers are registered inside the runtime.
-    let shutdown = {
-        let _in_runtime = runtime.enter();
-        stop_on_signals(socket)
-    };
-    match runtime.block_on(server::run(config, backend, crate::embed::MODEL_NAME.into(), loader, shutdown)) {
-        Ok(code) => Ok(code),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(e.exit_code)
-        }
-    }
+    Ok(Setup { config, backend, embed_model: crate::embed::MODEL_NAME.into(), embed_loader: loader })
 }
 
 /// The daemon's stop signal: resolves at the first SIGTERM or SIGINT. A

@@ -52,6 +52,15 @@ pub struct Config {
     pub max_connections: usize,
     /// Print one "ready" line on stderr once the socket is served.
     pub announce: bool,
+    /// Where to record the output folder for the game server
+    /// (`~/.sidequest/daemon-output-dir`); `None` records nothing.
+    pub output_pointer: Option<PathBuf>,
+}
+
+/// `~/.sidequest/daemon-output-dir`, where the game server looks for the
+/// daemon's output folder.
+pub fn default_output_pointer() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".sidequest").join("daemon-output-dir"))
 }
 
 impl Config {
@@ -350,7 +359,9 @@ pub async fn run(
         None => None,
     };
     // Every start-up check passed: tell the game server where images go.
-    record_output_dir(&claim.output.path);
+    if let Some(pointer) = &config.output_pointer {
+        record_output_dir(pointer, &claim.output.path);
+    }
     tracing::info!(socket = %config.socket.display(), output_dir = %claim.output.path.display(), backend = ctx.render.backend_name, "sqm daemon listening");
     if config.announce {
         eprintln!("{}", ready_line(&config, ctx.render.backend_name));
@@ -590,14 +601,12 @@ fn warm_up_in_background(ctx: &Arc<Ctx>) {
 
 /// Writes the output dir to `~/.sidequest/daemon-output-dir` for the game
 /// server. Failure is logged, not fatal.
-fn record_output_dir(out: &Path) {
-    let Some(home) = std::env::var_os("HOME") else { return };
-    let dir = PathBuf::from(home).join(".sidequest");
+fn record_output_dir(pointer: &Path, out: &Path) {
     let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
-    let result = std::fs::create_dir_all(&dir)
-        .and_then(|_| write_atomic(&dir.join("daemon-output-dir"), &format!("{}\n", abs.display())));
+    let dir = pointer.parent().unwrap_or(Path::new("."));
+    let result = std::fs::create_dir_all(dir).and_then(|_| write_atomic(pointer, &format!("{}\n", abs.display())));
     if let Err(e) = result {
-        tracing::warn!(error = %e, "cannot record the output dir in ~/.sidequest/daemon-output-dir");
+        tracing::warn!(error = %e, pointer = %pointer.display(), "cannot record the output dir");
     }
 }
 

@@ -261,7 +261,7 @@ fn warm_up_results() {
 
 #[test]
 fn socket_ownership_and_lifecycle() {
-    let mut d = Daemon::start(&["--no-warmup"]);
+    let mut d = Daemon::spawn(&["--no-warmup"]);
     let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let pid_file = d.dir.path().join("d.pid");
@@ -324,7 +324,7 @@ fn stale_socket_is_reclaimed_and_non_sockets_are_left_alone() {
 
 #[test]
 fn sigterm_with_a_render_in_flight_leaves_complete_files_only() {
-    let mut d = Daemon::start(&["--no-warmup"]);
+    let mut d = Daemon::spawn(&["--no-warmup"]);
     let mut c = busy_lane(&d, 3, "t");
     // Wait until the first render is running.
     loop {
@@ -405,7 +405,7 @@ fn embed_method_with_the_real_model() {
 
 #[test]
 fn missing_embed_model_fails_the_request_not_the_daemon() {
-    let d = Daemon::start(&["--no-warmup", "--no-heartbeat"]);
+    let d = Daemon::spawn(&["--no-warmup", "--no-heartbeat"]);
     let r = d.call(r#"{"id":"e","method":"embed","params":{"text":"hello"}}"#);
     assert_eq!(r["error"]["code"], "EMBED_FAILED");
     let msg = r["error"]["message"].as_str().unwrap();
@@ -435,6 +435,7 @@ fn the_server_runs_in_process_and_stops_on_its_shutdown_future() {
         input_dir: None,
         max_connections: server::DEFAULT_MAX_CONNECTIONS,
         announce: false,
+        output_pointer: None,
     };
     let backend = Box::new(sqm::render::sketch::SketchBackend::default());
     let loader: sqm::daemon::scheduler::EmbedLoader = Box::new(|| Err("no model in this test".into()));

@@ -14,7 +14,7 @@ use common::Daemon;
 fn two_hundred_clients_two_hundred_requests_each() {
     const CLIENTS: usize = 200;
     const REQUESTS: usize = 200;
-    let d = Daemon::start(&["--no-warmup"]);
+    let d = Daemon::spawn(&["--no-warmup"]);
     let errors = Arc::new(AtomicUsize::new(0));
     let ok = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();

@@ -118,7 +118,7 @@ fn a_socket_held_by_another_program_is_named_as_such() {
 
 #[test]
 fn a_socket_held_by_sqm_names_its_pid_and_the_way_out() {
-    let d = Daemon::start(&["--no-warmup"]);
+    let d = Daemon::spawn(&["--no-warmup"]);
     let o = sqm(&["serve", "--socket", d.socket.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3));
     let err = text(&o.stderr);

@@ -52,7 +52,7 @@ fn request_spans_reach_the_collector() {
     });
     std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{port}"));
     std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "100");
-    let d = common::Daemon::start(&["--no-warmup"]);
+    let d = common::Daemon::spawn(&["--no-warmup"]);
     let r = d.call(r#"{"id":"otel-ping","method":"ping"}"#);
     assert!(r.get("result").is_some(), "{r}");
     let (line, body) = rx.recv_timeout(Duration::from_secs(20)).expect("no export within 20 s");

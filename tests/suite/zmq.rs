@@ -46,7 +46,8 @@ fn path_of(uri: &Value) -> std::path::PathBuf {
 #[test]
 fn renders_audio_errors_and_a_controller_restart() {
     let c = Controller::bind(None);
-    let d = worker(&c, &[]);
+    // Its own process: without an embedding model, audio matches by keyword.
+    let d = c.spawn_worker(&[]);
     c.send(
         &json!({"type":"RenderRequest","request_id":"6f1c9a2e","generator":null,"prompt":"a ruined watchtower at dusk",
         "negative_prompt":"blurry","width":1024,"height":1024,"style":null,"seed":1234,"reference_image":null,

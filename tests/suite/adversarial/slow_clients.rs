@@ -52,7 +52,7 @@ fn wait_stalled(sent: &AtomicU64, quiet: Duration, limit: Duration) -> u64 {
 
 #[test]
 fn a_client_that_never_reads_cannot_grow_the_daemon() {
-    let d = Daemon::start(&["--no-warmup"]);
+    let d = Daemon::spawn(&["--no-warmup"]);
     let base = rss_mib(d.pid());
     let s = UnixStream::connect(&d.socket).unwrap();
     let sent = Arc::new(AtomicU64::new(0));
@@ -121,7 +121,7 @@ fn connections_over_the_limit_get_one_error_line() {
 
 #[test]
 fn many_unfinished_long_lines_share_one_budget() {
-    let d = Daemon::start(&["--no-warmup", "--no-heartbeat"]);
+    let d = Daemon::spawn(&["--no-warmup", "--no-heartbeat"]);
     let part = vec![b'x'; 1024 * 1024 - 16];
     let mut conns = Vec::new();
     for _ in 0..200 {

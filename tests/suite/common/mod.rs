@@ -1,4 +1,8 @@
-//! Helpers for tests that run the real `sqm serve` binary on a temp socket.
+//! Helpers for daemon tests: the daemon on a temp socket, run in this
+//! process (`Daemon::start`: the same flag parsing and `server::run` as
+//! `sqm serve`, stopped through its shutdown future) or as the real binary
+//! (`Daemon::spawn`, for what needs a process: signals, pids, the
+//! environment, stderr).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -19,20 +23,61 @@ pub fn embed_model() -> String {
     dir
 }
 
+/// How a test daemon runs.
+enum Runner {
+    Child(Child),
+    InProcess {
+        rt: Option<tokio::runtime::Runtime>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        handle: Option<tokio::task::JoinHandle<Result<u8, sqm::daemon::server::StartError>>>,
+    },
+}
+
 pub struct Daemon {
-    pub child: Child,
+    runner: Runner,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub out: PathBuf,
 }
 
 impl Daemon {
+    /// A daemon in this process with `sqm serve`'s flags.
     pub fn start(extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         Self::start_in(dir, extra)
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
+        use clap::Parser;
+        let socket = dir.path().join("d.sock");
+        let out = dir.path().join("out");
+        let mut argv: Vec<std::ffi::OsString> = vec!["sqm".into(), "serve".into(), "--socket".into()];
+        argv.extend([socket.clone().into_os_string(), "--output-dir".into(), out.clone().into_os_string()]);
+        argv.extend(extra.iter().map(Into::into));
+        let sqm::cli::Command::Serve(args) = sqm::cli::Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!("parsed a serve command")
+        };
+        let mut setup = sqm::cli::serve::setup(&args, false).unwrap();
+        setup.config.output_pointer = Some(dir.path().join(".sidequest/daemon-output-dir"));
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let sqm::cli::serve::Setup { config, backend, embed_model, embed_loader } = setup;
+        let handle = rt.spawn(sqm::daemon::server::run(config, backend, embed_model, embed_loader, async {
+            let _ = stopped.await;
+        }));
+        let runner = Runner::InProcess { rt: Some(rt), stop: Some(stop), handle: Some(handle) };
+        let d = Daemon { runner, dir, socket, out };
+        d.wait_ready();
+        d
+    }
+
+    /// The real `sqm serve` binary, with a home of its own.
+    pub fn spawn(extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        Self::spawn_in(dir, extra)
+    }
+
+    pub fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
         let socket = dir.path().join("d.sock");
         let out = dir.path().join("out");
         let child = Command::new(SQM)
@@ -55,9 +100,16 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let d = Daemon { child, dir, socket, out };
+        let d = Daemon { runner: Runner::Child(child), dir, socket, out };
         d.wait_ready();
         d
+    }
+
+    fn child(&mut self) -> &mut Child {
+        match &mut self.runner {
+            Runner::Child(c) => c,
+            Runner::InProcess { .. } => panic!("an in-process daemon has no process of its own: use Daemon::spawn"),
+        }
     }
 
     fn wait_ready(&self) {
@@ -66,13 +118,19 @@ impl Daemon {
             if UnixStream::connect(&self.socket).is_ok() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            if let Runner::InProcess { handle: Some(h), .. } = &self.runner {
+                assert!(!h.is_finished(), "the in-process daemon stopped before serving");
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
         panic!("daemon did not start");
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        match &self.runner {
+            Runner::Child(c) => c.id() as i32,
+            Runner::InProcess { .. } => std::process::id() as i32,
+        }
     }
 
     pub fn connect(&self) -> Conn {
@@ -86,16 +144,17 @@ impl Daemon {
         c.reply()
     }
 
-    pub fn signal(&self, sig: i32) {
+    pub fn signal(&mut self, sig: i32) {
+        let pid = self.child().id() as i32;
         // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.pid(), sig) };
+        unsafe { libc::kill(pid, sig) };
     }
 
     /// Waits for exit and returns the code.
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child().try_wait().unwrap() {
                 return status.code();
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -114,8 +173,23 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.runner {
+            Runner::Child(c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            Runner::InProcess { rt, stop, handle } => {
+                // Queued work is dropped at shutdown; a running render ends
+                // or is cancelled.
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+                if let (Some(rt), Some(h)) = (rt.take(), handle.take()) {
+                    let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), h).await });
+                    rt.shutdown_timeout(Duration::from_secs(1));
+                }
+            }
+        }
     }
 }
 
@@ -228,12 +302,21 @@ impl Controller {
         serde_json::from_slice(&b).unwrap()
     }
 
-    /// A worker daemon connected to this controller.
+    /// A worker daemon connected to this controller, in this process.
     pub fn worker(&self, extra: &[&str]) -> Daemon {
+        Daemon::start(&self.worker_args(extra))
+    }
+
+    /// A worker daemon as its own process, with no embedding model.
+    pub fn spawn_worker(&self, extra: &[&str]) -> Daemon {
+        Daemon::spawn(&self.worker_args(extra))
+    }
+
+    fn worker_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
         let mut args =
             vec!["--no-warmup", "--no-heartbeat", "--zmq", "--zmq-work", &self.work, "--zmq-results", &self.results];
         args.extend_from_slice(extra);
-        Daemon::start(&args)
+        args
     }
 }
 
