@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use sqm::interpret::Tier;
-use sqm::prompt::layered::{compose, Catalog, Request};
+use sqm::prompt::layered::{self, Catalog, Request};
 use sqm::prompt::{compose, Cue, StyleSource};
 
 fn per_call_us(n: usize, mut f: impl FnMut()) -> f64 {
@@ -33,7 +33,7 @@ fn main() {
         world: "testworld".into(),
     };
     let warm = per_call_us(20_000, || {
-        std::hint::black_box(compose(&root, &req).unwrap());
+        std::hint::black_box(layered::compose(&root, &req).unwrap());
     });
     let cold = per_call_us(500, || {
         std::hint::black_box(Catalog::load(&root, "testgenre", "testworld").unwrap());
