@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use serde_json::{json, Value};
 
-use crate::daemon::client;
+use crate::daemon::{client, wire};
 use crate::daemon::server::{self, Config, Warmup};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -339,31 +339,31 @@ fn talk(args: &Args) -> anyhow::Result<u8> {
 }
 
 fn print_status(s: &Value, socket: &std::path::Path) {
-    let q = &s["sqm"];
-    if !q.is_object() {
+    let typed = serde_json::from_value::<wire::Status>(s.clone()).ok();
+    let Some((st, q)) = typed.as_ref().and_then(|st| st.sqm.as_ref().map(|q| (st, q))) else {
         // Another daemon speaking the protocol (the reference one, say).
         let state = |k: &str| s[k].as_str().unwrap_or("unknown").to_owned();
         println!("a daemon that is not sqm answers at {}", socket.display());
         println!("  image        {}", if s["image"].is_string() { state("image") } else { state("flux") });
         println!("  embed        {}", state("embed"));
         return;
-    }
-    println!("sqm daemon {} (pid {}), up {} s", q["version"].as_str().unwrap_or("?"), q["pid"], q["uptime_s"]);
-    println!("  socket       {}", q["socket"].as_str().unwrap_or("?"));
-    println!("  output dir   {}", q["output_dir"].as_str().unwrap_or("?"));
-    println!("  genre packs  {}", q["genre_packs"].as_str().unwrap_or("?"));
+    };
+    println!("sqm daemon {} (pid {}), up {} s", q.version, q.pid, q.uptime_s);
+    println!("  socket       {}", q.socket);
+    println!("  output dir   {}", q.output_dir);
+    println!("  genre packs  {}", q.genre_packs);
     println!(
         "  image        {} ({} backend), {}, depth {}",
-        s["image"].as_str().unwrap_or("?"),
-        q["backend"].as_str().unwrap_or("?"),
-        s["queue_states"]["image"].as_str().unwrap_or("?"),
-        s["queue_depths"]["image"]
+        st.image.unwrap_or(st.flux).as_str(),
+        q.backend,
+        st.queue_states.image.as_str(),
+        st.queue_depths.image
     );
     println!(
         "  embed        {} ({}), {}, depth {}",
-        s["embed"].as_str().unwrap_or("?"),
-        q["embed_model"].as_str().unwrap_or("?"),
-        s["queue_states"]["embed"].as_str().unwrap_or("?"),
-        s["queue_depths"]["embed"]
+        st.embed.as_str(),
+        q.embed_model,
+        st.queue_states.embed.as_str(),
+        st.queue_depths.embed
     );
 }

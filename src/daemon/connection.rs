@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::dispatch::{handle_request, quick_reply};
 use super::scheduler::{ConnHandle, Outgoing};
-use super::server::Ctx;
+use super::state::Ctx;
 use super::wire::{self, Code, LaneState, Queue, WireError, MAX_LINE};
 
 enum Frame {

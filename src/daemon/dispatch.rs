@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::scheduler::{ConnHandle, LaneResult, Outgoing, Waiter};
-use super::server::Ctx;
+use super::state::Ctx;
 use super::wire::{self, parse_render, Code, Method, Request, WireError, MAX_EMBED_BYTES};
 use crate::render::pipeline::{prepare, PrepareError, Prepared};
 
@@ -37,7 +37,7 @@ pub fn quick_reply(req: &Request, ctx: &Ctx) -> Option<Vec<Outgoing>> {
 fn inline_result(req: &Request, ctx: &Ctx) -> Result<Value, WireError> {
     match req.method {
         Method::Ping => Ok(json!({"status": "ok"})),
-        Method::Status => Ok(ctx.status()),
+        Method::Status => Ok(serde_json::to_value(ctx.status()).expect("status serializes")),
         Method::Cancel => {
             let target = req.params.get("id").cloned().unwrap_or(Value::Null);
             Ok(json!({"cancelled": ctx.render.cancel(&target)}))

@@ -2,6 +2,7 @@
 //! (protocol.md).
 //!
 //! * [`wire`] — every type that crosses the socket;
+//! * [`state`] — what the parts of a running daemon share (`Ctx`);
 //! * [`connection`] — framing, in-order replies, events, disconnects;
 //! * [`dispatch`] — one request to its reply;
 //! * [`scheduler`] — the render and embed lanes;
@@ -16,5 +17,6 @@ pub mod connection;
 pub mod dispatch;
 pub mod scheduler;
 pub mod server;
+pub mod state;
 pub mod wire;
 pub mod zmq;

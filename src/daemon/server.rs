@@ -8,13 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
 use super::scheduler::{EmbedLane, EmbedLoader, RenderLane};
-use super::wire::{self, LaneState, Queue};
-use crate::interpret::Tier;
+use super::state::Ctx;
 use crate::prompt::StyleSource;
 use crate::render::Backend;
 
@@ -95,114 +94,6 @@ pub struct StartError {
 
 fn start_err(exit_code: u8, message: impl Into<String>) -> StartError {
     StartError { exit_code, message: message.into() }
-}
-
-/// Shared state of a running daemon.
-pub struct Ctx {
-    pub config: Config,
-    pub render: Arc<RenderLane>,
-    pub embed: Arc<EmbedLane>,
-    pub styles: StyleSource,
-    pub audio: Arc<super::audio::AudioService>,
-    started: Instant,
-    shutting_down: AtomicBool,
-    shutdown_tx: watch::Sender<Option<String>>,
-    next_conn: AtomicU64,
-    next_arrival: AtomicU64,
-    /// Bytes of partial request lines buffered by all connections.
-    pub line_budget: super::connection::Budget,
-}
-
-impl Ctx {
-    pub fn next_conn_id(&self) -> u64 {
-        self.next_conn.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// A process-wide arrival stamp for a request just read.
-    pub fn next_arrival(&self) -> u64 {
-        self.next_arrival.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
-    }
-
-    /// Starts the graceful stop (idempotent).
-    pub fn request_shutdown(&self, why: &str) {
-        self.shutdown_tx.send_if_modified(|v| {
-            if v.is_none() {
-                *v = Some(why.to_owned());
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    pub fn heartbeat_line(&self, queue: Queue, state: LaneState) -> String {
-        let depth = match queue {
-            Queue::Image => self.render.stats.depth.load(Ordering::Acquire),
-            Queue::Embed => self.embed.stats.depth.load(Ordering::Acquire),
-        };
-        wire::heartbeat(queue, state, depth, monotonic_seconds())
-    }
-
-    /// The `status` result (protocol.md §3.1).
-    pub fn status(&self) -> Value {
-        let warm = |b: bool| if b { "warm" } else { "cold" };
-        let image_warm = self.render.stats.warm.load(Ordering::Acquire);
-        let embed_warm = self.embed.stats.warm.load(Ordering::Acquire);
-        let lane_state = |warm: bool, busy: bool| {
-            if busy {
-                "busy"
-            } else if warm {
-                "ready"
-            } else {
-                "cold"
-            }
-        };
-        let tiers: Vec<&str> = Tier::ALL.iter().map(|t| t.name()).collect();
-        json!({
-            "flux": warm(image_warm),
-            "image": warm(image_warm),
-            "embed": warm(embed_warm),
-            "queue_states": {
-                "image": lane_state(image_warm, self.render.stats.busy.load(Ordering::Acquire)),
-                "embed": lane_state(embed_warm, self.embed.stats.busy.load(Ordering::Acquire)),
-            },
-            "queue_depths": {
-                "image": self.render.stats.depth.load(Ordering::Acquire),
-                "embed": self.embed.stats.depth.load(Ordering::Acquire),
-            },
-            "supported_tiers": {"flux": tiers, "image": tiers, "embed": ["embed"]},
-            "sqm": {
-                "version": env!("CARGO_PKG_VERSION"),
-                "pid": std::process::id(),
-                "uptime_s": (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-                "socket": self.config.socket.display().to_string(),
-                "output_dir": self.config.output_dir().display().to_string(),
-                "genre_packs": self.config.genre_packs.display().to_string(),
-                "backend": self.render.backend_name,
-                "model": self.render.model,
-                "device": self.config.device,
-                "embed_model": self.embed.model_name,
-                "heartbeat": self.config.heartbeat,
-                "queued": {
-                    "interactive": self.render.queued_interactive.load(Ordering::Relaxed),
-                    "batch": self.render.queued_batch.load(Ordering::Relaxed),
-                },
-            },
-        })
-    }
-}
-
-/// Seconds on the system monotonic clock (the clock Python's
-/// `time.monotonic()` reads).
-pub fn monotonic_seconds() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// Checks who owns the socket path (steps 1–4 of §11), removing a stale

@@ -2,7 +2,7 @@
 //! error codes, events, and the typed render params. Everything that crosses
 //! the socket is defined here and nowhere else.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::interpret::{CharacterRef, GameState};
@@ -124,6 +124,116 @@ pub enum Queue {
 pub enum LaneState {
     Ready,
     Busy,
+}
+
+/// A model's state in `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Warmth {
+    Warm,
+    Cold,
+}
+
+impl Warmth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Warmth::Warm => "warm",
+            Warmth::Cold => "cold",
+        }
+    }
+
+    pub fn of(warm: bool) -> Warmth {
+        if warm {
+            Warmth::Warm
+        } else {
+            Warmth::Cold
+        }
+    }
+}
+
+/// A lane's state in `status`: its heartbeat state, or cold before its
+/// model loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueState {
+    Ready,
+    Busy,
+    Cold,
+}
+
+impl QueueState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Ready => "ready",
+            QueueState::Busy => "busy",
+            QueueState::Cold => "cold",
+        }
+    }
+}
+
+impl LaneState {
+    /// The `status` view of a lane: busy wins, then warm → ready.
+    pub fn of(warm: bool, busy: bool) -> QueueState {
+        match (warm, busy) {
+            (_, true) => QueueState::Busy,
+            (true, false) => QueueState::Ready,
+            (false, false) => QueueState::Cold,
+        }
+    }
+}
+
+/// One value per lane.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PerLane<T> {
+    pub image: T,
+    pub embed: T,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SupportedTiers {
+    pub flux: Vec<String>,
+    pub image: Vec<String>,
+    pub embed: Vec<String>,
+}
+
+/// Queued renders by priority.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Queued {
+    pub interactive: usize,
+    pub batch: usize,
+}
+
+/// sqm's own part of `status` (absent from the reference daemon's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SqmStatus {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_s: f64,
+    pub socket: String,
+    pub output_dir: String,
+    pub genre_packs: String,
+    pub backend: String,
+    pub model: Option<String>,
+    pub device: String,
+    pub embed_model: String,
+    pub heartbeat: bool,
+    pub queued: Queued,
+}
+
+/// The `status` result (protocol.md §3.1), written by the daemon and read
+/// by `sqm serve --status`. The reference daemon answers `flux` without
+/// `image`, and no `sqm` part.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub flux: Warmth,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Warmth>,
+    pub embed: Warmth,
+    pub queue_states: PerLane<QueueState>,
+    pub queue_depths: PerLane<usize>,
+    pub supported_tiers: SupportedTiers,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqm: Option<SqmStatus>,
 }
 
 pub fn heartbeat(queue: Queue, state: LaneState, depth: usize, ts: f64) -> String {

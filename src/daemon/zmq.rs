@@ -23,7 +23,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 
 use super::scheduler::{ConnHandle, Waiter};
-use super::server::Ctx;
+use super::state::Ctx;
 use super::wire::Priority;
 use super::wire::{Code, WireError};
 use crate::interpret::Tier;
