@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::interpret::{interpret_turn, CharacterRef, GameState, PackContext, Session, TurnResult};
+use crate::interpret::state::kind;
+use crate::interpret::{interpret_turn, parse_game_state, CharacterRef, GameState, PackContext, Session, TurnResult};
 use crate::pack::Pack;
 
 #[derive(Debug, clap::Args)]
@@ -239,79 +240,12 @@ fn read_turn(v: &Value) -> Result<Turn, (String, String)> {
     };
     let (state, present) = match obj.get("game_state") {
         None | Some(Value::Null) => (GameState::default(), false),
-        Some(Value::Object(gs)) => (read_state(gs)?, !gs.is_empty()),
+        Some(Value::Object(gs)) => {
+            let state =
+                parse_game_state(gs).map_err(|e| (e.field, format!("expected {}, got {}", e.expected, e.got)))?;
+            (state, !gs.is_empty())
+        }
         Some(other) => return Err(("game_state".into(), format!("expected an object, got {}", kind(other)))),
     };
     Ok((narration, state, present, previous))
-}
-
-fn read_state(gs: &serde_json::Map<String, Value>) -> Result<GameState, (String, String)> {
-    let mut state = GameState::default();
-    let string = |key: &str| -> Result<String, (String, String)> {
-        match gs.get(key) {
-            None | Some(Value::Null) => Ok(String::new()),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(other) => Err((format!("game_state.{key}"), format!("expected a string, got {}", kind(other)))),
-        }
-    };
-    state.location = string("location")?;
-    state.time_of_day = string("time_of_day")?;
-    match gs.get("characters") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                let field = format!("game_state.characters[{i}].name");
-                let name = match item {
-                    Value::Object(o) => match o.get("name") {
-                        Some(Value::String(s)) => s.clone(),
-                        Some(other) => return Err((field, format!("expected a string, got {}", kind(other)))),
-                        None => return Err((field, "missing".into())),
-                    },
-                    other => {
-                        return Err((
-                            format!("game_state.characters[{i}]"),
-                            format!("expected an object, got {}", kind(other)),
-                        ))
-                    }
-                };
-                state.characters.push(CharacterRef { name });
-            }
-        }
-        Some(other) => return Err(("game_state.characters".into(), format!("expected a list, got {}", kind(other)))),
-    }
-    for (key, flag) in [("combat", "in_combat"), ("chase", "in_chase")] {
-        let value = match gs.get(key) {
-            None | Some(Value::Null) => false,
-            Some(Value::Object(o)) => match o.get(flag) {
-                None | Some(Value::Null) => false,
-                Some(Value::Bool(b)) => *b,
-                Some(other) => {
-                    return Err((
-                        format!("game_state.{key}.{flag}"),
-                        format!("expected true or false, got {}", kind(other)),
-                    ))
-                }
-            },
-            Some(other) => {
-                return Err((format!("game_state.{key}"), format!("expected an object, got {}", kind(other))))
-            }
-        };
-        if key == "combat" {
-            state.combat.in_combat = value;
-        } else {
-            state.chase.in_chase = value;
-        }
-    }
-    Ok(state)
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }

@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::ValueEnum;
 use serde_json::{json, Value};
 
-use crate::daemon::{client, wire};
 use crate::daemon::server::{self, Config, Warmup};
+use crate::daemon::{client, wire};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum WarmTarget {

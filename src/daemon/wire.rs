@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::interpret::{CharacterRef, GameState};
+use crate::interpret::{parse_game_state, GameState};
 use crate::render::pipeline::RenderRequest;
 
 /// Largest accepted request line, newline excluded.
@@ -442,7 +442,10 @@ pub fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, WireErr
     let p = Params(params);
     let (game_state, present) = match params.get("game_state") {
         None | Some(Value::Null) => (GameState::default(), false),
-        Some(Value::Object(gs)) => (parse_game_state(gs)?, !gs.is_empty()),
+        Some(Value::Object(gs)) => {
+            let state = parse_game_state(gs).map_err(|e| invalid(&e.field, e.expected))?;
+            (state, !gs.is_empty())
+        }
         Some(_) => return Err(invalid("game_state", "an object")),
     };
     let priority = match p.opt_string("priority")?.as_deref() {
@@ -497,46 +500,6 @@ pub fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, WireErr
         },
     };
     Ok(RenderParams { request, priority, stream: p.bool("stream")? })
-}
-
-fn parse_game_state(gs: &Map<String, Value>) -> Result<GameState, WireError> {
-    let p = Params(gs);
-    let location = p.string("location").map_err(|_| invalid("game_state.location", "a string"))?;
-    let time_of_day = p.string("time_of_day").map_err(|_| invalid("game_state.time_of_day", "a string"))?;
-    let mut characters = Vec::new();
-    match gs.get("characters") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for item in items {
-                let name = match item {
-                    Value::Object(o) => match o.get("name") {
-                        Some(Value::String(s)) => s.clone(),
-                        None | Some(Value::Null) => String::new(),
-                        Some(_) => return Err(invalid("game_state.characters[].name", "a string")),
-                    },
-                    Value::String(s) => s.clone(),
-                    _ => return Err(invalid("game_state.characters", "a list of objects")),
-                };
-                characters.push(CharacterRef { name });
-            }
-        }
-        Some(_) => return Err(invalid("game_state.characters", "a list of objects")),
-    }
-    let flag = |key: &str, field: &str| -> Result<bool, WireError> {
-        match gs.get(key) {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Object(o)) => match o.get(field) {
-                None | Some(Value::Null) => Ok(false),
-                Some(Value::Bool(b)) => Ok(*b),
-                Some(_) => Err(invalid(&format!("game_state.{key}.{field}"), "a boolean")),
-            },
-            Some(_) => Err(invalid(&format!("game_state.{key}"), "an object")),
-        }
-    };
-    let mut state = GameState { location, time_of_day, characters, ..Default::default() };
-    state.combat.in_combat = flag("combat", "in_combat")?;
-    state.chase.in_chase = flag("chase", "in_chase")?;
-    Ok(state)
 }
 
 #[cfg(test)]

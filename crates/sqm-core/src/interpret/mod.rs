@@ -9,6 +9,7 @@ pub mod audio;
 pub mod beat;
 pub mod documents;
 pub mod patterns;
+pub mod state;
 pub mod text;
 pub mod visual;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use audio::{interpret_audio, AudioCue, AudioLane, AudioRules};
 pub use beat::{beat_filter, BeatVerdict};
 pub use documents::{extract_documents, DocumentEvent};
+pub use state::{parse_game_state, StateError};
 pub use visual::{Session, StageCue, Tier};
 
 /// What the game server knows about the scene (interpret.md §4).
