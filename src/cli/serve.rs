@@ -183,7 +183,13 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
         warmup,
         heartbeat: !args.no_heartbeat,
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
-        device: "cpu".into(),
+        // What `status` reports: flux's --device (empty: the best one
+        // available); the sketch and null backends draw on the CPU.
+        device: match (args.backend.as_str(), args.flux.device.as_str()) {
+            ("flux", "") => "auto".into(),
+            ("flux", d) => d.into(),
+            _ => "cpu".into(),
+        },
         audio_null_sink: args.audio_null_sink,
         zmq: if args.zmq {
             Some(crate::daemon::zmq::ZmqConfig {

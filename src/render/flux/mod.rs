@@ -183,7 +183,6 @@ pub struct FluxBackend {
     loaded: Option<Loaded>,
     /// Located at construction, so `model()` can name the weights early.
     files: Vec<FluxFiles>,
-    estimate: u64,
     warned_fallback: bool,
 }
 
@@ -191,7 +190,7 @@ impl FluxBackend {
     /// Locates the weights (nothing is read yet). Fails when none exist.
     pub fn new(opts: FluxOptions) -> Result<Self, RenderError> {
         let files = locate(&opts)?;
-        Ok(FluxBackend { opts, loaded: None, files, estimate: 0, warned_fallback: false })
+        Ok(FluxBackend { opts, loaded: None, files, warned_fallback: false })
     }
 
     /// A backend over files already located (see [`locate_in`]).
@@ -199,7 +198,7 @@ impl FluxBackend {
         if files.is_empty() {
             return Err(backend_err("no Flux weights given"));
         }
-        Ok(FluxBackend { opts, loaded: None, files, estimate: 0, warned_fallback: false })
+        Ok(FluxBackend { opts, loaded: None, files, warned_fallback: false })
     }
 
     /// The variants with weights on disk.
@@ -284,10 +283,10 @@ impl FluxBackend {
         tracing::info!(
             variants = ?variants.iter().map(|(v, _)| v.name()).collect::<Vec<_>>(),
             device = ?device,
+            bytes = total,
             ms = started.elapsed().as_millis() as u64,
             "flux weights loaded"
         );
-        self.estimate = total;
         self.loaded = Some(Loaded { device, dtype, text, decoder, vae, variants });
         Ok(())
     }
@@ -462,13 +461,6 @@ impl Backend for FluxBackend {
         Ok(Some(image))
     }
 
-    fn unload(&mut self) {
-        self.loaded = None;
-    }
-
-    fn memory_estimate(&self) -> u64 {
-        self.estimate
-    }
 }
 
 /// (1, 3, H, W) in [-1, 1] → 8-bit RGB.

@@ -108,12 +108,6 @@ pub trait Backend: Send {
         progress: &mut dyn FnMut(u32, u32),
         cancel: &dyn Fn() -> bool,
     ) -> Result<Option<Image>, RenderError>;
-    /// Frees loaded resources.
-    fn unload(&mut self) {}
-    /// Approximate resident memory when loaded, in bytes.
-    fn memory_estimate(&self) -> u64 {
-        0
-    }
 }
 
 /// Checks a job's canvas and step count before it reaches a backend.
