@@ -10,8 +10,8 @@ use tracing::Instrument;
 
 use super::scheduler::{ConnHandle, LaneResult, Outgoing, Waiter};
 use super::state::Ctx;
-use super::wire::{self, parse_render, Code, Method, Request, WireError, MAX_EMBED_BYTES};
-use crate::render::pipeline::{prepare, PrepareError, Prepared};
+use super::wire::{self, parse_render, Code, LaneError, Method, Request, WireError, Work, MAX_EMBED_BYTES};
+use crate::render::pipeline::{prepare, Prepared};
 
 /// Requests answered on the spot, without a task: `ping`, `status` and
 /// `cancel` ([`Method::is_inline`]). `None` for every other method.
@@ -90,11 +90,8 @@ pub async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle, arriv
     lines
 }
 
-async fn lane_wait(rx: oneshot::Receiver<LaneResult>, lost: Code) -> LaneResult {
-    rx.await.unwrap_or_else(|_| LaneResult {
-        result: Err(WireError::new(lost, "internal error: the work lane stopped before answering")),
-        ready_after: None,
-    })
+async fn lane_wait(rx: oneshot::Receiver<LaneResult>, work: Work) -> LaneResult {
+    rx.await.unwrap_or_else(|_| LaneResult { result: Err(LaneError::Lost(work).into()), ready_after: None })
 }
 
 async fn render(
@@ -114,18 +111,11 @@ async fn render(
     let job = match prepared {
         Ok(Ok(Prepared::Skipped { reason })) => return (Ok(json!({"status": "skipped", "reason": reason})), None),
         Ok(Ok(Prepared::Job(job))) => job,
-        Ok(Err(PrepareError::Generation(m))) => return (Err(WireError::new(Code::GenerationFailed, m)), None),
-        Ok(Err(PrepareError::Extraction(m))) => return (Err(WireError::new(Code::ExtractionFailed, m)), None),
-        Ok(Err(PrepareError::Compose(e, tier))) => {
-            let err = WireError::new(Code::ComposeFailed, e.to_string())
-                .with("error_type", e.kind.as_str())
-                .with("tier", tier.map(Value::String).unwrap_or(Value::Null));
-            return (Err(err), None);
-        }
+        Ok(Err(e)) => return (Err(e.into()), None),
         Err(e) => return (Err(WireError::new(Code::GenerationFailed, format!("internal error: {e}"))), None),
     };
     if ctx.is_shutting_down() {
-        return (Err(WireError::new(Code::GenerationFailed, "daemon shutting down")), None);
+        return (Err(LaneError::ShuttingDown(Work::Render).into()), None);
     }
     let (tx, rx) = oneshot::channel();
     ctx.render.submit_render(
@@ -134,7 +124,7 @@ async fn render(
         arrival,
         Waiter::new(req.id.clone(), conn.clone(), params.stream, tx),
     );
-    let r = lane_wait(rx, Code::GenerationFailed).await;
+    let r = lane_wait(rx, Work::Render).await;
     (r.result, r.ready_after)
 }
 
@@ -147,11 +137,11 @@ async fn embed(req: &Request, ctx: &Arc<Ctx>, conn: &ConnHandle) -> (Result<Valu
         return (Err(WireError::new(Code::InvalidRequest, "embed 'text' exceeds 32768-byte UTF-8 limit")), None);
     }
     if ctx.is_shutting_down() {
-        return (Err(WireError::new(Code::EmbedFailed, "daemon shutting down")), None);
+        return (Err(LaneError::ShuttingDown(Work::Embed).into()), None);
     }
     let (tx, rx) = oneshot::channel();
     ctx.embed.submit_embed(text, Waiter::new(req.id.clone(), conn.clone(), false, tx));
-    let r = lane_wait(rx, Code::EmbedFailed).await;
+    let r = lane_wait(rx, Work::Embed).await;
     (r.result, r.ready_after)
 }
 
@@ -178,7 +168,7 @@ async fn warm_up(
         }
     };
     if ctx.is_shutting_down() {
-        return Err(WireError::new(Code::WarmupFailed, "daemon shutting down"));
+        return Err(LaneError::ShuttingDown(Work::WarmUp).into());
     }
     let image_rx = image.map(|name| {
         let (tx, rx) = oneshot::channel();
@@ -192,7 +182,7 @@ async fn warm_up(
     });
     let mut workers = Map::new();
     if let Some(rx) = image_rx {
-        let sub = lane_wait(rx, Code::WarmupFailed).await.result?;
+        let sub = lane_wait(rx, Work::WarmUp).await.result?;
         let keys: Vec<&str> = if worker == "all" { vec!["flux", "image"] } else { vec![worker.as_str()] };
         for k in keys {
             let mut s = sub.clone();
@@ -201,7 +191,7 @@ async fn warm_up(
         }
     }
     if let Some(rx) = embed_rx {
-        workers.insert("embed".into(), lane_wait(rx, Code::WarmupFailed).await.result?);
+        workers.insert("embed".into(), lane_wait(rx, Work::WarmUp).await.result?);
     }
     Ok(json!({"status": "warm", "workers": workers}))
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::wire::{self, Code, LaneState, Priority, Queue, WireError};
+use super::wire::{self, LaneError, LaneState, Priority, Queue, WireError, Work};
 use crate::render::pipeline::{execute, planned_path, PreparedJob};
 use crate::render::{Backend, RenderError};
 
@@ -131,7 +131,7 @@ pub struct RenderLane {
 }
 
 fn shutting_down() -> WireError {
-    WireError::new(Code::GenerationFailed, "daemon shutting down")
+    LaneError::ShuttingDown(Work::Render).into()
 }
 
 impl RenderLane {
@@ -236,7 +236,7 @@ impl RenderLane {
         let mut st = self.lock();
         if st.shutting_down {
             drop(st);
-            waiter.finish(Err(WireError::new(Code::WarmupFailed, "daemon shutting down")), Queue::Image);
+            waiter.finish(Err(LaneError::ShuttingDown(Work::WarmUp).into()), Queue::Image);
             return;
         }
         st.queue.push(Entry {
@@ -277,7 +277,7 @@ impl RenderLane {
         drop(st);
         self.stats.depth.fetch_sub(finished.len(), Ordering::AcqRel);
         for w in finished {
-            w.finish(Err(WireError::new(Code::Cancelled, "render cancelled by request")), Queue::Image);
+            w.finish(Err(LaneError::Cancelled.into()), Queue::Image);
         }
         count
     }
@@ -299,7 +299,7 @@ impl RenderLane {
                 let err = if is_render {
                     shutting_down()
                 } else {
-                    WireError::new(Code::WarmupFailed, "daemon shutting down")
+                    LaneError::ShuttingDown(Work::WarmUp).into()
                 };
                 w.finish(Err(err), Queue::Image);
             }
@@ -417,7 +417,7 @@ impl RenderLane {
         let mut first = true;
         for w in waiters {
             if w.cancelled {
-                w.finish(Err(WireError::new(Code::Cancelled, "render cancelled by request")), Queue::Image);
+                w.finish(Err(LaneError::Cancelled.into()), Queue::Image);
                 continue;
             }
             let reply = match &result {
@@ -427,8 +427,8 @@ impl RenderLane {
                     first = false;
                     Ok(serde_json::to_value(o).expect("outcome serializes"))
                 }
-                Err(RenderError::Cancelled) => Err(WireError::new(Code::Cancelled, "render cancelled by request")),
-                Err(e) => Err(WireError::new(Code::GenerationFailed, e.to_string())),
+                Err(RenderError::Cancelled) => Err(LaneError::Cancelled.into()),
+                Err(e) => Err(LaneError::Failed(Work::Render, e.to_string()).into()),
             };
             w.finish(reply, Queue::Image);
         }
@@ -448,7 +448,7 @@ impl RenderLane {
                 "backend": backend.name(),
                 "model": backend.model(),
             })),
-            Err(e) => Err(WireError::new(Code::WarmupFailed, e.to_string())),
+            Err(e) => Err(LaneError::Failed(Work::WarmUp, e.to_string()).into()),
         };
         for w in waiters {
             w.finish(reply.clone(), Queue::Image);
@@ -495,8 +495,8 @@ impl EmbedLane {
         if st.1 {
             drop(st);
             let err = match work {
-                EmbedWork::Embed(_) => WireError::new(Code::EmbedFailed, "daemon shutting down"),
-                EmbedWork::WarmUp => WireError::new(Code::WarmupFailed, "daemon shutting down"),
+                EmbedWork::Embed(_) => LaneError::ShuttingDown(Work::Embed).into(),
+                EmbedWork::WarmUp => LaneError::ShuttingDown(Work::WarmUp).into(),
             };
             waiter.finish(Err(err), Queue::Embed);
             return;
@@ -526,9 +526,9 @@ impl EmbedLane {
             let err = match work {
                 EmbedWork::Embed(_) => {
                     self.stats.depth.fetch_sub(1, Ordering::AcqRel);
-                    WireError::new(Code::EmbedFailed, "daemon shutting down")
+                    LaneError::ShuttingDown(Work::Embed).into()
                 }
-                EmbedWork::WarmUp => WireError::new(Code::WarmupFailed, "daemon shutting down"),
+                EmbedWork::WarmUp => LaneError::ShuttingDown(Work::WarmUp).into(),
             };
             w.finish(Err(err), Queue::Embed);
         }
@@ -574,7 +574,7 @@ impl EmbedLane {
                             json!({"worker": "embed", "status": if was_warm {"already_warm"} else {"warm"},
                                 "warmup_ms": if was_warm {0} else {started.elapsed().as_millis() as u64}, "model": self.model_name})
                         })
-                        .map_err(|e| WireError::new(Code::WarmupFailed, e));
+                        .map_err(|e| LaneError::Failed(Work::WarmUp, e).into());
                     waiter.finish(reply, Queue::Embed);
                 }
                 EmbedWork::Embed(text) => {
@@ -585,7 +585,7 @@ impl EmbedLane {
                             Ok(m) => model = Some(m),
                             Err(e) => {
                                 self.stats.depth.fetch_sub(1, Ordering::AcqRel);
-                                waiter.finish(Err(WireError::new(Code::EmbedFailed, e)), Queue::Embed);
+                                waiter.finish(Err(LaneError::Failed(Work::Embed, e).into()), Queue::Embed);
                                 self.stats.busy.store(false, Ordering::Release);
                                 continue;
                             }
@@ -599,7 +599,7 @@ impl EmbedLane {
                     self.stats.depth.fetch_sub(1, Ordering::AcqRel);
                     let reply = result
                         .map(|v| json!({"embedding": v, "model": m.model_name(), "latency_ms": latency}))
-                        .map_err(|e| WireError::new(Code::EmbedFailed, e));
+                        .map_err(|e| LaneError::Failed(Work::Embed, e).into());
                     waiter.finish(reply, Queue::Embed);
                 }
             }

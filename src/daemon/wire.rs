@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::interpret::{parse_game_state, GameState};
-use crate::render::pipeline::RenderRequest;
+use crate::render::pipeline::{PrepareError, RenderRequest};
 
 /// Largest accepted request line, newline excluded.
 pub const MAX_LINE: usize = 1024 * 1024;
@@ -124,6 +124,62 @@ pub enum Queue {
 pub enum LaneState {
     Ready,
     Busy,
+}
+
+/// The kinds of work the lanes do; each fails with its own code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    Render,
+    Embed,
+    WarmUp,
+}
+
+impl Work {
+    fn failure(self) -> Code {
+        match self {
+            Work::Render => Code::GenerationFailed,
+            Work::Embed => Code::EmbedFailed,
+            Work::WarmUp => Code::WarmupFailed,
+        }
+    }
+}
+
+/// Why a lane produced no result.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum LaneError {
+    #[error("daemon shutting down")]
+    ShuttingDown(Work),
+    #[error("render cancelled by request")]
+    Cancelled,
+    #[error("{1}")]
+    Failed(Work, String),
+    #[error("internal error: the work lane stopped before answering")]
+    Lost(Work),
+}
+
+/// The one mapping from a lane's failure to the wire.
+impl From<LaneError> for WireError {
+    fn from(e: LaneError) -> WireError {
+        let code = match &e {
+            LaneError::Cancelled => Code::Cancelled,
+            LaneError::ShuttingDown(w) | LaneError::Failed(w, _) | LaneError::Lost(w) => w.failure(),
+        };
+        WireError::new(code, e.to_string())
+    }
+}
+
+/// The one mapping from the pipeline's refusals to the wire
+/// (COMPOSE_FAILED carries `error_type` and `tier`).
+impl From<PrepareError> for WireError {
+    fn from(e: PrepareError) -> WireError {
+        match e {
+            PrepareError::Generation(m) => WireError::new(Code::GenerationFailed, m),
+            PrepareError::Extraction(m) => WireError::new(Code::ExtractionFailed, m),
+            PrepareError::Compose(e, tier) => WireError::new(Code::ComposeFailed, e.to_string())
+                .with("error_type", e.kind.as_str())
+                .with("tier", tier.map(Value::String).unwrap_or(Value::Null)),
+        }
+    }
 }
 
 /// A model's state in `status`.
