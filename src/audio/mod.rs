@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod library;
+pub mod matching;
 pub mod output;
 pub mod rotator;
 

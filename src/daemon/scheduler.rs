@@ -296,11 +296,7 @@ impl RenderLane {
                 self.stats.depth.fetch_sub(e.waiters.len(), Ordering::AcqRel);
             }
             for w in e.waiters {
-                let err = if is_render {
-                    shutting_down()
-                } else {
-                    LaneError::ShuttingDown(Work::WarmUp).into()
-                };
+                let err = if is_render { shutting_down() } else { LaneError::ShuttingDown(Work::WarmUp).into() };
                 w.finish(Err(err), Queue::Image);
             }
         }

@@ -460,7 +460,6 @@ impl Backend for FluxBackend {
         let image = to_rgb8(&pixels).map_err(run_err)?;
         Ok(Some(image))
     }
-
 }
 
 /// (1, 3, H, W) in [-1, 1] → 8-bit RGB.
