@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering;
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 
-use super::messages::{error_result, file_uri, render_job, safe_id};
+use super::messages::{error_result, file_uri, render_request, safe_id};
 use super::{new_conn, WorkerState};
 use crate::audio::matching::{self, AudioCandidate};
 use crate::daemon::scheduler::Waiter;
 use crate::daemon::wire::{Code, WireError};
-use crate::render::pipeline::PreparedJob;
+use crate::render::pipeline::{prepare, Prepared, PreparedJob};
 
 impl WorkerState {
     pub(super) async fn handle(&self, frame: &[u8]) -> Option<Value> {
@@ -45,9 +45,18 @@ impl WorkerState {
         let id = msg.get("request_id").cloned().unwrap_or(Value::Null);
         let prompt_v = msg.get("prompt").cloned().unwrap_or(Value::Null);
         let fail = |code, m: String| error_result("ImageReady", &id, &prompt_v, code, m);
-        let prepared = match render_job(msg) {
-            Ok(p) => p,
+        let request = match render_request(msg) {
+            Ok(r) => r,
             Err(m) => return fail(Code::InvalidRequest, m),
+        };
+        // The same pipeline entry as the socket's `render`.
+        let prepared = match prepare(&request, &self.ctx.styles) {
+            Ok(Prepared::Job(job)) => *job,
+            Ok(Prepared::Skipped { reason }) => return fail(Code::GenerationFailed, format!("skipped ({reason})")),
+            Err(e) => {
+                let e = WireError::from(e);
+                return fail(e.code, e.message);
+            }
         };
         if let Some(g) = msg.get("generator").and_then(Value::as_str) {
             if g != self.ctx.render.backend_name {

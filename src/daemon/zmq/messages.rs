@@ -7,9 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::daemon::wire::{Code, WireError};
 use crate::interpret::Tier;
-use crate::prompt::TierSpec;
-use crate::render::pipeline::PreparedJob;
-use crate::render::RenderJob;
+use crate::render::pipeline::RenderRequest;
 
 pub(super) fn error_result(kind: &str, id: &Value, prompt: &Value, code: Code, message: impl Into<String>) -> Value {
     let e = WireError::new(code, message);
@@ -36,10 +34,10 @@ pub fn safe_id(id: &str) -> String {
     id.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_".contains(c) { c } else { '_' }).take(64).collect()
 }
 
-/// The job of a `RenderRequest` (zeromq.md §3): the prompt verbatim on
-/// the scene tier's steps, at the requested size, seeded from the prompt
-/// unless a seed is given. Errors are the `INVALID_REQUEST` message.
-pub(super) fn render_job(msg: &Map<String, Value>) -> Result<PreparedJob, String> {
+/// The pipeline request of a `RenderRequest` (zeromq.md §3): the prompt
+/// verbatim on the scene tier, at the requested size, seeded from the
+/// prompt unless a seed is given. Errors are the `INVALID_REQUEST` message.
+pub(super) fn render_request(msg: &Map<String, Value>) -> Result<RenderRequest, String> {
     if !msg.get("request_id").is_some_and(Value::is_string) {
         return Err("missing field 'request_id'".into());
     }
@@ -64,28 +62,15 @@ pub(super) fn render_job(msg: &Map<String, Value>) -> Result<PreparedJob, String
             None => return Err("'seed' must be an integer".into()),
         },
     };
-    let spec = TierSpec::of(Tier::SceneIllustration);
-    let job = RenderJob {
-        tier: Tier::SceneIllustration,
-        positive_prompt: prompt.clone(),
+    Ok(RenderRequest {
+        tier: Tier::SceneIllustration.name().into(),
+        subject: prompt.clone(),
+        positive_prompt: prompt,
         negative_prompt: msg.get("negative_prompt").and_then(Value::as_str).unwrap_or("").to_owned(),
-        seed,
-        width: size[0],
-        height: size[1],
-        steps: spec.steps,
-        guidance: spec.guidance,
-        variant: spec.variant,
-        subject: prompt,
-        mood: String::new(),
-        post: None,
-    };
-    Ok(PreparedJob {
-        job,
-        clip_prompt: String::new(),
-        worker_type: "flux".into(),
-        composer: "verbatim",
-        layers: Vec::new(),
-        evicted: Vec::new(),
+        seed: Some(seed),
+        width: Some(size[0]),
+        height: Some(size[1]),
+        ..Default::default()
     })
 }
 
