@@ -11,14 +11,14 @@ use super::library::{Samples, RATE};
 use crate::interpret::AudioLane;
 
 /// The shortest ramp any change uses: 5 ms.
-pub const MIN_RAMP: usize = (RATE as usize) / 200;
+pub(crate) const MIN_RAMP: usize = (RATE as usize) / 200;
 /// Volume, mute and master changes ramp over 20 ms.
-pub const VOLUME_RAMP: usize = (RATE as usize) / 50;
+pub(crate) const VOLUME_RAMP: usize = (RATE as usize) / 50;
 /// Ducking attack and release.
-pub const DUCK_ATTACK_S: f64 = 0.2;
-pub const DUCK_RELEASE_S: f64 = 0.5;
+pub(crate) const DUCK_ATTACK_S: f64 = 0.2;
+pub(crate) const DUCK_RELEASE_S: f64 = 0.5;
 
-pub fn ms_to_frames(ms: u64) -> usize {
+pub(crate) fn ms_to_frames(ms: u64) -> usize {
     (ms as usize * RATE as usize / 1000).max(MIN_RAMP)
 }
 
@@ -125,7 +125,7 @@ impl Env {
 
 /// What a voice plays next when it ends by itself (music auto-advance).
 #[derive(Clone)]
-pub struct Next {
+pub(crate) struct Next {
     pub label: String,
     pub samples: Samples,
     pub loud: f32,
@@ -174,7 +174,7 @@ pub enum Start {
 
 /// Things the engine reports to its controller.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Event {
+pub(crate) enum Event {
     /// A music voice ended by itself and its queued successor started at
     /// the next frame.
     Advanced { lane: AudioLane, from: String, to: String, frame: u64 },
@@ -184,7 +184,7 @@ pub enum Event {
 
 /// One lane in a snapshot.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct LaneState {
+pub(crate) struct LaneState {
     pub track: Option<String>,
     pub volume: f32,
     pub playing: bool,
@@ -233,12 +233,12 @@ impl Engine {
     }
 
     /// Frames rendered so far.
-    pub fn frame(&self) -> u64 {
+    pub(crate) fn frame(&self) -> u64 {
         self.frame
     }
 
     /// The current duck gain (1 = not ducked).
-    pub fn duck(&self) -> f32 {
+    pub(crate) fn duck(&self) -> f32 {
         self.duck
     }
 
@@ -268,7 +268,7 @@ impl Engine {
     }
 
     /// Queues what the newest voice of `lane` plays after it ends by itself.
-    pub fn queue_next(&mut self, lane: AudioLane, next: Next) -> bool {
+    pub(crate) fn queue_next(&mut self, lane: AudioLane, next: Next) -> bool {
         match self.buses[idx(lane)].voices.iter_mut().rev().find(|v| !v.env.leaving()) {
             Some(v) => {
                 v.next = Some(next);
@@ -279,7 +279,7 @@ impl Engine {
     }
 
     /// Whether the newest voice of `lane` has a successor queued.
-    pub fn has_next(&self, lane: AudioLane) -> bool {
+    pub(crate) fn has_next(&self, lane: AudioLane) -> bool {
         self.buses[idx(lane)].voices.iter().rev().find(|v| !v.env.leaving()).is_some_and(|v| v.next.is_some())
     }
 
@@ -309,13 +309,8 @@ impl Engine {
         self.master.to(self.master_volume, VOLUME_RAMP);
     }
 
-    pub fn master_volume(&self) -> f32 {
+    pub(crate) fn master_volume(&self) -> f32 {
         self.master_volume
-    }
-
-    /// Whether any voice of `lane` sounds (fading voices included).
-    pub fn playing(&self, lane: AudioLane) -> bool {
-        !self.buses[idx(lane)].voices.is_empty()
     }
 
     /// The label of the voice that is (or is becoming) current on `lane`.
@@ -323,7 +318,7 @@ impl Engine {
         self.buses[idx(lane)].voices.iter().rev().find(|v| !v.env.leaving()).map(|v| v.label.as_str())
     }
 
-    pub fn lane_state(&self, lane: AudioLane) -> LaneState {
+    pub(crate) fn lane_state(&self, lane: AudioLane) -> LaneState {
         let b = &self.buses[idx(lane)];
         let track = self.current(lane).map(str::to_owned);
         // A lane whose voices are all fading out after a stop is not
@@ -331,12 +326,12 @@ impl Engine {
         LaneState { playing: track.is_some(), track, volume: b.volume, muted: b.muted }
     }
 
-    pub fn lanes() -> [AudioLane; 3] {
+    pub(crate) fn lanes() -> [AudioLane; 3] {
         LANES
     }
 
     /// Events since the last call.
-    pub fn take_events(&mut self) -> Vec<Event> {
+    pub(crate) fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
     }
 

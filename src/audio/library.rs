@@ -13,11 +13,11 @@ use crate::pack::model::AudioConfig;
 
 /// The engine's rate and channel count.
 pub const RATE: u32 = 48_000;
-pub const CHANNELS: u16 = 2;
+pub(crate) const CHANNELS: u16 = 2;
 
 /// Longest track sqm decodes (a bound on memory: 15 minutes of 48 kHz
 /// stereo f32 is about 330 MB).
-pub const MAX_SECONDS: u32 = 15 * 60;
+pub(crate) const MAX_SECONDS: u32 = 15 * 60;
 
 /// Decoded audio: interleaved stereo f32 at 48 kHz.
 pub type Samples = Arc<[f32]>;
@@ -123,7 +123,7 @@ impl Library {
     }
 
     /// Loudness gains from a prerender manifest (path relative to the pack → dB).
-    pub fn set_gains(&mut self, gains: HashMap<String, f64>) {
+    pub(crate) fn set_gains(&mut self, gains: HashMap<String, f64>) {
         self.gains = gains;
     }
 
@@ -192,7 +192,7 @@ impl Library {
     }
 
     /// Decoded samples of a file, cached; a bad file is reported once.
-    pub fn load(&mut self, path: &Path) -> Option<Samples> {
+    pub(crate) fn load(&mut self, path: &Path) -> Option<Samples> {
         if let Some(s) = self.cache.get(path) {
             return Some(s.clone());
         }
@@ -215,7 +215,7 @@ impl Library {
     /// Candidates for a music cue of `mood` (§3): the theme variations of
     /// that mood, else the tracks of the resolved mood. Only files that
     /// exist and decode are kept.
-    pub fn music_candidates(&mut self, mood: &str) -> (Vec<(Candidate, PathBuf)>, Option<String>) {
+    pub(crate) fn music_candidates(&mut self, mood: &str) -> (Vec<(Candidate, PathBuf)>, Option<String>) {
         let mut raw: Vec<Candidate> = self
             .config
             .themes
@@ -279,7 +279,7 @@ impl Library {
     }
 
     /// A file named directly (ambience `metadata.path`).
-    pub fn by_path(&mut self, raw: &str) -> Option<Chosen> {
+    pub(crate) fn by_path(&mut self, raw: &str) -> Option<Chosen> {
         let path = self.file(raw)?;
         let samples = self.load(&path)?;
         Some(Chosen { path, raw: raw.to_owned(), samples, pick: None, resolved_mood: None })

@@ -9,7 +9,7 @@ use crate::pack::model::Pack;
 
 /// A track the library can offer.
 #[derive(Clone, Debug)]
-pub struct AudioCandidate {
+pub(crate) struct AudioCandidate {
     /// What a prompt is compared with: title, mood, and a theme's prompt.
     pub text: String,
     pub title: String,
@@ -22,7 +22,7 @@ pub struct AudioCandidate {
 
 /// Every mood track and theme variation of the pack (and world) whose file
 /// stays inside the pack.
-pub fn library(pack_dir: &Path, world: Option<&str>) -> Result<Vec<AudioCandidate>, String> {
+pub(crate) fn library(pack_dir: &Path, world: Option<&str>) -> Result<Vec<AudioCandidate>, String> {
     let pack = Pack::load(pack_dir).map_err(|e| e.to_string())?;
     let (audio, base) = pack.audio_for(world).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
@@ -59,12 +59,12 @@ pub fn library(pack_dir: &Path, world: Option<&str>) -> Result<Vec<AudioCandidat
 
 /// Jaccard similarity of the prompt's words with each candidate's (the
 /// interpreter's word sets, stop words left out).
-pub fn keyword_scores(prompt: &str, candidates: &[AudioCandidate]) -> Vec<f64> {
+pub(crate) fn keyword_scores(prompt: &str, candidates: &[AudioCandidate]) -> Vec<f64> {
     candidates.iter().map(|c| crate::interpret::text::similarity(prompt, &c.text)).collect()
 }
 
 /// The track's length in seconds, when it decodes.
-pub fn duration_s(path: &Path) -> Option<f64> {
+pub(crate) fn duration_s(path: &Path) -> Option<f64> {
     super::library::decode(path).ok().map(|s| s.len() as f64 / 2.0 / super::library::RATE as f64)
 }
 

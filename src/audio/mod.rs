@@ -7,7 +7,7 @@
 
 pub mod engine;
 pub mod library;
-pub mod matching;
+pub(crate) mod matching;
 pub mod output;
 pub mod rotator;
 
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::interpret::{AudioCue, AudioLane};
-use crate::pack::model::{AudioConfig, Pack};
+use crate::pack::model::Pack;
 use engine::{ms_to_frames, Engine, Event, Next, Start};
 use library::Library;
 use rotator::Rng;
@@ -93,15 +93,6 @@ impl Player {
         }
     }
 
-    pub fn config(&self) -> &AudioConfig {
-        &self.library.config
-    }
-
-    /// The current music mood.
-    pub fn mood(&self) -> Option<&str> {
-        self.mood.as_deref()
-    }
-
     fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
         self.engine.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -120,7 +111,7 @@ impl Player {
     }
 
     /// Processes a batch of cues: descending priority, FIFO among equals.
-    pub fn cues(&mut self, cues: Vec<AudioCue>) {
+    pub(crate) fn cues(&mut self, cues: Vec<AudioCue>) {
         let mut cues = cues;
         cues.sort_by_key(|c| std::cmp::Reverse(c.priority));
         for c in cues {
@@ -262,7 +253,7 @@ impl Player {
     }
 
     /// Stops a lane with a fade (at least 5 ms).
-    pub fn stop(&mut self, lane: AudioLane, fade_out_ms: u64) {
+    pub(crate) fn stop(&mut self, lane: AudioLane, fade_out_ms: u64) {
         self.engine().stop(lane, fade_out_ms);
         if lane == AudioLane::Music {
             self.mood = None;
@@ -274,7 +265,7 @@ impl Player {
     }
 
     /// Handles engine events (auto-advance bookkeeping). Call between blocks.
-    pub fn poll(&mut self) {
+    pub(crate) fn poll(&mut self) {
         let events = self.engine().take_events();
         for e in events {
             match e {
@@ -296,7 +287,7 @@ impl Player {
     }
 
     /// A snapshot for `audio_status`-style reports.
-    pub fn snapshot(&self) -> serde_json::Value {
+    pub(crate) fn snapshot(&self) -> serde_json::Value {
         let e = self.engine();
         let mut volumes = serde_json::Map::new();
         let mut tracks = serde_json::Map::new();

@@ -14,7 +14,7 @@ use crate::interpret::{AudioCue, AudioLane};
 
 /// Frames per block: the largest gap between a timeline action and the
 /// engine, and the unit the sinks pull.
-pub const BLOCK: usize = 1024;
+pub(crate) const BLOCK: usize = 1024;
 
 /// Something to do at a time.
 #[derive(Clone, Debug)]
@@ -80,7 +80,7 @@ pub fn render_offline(
 }
 
 /// Writes 32-bit float stereo WAV through rodio, atomically.
-pub fn write_wav(path: &Path, samples: Vec<f32>) -> Result<(), String> {
+pub(crate) fn write_wav(path: &Path, samples: Vec<f32>) -> Result<(), String> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let err = |e: String| format!("cannot write {}: {e}", path.display());
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
@@ -97,14 +97,14 @@ pub fn write_wav(path: &Path, samples: Vec<f32>) -> Result<(), String> {
 }
 
 /// The engine as a rodio source, pulled block by block (one lock per block).
-pub struct EngineSource {
+pub(crate) struct EngineSource {
     engine: Arc<Mutex<Engine>>,
     buf: Vec<f32>,
     pos: usize,
 }
 
 impl EngineSource {
-    pub fn new(engine: Arc<Mutex<Engine>>) -> EngineSource {
+    pub(crate) fn new(engine: Arc<Mutex<Engine>>) -> EngineSource {
         EngineSource { engine, buf: vec![0.0; BLOCK * 2], pos: BLOCK * 2 }
     }
 }
@@ -142,9 +142,11 @@ impl rodio::Source for EngineSource {
 }
 
 /// A running live output; dropping it stops the sound.
-pub enum LiveSink {
+pub(crate) enum LiveSink {
     #[cfg(feature = "device")]
-    Device(rodio::stream::MixerDeviceSink),
+    Device(
+        #[expect(dead_code, reason = "held, not read: dropping it closes the device")] rodio::stream::MixerDeviceSink,
+    ),
     Null {
         stop: Arc<AtomicBool>,
         thread: Option<std::thread::JoinHandle<()>>,
@@ -152,7 +154,7 @@ pub enum LiveSink {
 }
 
 impl LiveSink {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             #[cfg(feature = "device")]
             LiveSink::Device(_) => "device",
@@ -175,7 +177,7 @@ impl Drop for LiveSink {
 
 /// Plays the engine on the default device, or on the null sink when there
 /// is none (or `force_null`), with one log line saying which.
-pub fn open_live(engine: Arc<Mutex<Engine>>, force_null: bool) -> LiveSink {
+pub(crate) fn open_live(engine: Arc<Mutex<Engine>>, force_null: bool) -> LiveSink {
     #[cfg(feature = "device")]
     if !force_null {
         match rodio::DeviceSinkBuilder::open_default_sink() {
@@ -196,7 +198,7 @@ pub fn open_live(engine: Arc<Mutex<Engine>>, force_null: bool) -> LiveSink {
 }
 
 /// Pulls 1024-frame blocks paced to the wall clock and discards them.
-pub fn null_sink(engine: Arc<Mutex<Engine>>) -> LiveSink {
+pub(crate) fn null_sink(engine: Arc<Mutex<Engine>>) -> LiveSink {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::Builder::new()

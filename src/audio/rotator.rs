@@ -9,7 +9,7 @@ pub use crate::rng::SplitMix64 as Rng;
 
 /// A track the rotator may pick.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     /// The path as the pack writes it (the rotator's identity for a track).
     pub path: String,
     /// The variation type for theme variations; `None` for mood tracks.
@@ -17,7 +17,7 @@ pub struct Candidate {
 }
 
 /// w(c) of §5.
-pub fn weight(c: &Candidate, intensity: f64) -> f64 {
+pub(crate) fn weight(c: &Candidate, intensity: f64) -> f64 {
     let Some(t) = c.variation_type.as_deref() else { return 1.0 };
     let i = intensity.clamp(0.0, 1.0);
     match t {
@@ -28,10 +28,10 @@ pub fn weight(c: &Candidate, intensity: f64) -> f64 {
 }
 
 /// The weight a `resolution` variation gets right after combat.
-pub const RESOLUTION_BOOST: f64 = 15.0;
+pub(crate) const RESOLUTION_BOOST: f64 = 15.0;
 
 #[derive(Clone, Debug)]
-pub struct ThemeRotator {
+pub(crate) struct ThemeRotator {
     cooldown: i64,
     history: VecDeque<String>,
     last_mood: Option<String>,
@@ -49,7 +49,7 @@ pub struct Pick {
 }
 
 impl ThemeRotator {
-    pub fn new(cooldown: i64, rng: Rng) -> ThemeRotator {
+    pub(crate) fn new(cooldown: i64, rng: Rng) -> ThemeRotator {
         ThemeRotator { cooldown, history: VecDeque::new(), last_mood: None, trigger: false, rng }
     }
 
@@ -62,7 +62,7 @@ impl ThemeRotator {
     }
 
     /// pick(candidates, intensity, mood) exactly as §5 describes.
-    pub fn pick(&mut self, candidates: &[Candidate], intensity: f64, mood: Option<&str>) -> Option<Pick> {
+    pub(crate) fn pick(&mut self, candidates: &[Candidate], intensity: f64, mood: Option<&str>) -> Option<Pick> {
         if candidates.is_empty() {
             return None;
         }
@@ -120,7 +120,7 @@ impl ThemeRotator {
     }
 
     /// Uniform choice for sfx variants (the rotator is not used for sfx).
-    pub fn rng(&mut self) -> &mut Rng {
+    pub(crate) fn rng(&mut self) -> &mut Rng {
         &mut self.rng
     }
 }

@@ -9,7 +9,7 @@ pub struct Args {
     pub shell: Shell,
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     use std::io::Write;
     let script = super::docs::completion(args.shell);
     std::io::stdout().write_all(&script)?;

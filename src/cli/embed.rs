@@ -25,7 +25,7 @@ pub struct Args {
     pub embed_model: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     for t in &args.texts {
         if t.trim().is_empty() {
             anyhow::bail!("embed requires non-empty text");

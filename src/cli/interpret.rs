@@ -50,7 +50,7 @@ pub struct Args {
     pub characters: Vec<String>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     let pack_dir = match &args.pack {
         Some(p) => p.clone(),
         None => crate::pack::embedded::default_pack().context("cannot unpack the built-in example pack")?,

@@ -13,7 +13,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 /// Installs the handlers (SIGINT and SIGTERM, each reset to the default
 /// after its first delivery) and returns the flag they set.
-pub fn install() -> &'static AtomicBool {
+pub(crate) fn install() -> &'static AtomicBool {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: a zeroed sigaction is valid; the handler only stores to an
         // atomic, and SA_RESETHAND restores the default for a second signal.

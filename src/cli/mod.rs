@@ -5,32 +5,32 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub mod completions;
+pub(crate) mod completions;
 pub mod docs;
 #[cfg(feature = "engines")]
-pub mod embed;
-pub mod interpret;
-pub mod interrupt;
+pub(crate) mod embed;
+pub(crate) mod interpret;
+pub(crate) mod interrupt;
 #[cfg(feature = "engines")]
-pub mod play;
-pub mod prerender_pack;
-pub mod render;
+pub(crate) mod play;
+pub(crate) mod prerender_pack;
+pub(crate) mod render;
 #[cfg(feature = "engines")]
 pub mod serve;
-pub mod validate_pack;
+pub(crate) mod validate_pack;
 
 /// Exit codes shared by every subcommand.
-pub mod exit {
+pub(crate) mod exit {
     /// Success.
-    pub const OK: u8 = 0;
+    pub(crate) const OK: u8 = 0;
     /// The command ran and found problems (validation errors, failed jobs).
-    pub const FAILURE: u8 = 1;
+    pub(crate) const FAILURE: u8 = 1;
     /// Usage or I/O problem: bad flag, missing path, unreadable input.
-    pub const USAGE: u8 = 2;
-    /// `serve`: another daemon already serves the socket.
-    pub const IN_USE: u8 = 3;
+    pub(crate) const USAGE: u8 = 2;
+    // 3, `serve`: another daemon already serves the socket. The daemon's
+    // start-up errors carry their own code (`StartError::exit_code`).
     /// Stopped by Ctrl-C or SIGTERM (128 + SIGINT), work saved.
-    pub const INTERRUPTED: u8 = 130;
+    pub(crate) const INTERRUPTED: u8 = 130;
 }
 
 const AFTER_HELP: &str = "\
@@ -178,7 +178,7 @@ pub struct FluxArgs {
 }
 
 impl FluxArgs {
-    pub fn options(&self) -> crate::render::FluxOptions {
+    pub(crate) fn options(&self) -> crate::render::FluxOptions {
         crate::render::FluxOptions {
             model_dir: self.model_dir.clone(),
             quantized: self.quantized,

@@ -124,7 +124,7 @@ fn short(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     if let Some(d) = args.duration {
         if !(d.is_finite() && d > 0.0 && d <= 24.0 * 3600.0) {
             bail!("--duration must be between 0 and 86400 seconds");

@@ -112,7 +112,7 @@ fn parse_guidance(s: &str) -> Result<f32, String> {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     let (req, styles) = request_of(&args)?;
     let prepared = match prepare(&req, &styles) {
         Ok(Prepared::Job(j)) => j,

@@ -117,7 +117,7 @@ fn connection_limit(s: &str) -> Result<usize, String> {
 
 impl Args {
     /// True when this call runs the daemon (not --status/--shutdown/--send).
-    pub fn runs_daemon(&self) -> bool {
+    pub(crate) fn runs_daemon(&self) -> bool {
         !(self.status || self.shutdown || self.send.is_some())
     }
 }
@@ -131,7 +131,7 @@ pub struct Setup {
 }
 
 /// Runs the daemon, or talks to one. `announce`: print the ready line.
-pub fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
+pub(crate) fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
     if let Some(line) = &args.send {
         return send(&args, line);
     }

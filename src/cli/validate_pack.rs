@@ -63,7 +63,7 @@ pub enum Format {
     Github,
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     let mut usage_error = false;
     let mut packs = Vec::new();
     let paths = if args.paths.is_empty() {

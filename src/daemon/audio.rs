@@ -45,7 +45,7 @@ impl Drop for Live {
 }
 
 /// The daemon's audio state.
-pub struct AudioService {
+pub(crate) struct AudioService {
     packs_root: PathBuf,
     default_genre: Option<String>,
     null_sink: bool,
@@ -61,12 +61,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AudioService {
-    pub fn new(packs_root: PathBuf, default_genre: Option<String>, null_sink: bool) -> AudioService {
+    pub(crate) fn new(packs_root: PathBuf, default_genre: Option<String>, null_sink: bool) -> AudioService {
         AudioService { packs_root, default_genre, null_sink, live: Mutex::new(None) }
     }
 
     /// Handles one audio method (blocking: decoding may take a moment).
-    pub fn handle(&self, method: Method, params: &Map<String, Value>) -> Result<Value, WireError> {
+    pub(crate) fn handle(&self, method: Method, params: &Map<String, Value>) -> Result<Value, WireError> {
         match method {
             Method::AudioCue => self.cue(params),
             Method::AudioStop => {

@@ -84,7 +84,7 @@ fn read_bounded_line<R: BufRead>(reader: &mut R, buf: &mut String) -> std::io::R
 /// (heartbeats and progress events included) until the reply: the first
 /// line without `"event"` whose `id` matches the request's (any such line
 /// when the request has no readable id). Returns that reply.
-pub fn send_line(
+pub(crate) fn send_line(
     socket: &Path,
     line: &str,
     timeout: Duration,

@@ -49,19 +49,14 @@ const MAX_QUEUED: usize = 128;
 
 /// A daemon-wide allowance of bytes for partial request lines, so many
 /// clients each holding a long unfinished line cannot exhaust memory.
-pub struct Budget {
+pub(crate) struct Budget {
     used: AtomicUsize,
     limit: usize,
 }
 
 impl Budget {
-    pub fn new(limit: usize) -> Budget {
+    pub(crate) fn new(limit: usize) -> Budget {
         Budget { used: AtomicUsize::new(0), limit }
-    }
-
-    /// Bytes currently held by all connections.
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Acquire)
     }
 
     fn try_take(&self, n: usize) -> bool {
@@ -168,7 +163,7 @@ async fn read_frame<R: AsyncBufReadExt + Unpin>(
 }
 
 /// Answers a connection over the limit with one error line and closes it.
-pub async fn refuse(mut stream: UnixStream) {
+pub(crate) async fn refuse(mut stream: UnixStream) {
     let err = WireError::new(Code::InvalidRequest, "too many connections; try again later");
     let mut line = wire::reply_err(&Value::Null, &err);
     line.push('\n');
@@ -183,7 +178,7 @@ enum Pending {
 }
 
 /// Serves one connection until the peer closes and every reply is written.
-pub async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
+pub(crate) async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
     let conn_id = ctx.next_conn_id();
     let fd = stream.as_raw_fd();
     let (rd, wr) = stream.into_split();
@@ -413,7 +408,7 @@ mod tests {
     async fn frames(input: &[u8]) -> Vec<String> {
         let budget = Budget::new(usize::MAX / 2);
         let out = frames_with(input, &budget).await;
-        assert_eq!(budget.used(), 0);
+        assert_eq!(budget.used.load(Ordering::Acquire), 0);
         out
     }
 
@@ -427,7 +422,7 @@ mod tests {
         input.extend_from_slice(b"\nshort\n");
         assert_eq!(frames_with(&input, &budget).await, vec!["<over budget>", "short"]);
         drop(other);
-        assert_eq!(budget.used(), 0);
+        assert_eq!(budget.used.load(Ordering::Acquire), 0);
         assert_eq!(frames_with(&input, &budget).await.len(), 2);
         assert_eq!(frames_with(&input, &budget).await[0].len(), 50);
     }

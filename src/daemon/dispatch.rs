@@ -15,7 +15,7 @@ use crate::render::pipeline::{prepare, Prepared};
 
 /// Requests answered on the spot, without a task: `ping`, `status` and
 /// `cancel` ([`Method::is_inline`]). `None` for every other method.
-pub fn quick_reply(req: &Request, ctx: &Ctx) -> Option<Vec<Outgoing>> {
+pub(crate) fn quick_reply(req: &Request, ctx: &Ctx) -> Option<Vec<Outgoing>> {
     if !req.method.is_inline() {
         return None;
     }
@@ -47,7 +47,7 @@ fn inline_result(req: &Request, ctx: &Ctx) -> Result<Value, WireError> {
 }
 
 /// Handles one request and returns the lines to write, in order.
-pub async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle, arrival: u64) -> Vec<Outgoing> {
+pub(crate) async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle, arrival: u64) -> Vec<Outgoing> {
     let span = tracing::info_span!("request", method = %req.method, id = %req.id, conn = conn.id, tier = tracing::field::Empty);
     let started = Instant::now();
     let id = req.id.clone();

@@ -11,12 +11,12 @@
 //! * [`zmq`] — the ZeroMQ worker mode (experimance's render protocol);
 //! * [`client`] — talking to a running daemon (`sqm serve --status`).
 
-pub mod audio;
+pub(crate) mod audio;
 pub mod client;
-pub mod connection;
-pub mod dispatch;
+pub(crate) mod connection;
+pub(crate) mod dispatch;
 pub mod scheduler;
 pub mod server;
-pub mod state;
+pub(crate) mod state;
 pub mod wire;
-pub mod zmq;
+pub(crate) mod zmq;

@@ -29,14 +29,14 @@ use crate::render::{Backend, RenderError};
 /// A line to write on a connection. Heartbeats are rendered when written,
 /// so their depth and timestamp are those at emit time.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Outgoing {
+pub(crate) enum Outgoing {
     Line(String),
     Heartbeat(Queue, LaneState),
 }
 
 /// What a connection shares with the lanes.
 #[derive(Clone, Debug)]
-pub struct ConnHandle {
+pub(crate) struct ConnHandle {
     pub id: u64,
     /// Set when the peer can no longer receive (fully closed).
     pub gone: Arc<AtomicBool>,
@@ -56,13 +56,13 @@ impl ConnHandle {
 /// The outcome of a lane request: the result, and which lane's `ready`
 /// heartbeat must follow the reply (set when a `busy` one was sent).
 #[derive(Debug)]
-pub struct LaneResult {
+pub(crate) struct LaneResult {
     pub result: Result<Value, WireError>,
     pub ready_after: Option<Queue>,
 }
 
 /// One client waiting on a lane.
-pub struct Waiter {
+pub(crate) struct Waiter {
     pub request_id: Value,
     pub conn: ConnHandle,
     pub stream: bool,
@@ -72,7 +72,7 @@ pub struct Waiter {
 }
 
 impl Waiter {
-    pub fn new(request_id: Value, conn: ConnHandle, stream: bool, reply: oneshot::Sender<LaneResult>) -> Self {
+    pub(crate) fn new(request_id: Value, conn: ConnHandle, stream: bool, reply: oneshot::Sender<LaneResult>) -> Self {
         Waiter { request_id, conn, stream, reply, cancelled: false, busy_sent: false }
     }
 
@@ -110,7 +110,7 @@ struct RenderState {
 
 /// Counters shared with `status` and heartbeats.
 #[derive(Default)]
-pub struct LaneStats {
+pub(crate) struct LaneStats {
     /// Running + waiting requests.
     pub depth: AtomicUsize,
     pub busy: AtomicBool,
@@ -118,7 +118,7 @@ pub struct LaneStats {
 }
 
 /// The render lane.
-pub struct RenderLane {
+pub(crate) struct RenderLane {
     state: Mutex<RenderState>,
     wake: Condvar,
     pub stats: LaneStats,
@@ -136,7 +136,7 @@ fn shutting_down() -> WireError {
 
 impl RenderLane {
     /// Starts the lane thread, which takes ownership of `backend`.
-    pub fn start(backend: Box<dyn Backend>, out_dir: PathBuf) -> Arc<RenderLane> {
+    pub(crate) fn start(backend: Box<dyn Backend>, out_dir: PathBuf) -> Arc<RenderLane> {
         let lane = Arc::new(RenderLane {
             state: Mutex::new(RenderState::default()),
             wake: Condvar::new(),
@@ -162,7 +162,7 @@ impl RenderLane {
     /// Drops queued (not running) render waiters whose connection is gone,
     /// now rather than when they reach the front. Their reply channels
     /// close, which their tasks report as cancelled.
-    pub fn prune_gone(&self) {
+    pub(crate) fn prune_gone(&self) {
         let mut st = self.lock();
         let mut dropped = 0;
         for e in st.queue.iter_mut() {
@@ -196,7 +196,7 @@ impl RenderLane {
     /// class (stamped when the request was read, so slow preparation does
     /// not let a later request overtake). Identical renders (same key)
     /// queued or running are joined instead of computed again.
-    pub fn submit_render(&self, job: PreparedJob, priority: Priority, arrival: u64, waiter: Waiter) {
+    pub(crate) fn submit_render(&self, job: PreparedJob, priority: Priority, arrival: u64, waiter: Waiter) {
         let key = crate::render::output::render_key(self.backend_name, self.model.as_deref(), &job.job);
         let mut st = self.lock();
         if st.shutting_down {
@@ -232,7 +232,7 @@ impl RenderLane {
     }
 
     /// Queues a backend warm-up (it waits behind earlier work like any job).
-    pub fn submit_warmup(&self, name: String, arrival: u64, waiter: Waiter) {
+    pub(crate) fn submit_warmup(&self, name: String, arrival: u64, waiter: Waiter) {
         let mut st = self.lock();
         if st.shutting_down {
             drop(st);
@@ -251,7 +251,7 @@ impl RenderLane {
 
     /// Cancels every queued or running render requested with `id`. Returns
     /// how many requests were cancelled.
-    pub fn cancel(&self, id: &Value) -> usize {
+    pub(crate) fn cancel(&self, id: &Value) -> usize {
         let mut st = self.lock();
         let mut count = 0;
         let mut finished = Vec::new();
@@ -284,7 +284,7 @@ impl RenderLane {
 
     /// Starts the drain: queued work is answered "daemon shutting down" and
     /// later submissions are refused. Running work continues.
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         let mut st = self.lock();
         st.shutting_down = true;
         let queued: Vec<Entry> = std::mem::take(&mut st.queue);
@@ -304,12 +304,12 @@ impl RenderLane {
     }
 
     /// Cancels the running render (drain timeout).
-    pub fn abort_running(&self) {
+    pub(crate) fn abort_running(&self) {
         self.lock().abort = true;
     }
 
     /// True while a render or warm-up is running.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         let st = self.lock();
         st.running.is_none() && st.queue.is_empty()
     }
@@ -463,7 +463,7 @@ enum EmbedWork {
 }
 
 /// The embed lane.
-pub struct EmbedLane {
+pub(crate) struct EmbedLane {
     state: Mutex<(VecDeque<(EmbedWork, Waiter)>, bool)>,
     wake: Condvar,
     pub stats: LaneStats,
@@ -471,7 +471,7 @@ pub struct EmbedLane {
 }
 
 impl EmbedLane {
-    pub fn start(model_name: String, loader: EmbedLoader) -> Arc<EmbedLane> {
+    pub(crate) fn start(model_name: String, loader: EmbedLoader) -> Arc<EmbedLane> {
         let lane = Arc::new(EmbedLane {
             state: Mutex::new((VecDeque::new(), false)),
             wake: Condvar::new(),
@@ -505,15 +505,15 @@ impl EmbedLane {
         self.wake.notify_one();
     }
 
-    pub fn submit_embed(&self, text: String, waiter: Waiter) {
+    pub(crate) fn submit_embed(&self, text: String, waiter: Waiter) {
         self.submit(EmbedWork::Embed(text), waiter);
     }
 
-    pub fn submit_warmup(&self, waiter: Waiter) {
+    pub(crate) fn submit_warmup(&self, waiter: Waiter) {
         self.submit(EmbedWork::WarmUp, waiter);
     }
 
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.1 = true;
         let queued: Vec<_> = st.0.drain(..).collect();
@@ -531,7 +531,7 @@ impl EmbedLane {
         self.wake.notify_all();
     }
 
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.0.is_empty() && !self.stats.busy.load(Ordering::Acquire)
     }
@@ -605,7 +605,7 @@ impl EmbedLane {
 }
 
 /// Waits until `idle()` holds or `timeout` passes; true when idle.
-pub fn wait_idle(idle: impl Fn() -> bool, timeout: Duration) -> bool {
+pub(crate) fn wait_idle(idle: impl Fn() -> bool, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if idle() {

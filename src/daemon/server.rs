@@ -58,13 +58,13 @@ pub struct Config {
 
 /// `~/.sidequest/daemon-output-dir`, where the game server looks for the
 /// daemon's output folder.
-pub fn default_output_pointer() -> Option<PathBuf> {
+pub(crate) fn default_output_pointer() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".sidequest").join("daemon-output-dir"))
 }
 
 impl Config {
     /// The output dir in force (resolved at start when it was automatic).
-    pub fn output_dir(&self) -> &Path {
+    pub(crate) fn output_dir(&self) -> &Path {
         self.output_dir.as_deref().unwrap_or(Path::new(""))
     }
 }
@@ -73,10 +73,10 @@ impl Config {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Bytes of unfinished request lines held across all connections, beyond
 /// the first 64 KiB of each line (which each connection may always hold).
-pub const LINE_BUDGET: usize = 64 * 1024 * 1024;
+pub(crate) const LINE_BUDGET: usize = 64 * 1024 * 1024;
 
 /// The pid file beside a socket: `.sock` replaced by `.pid`, or appended.
-pub fn pid_path(socket: &Path) -> PathBuf {
+pub(crate) fn pid_path(socket: &Path) -> PathBuf {
     let s = socket.to_string_lossy();
     match s.strip_suffix(".sock") {
         Some(stem) => PathBuf::from(format!("{stem}.pid")),
@@ -154,7 +154,7 @@ fn sqm_pid_by_status(socket: &Path) -> Option<u32> {
 
 /// The pid in `pid_file` when it names a live process called `sqm` other
 /// than this one.
-pub fn read_live_sqm_pid(pid_file: &Path) -> Option<u32> {
+pub(crate) fn read_live_sqm_pid(pid_file: &Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
     if pid == std::process::id() {
         return None;

@@ -15,7 +15,7 @@ use crate::interpret::Tier;
 use crate::prompt::StyleSource;
 
 /// Shared state of a running daemon.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub config: Config,
     pub render: Arc<RenderLane>,
     pub embed: Arc<EmbedLane>,
@@ -31,21 +31,21 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn next_conn_id(&self) -> u64 {
+    pub(crate) fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A process-wide arrival stamp for a request just read.
-    pub fn next_arrival(&self) -> u64 {
+    pub(crate) fn next_arrival(&self) -> u64 {
         self.next_arrival.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
 
     /// Starts the graceful stop (idempotent).
-    pub fn request_shutdown(&self, why: &str) {
+    pub(crate) fn request_shutdown(&self, why: &str) {
         self.shutdown_tx.send_if_modified(|v| {
             if v.is_none() {
                 *v = Some(why.to_owned());
@@ -56,7 +56,7 @@ impl Ctx {
         });
     }
 
-    pub fn heartbeat_line(&self, queue: Queue, state: LaneState) -> String {
+    pub(crate) fn heartbeat_line(&self, queue: Queue, state: LaneState) -> String {
         let depth = match queue {
             Queue::Image => self.render.stats.depth.load(Ordering::Acquire),
             Queue::Embed => self.embed.stats.depth.load(Ordering::Acquire),
@@ -65,7 +65,7 @@ impl Ctx {
     }
 
     /// The `status` result (protocol.md §3.1).
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         let image_warm = self.render.stats.warm.load(Ordering::Acquire);
         let embed_warm = self.embed.stats.warm.load(Ordering::Acquire);
         let image = LaneState::of(image_warm, self.render.stats.busy.load(Ordering::Acquire));
@@ -104,7 +104,7 @@ impl Ctx {
 
 /// Seconds on the system monotonic clock (the clock Python's
 /// `time.monotonic()` reads).
-pub fn monotonic_seconds() -> f64 {
+pub(crate) fn monotonic_seconds() -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };

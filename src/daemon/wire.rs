@@ -9,9 +9,9 @@ use crate::interpret::{parse_game_state, GameState};
 use crate::render::pipeline::{PrepareError, RenderRequest};
 
 /// Largest accepted request line, newline excluded.
-pub const MAX_LINE: usize = 1024 * 1024;
+pub(crate) const MAX_LINE: usize = 1024 * 1024;
 /// Largest embed text, in UTF-8 bytes.
-pub const MAX_EMBED_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_EMBED_BYTES: usize = 32 * 1024;
 
 /// Protocol error codes (protocol.md §8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -42,7 +42,7 @@ pub struct WireError {
 }
 
 impl WireError {
-    pub fn new(code: Code, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
         let mut message = message.into();
         if message.is_empty() {
             message = format!("{code:?} (no message)");
@@ -50,7 +50,7 @@ impl WireError {
         WireError { code, message, extra: Map::new() }
     }
 
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+    pub(crate) fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(key.to_owned(), value.into());
         self
     }
@@ -70,15 +70,15 @@ impl WireError {
 /// Python client reads with a 64 KiB line buffer).
 pub const MAX_REPLY: usize = 64 * 1024;
 /// Longest request `id`, as JSON text.
-pub const MAX_ID_BYTES: usize = 1024;
+pub(crate) const MAX_ID_BYTES: usize = 1024;
 /// Longest method name.
-pub const MAX_METHOD_BYTES: usize = 64;
+pub(crate) const MAX_METHOD_BYTES: usize = 64;
 /// Longest error message (longer ones are cut at a character boundary).
 const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// `{"id":…,"result":…}` as one line (no newline). A result that would make
 /// the line reach [`MAX_REPLY`] becomes an `INVALID_REQUEST` error instead.
-pub fn reply_ok(id: &Value, result: Value) -> String {
+pub(crate) fn reply_ok(id: &Value, result: Value) -> String {
     let line = json!({"id": id, "result": result}).to_string();
     if line.len() < MAX_REPLY {
         return line;
@@ -100,7 +100,7 @@ pub fn reply_err(id: &Value, err: &WireError) -> String {
 }
 
 /// Cuts `s` to at most `max` bytes at a character boundary, marking the cut.
-pub fn truncate_utf8(s: &mut String, max: usize) {
+pub(crate) fn truncate_utf8(s: &mut String, max: usize) {
     if s.len() > max {
         let mut end = max.saturating_sub(3);
         while !s.is_char_boundary(end) {
@@ -114,21 +114,21 @@ pub fn truncate_utf8(s: &mut String, max: usize) {
 /// Which lane a heartbeat reports on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Queue {
+pub(crate) enum Queue {
     Image,
     Embed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LaneState {
+pub(crate) enum LaneState {
     Ready,
     Busy,
 }
 
 /// The kinds of work the lanes do; each fails with its own code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Work {
+pub(crate) enum Work {
     Render,
     Embed,
     WarmUp,
@@ -146,7 +146,7 @@ impl Work {
 
 /// Why a lane produced no result.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum LaneError {
+pub(crate) enum LaneError {
     #[error("daemon shutting down")]
     ShuttingDown(Work),
     #[error("render cancelled by request")]
@@ -185,20 +185,20 @@ impl From<PrepareError> for WireError {
 /// A model's state in `status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Warmth {
+pub(crate) enum Warmth {
     Warm,
     Cold,
 }
 
 impl Warmth {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Warmth::Warm => "warm",
             Warmth::Cold => "cold",
         }
     }
 
-    pub fn of(warm: bool) -> Warmth {
+    pub(crate) fn of(warm: bool) -> Warmth {
         if warm {
             Warmth::Warm
         } else {
@@ -211,14 +211,14 @@ impl Warmth {
 /// model loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum QueueState {
+pub(crate) enum QueueState {
     Ready,
     Busy,
     Cold,
 }
 
 impl QueueState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             QueueState::Ready => "ready",
             QueueState::Busy => "busy",
@@ -229,7 +229,7 @@ impl QueueState {
 
 impl LaneState {
     /// The `status` view of a lane: busy wins, then warm → ready.
-    pub fn of(warm: bool, busy: bool) -> QueueState {
+    pub(crate) fn of(warm: bool, busy: bool) -> QueueState {
         match (warm, busy) {
             (_, true) => QueueState::Busy,
             (true, false) => QueueState::Ready,
@@ -240,13 +240,13 @@ impl LaneState {
 
 /// One value per lane.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PerLane<T> {
+pub(crate) struct PerLane<T> {
     pub image: T,
     pub embed: T,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SupportedTiers {
+pub(crate) struct SupportedTiers {
     pub flux: Vec<String>,
     pub image: Vec<String>,
     pub embed: Vec<String>,
@@ -254,14 +254,14 @@ pub struct SupportedTiers {
 
 /// Queued renders by priority.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Queued {
+pub(crate) struct Queued {
     pub interactive: usize,
     pub batch: usize,
 }
 
 /// sqm's own part of `status` (absent from the reference daemon's).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SqmStatus {
+pub(crate) struct SqmStatus {
     pub version: String,
     pub pid: u32,
     pub uptime_s: f64,
@@ -280,7 +280,7 @@ pub struct SqmStatus {
 /// by `sqm serve --status`. The reference daemon answers `flux` without
 /// `image`, and no `sqm` part.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Status {
+pub(crate) struct Status {
     pub flux: Warmth,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<Warmth>,
@@ -292,11 +292,11 @@ pub struct Status {
     pub sqm: Option<SqmStatus>,
 }
 
-pub fn heartbeat(queue: Queue, state: LaneState, depth: usize, ts: f64) -> String {
+pub(crate) fn heartbeat(queue: Queue, state: LaneState, depth: usize, ts: f64) -> String {
     json!({"event": "heartbeat", "queue": queue, "state": state, "queue_depth": depth, "ts_monotonic": ts}).to_string()
 }
 
-pub fn progress(id: &Value, step: u32, steps: u32) -> String {
+pub(crate) fn progress(id: &Value, step: u32, steps: u32) -> String {
     json!({"event": "progress", "id": id, "step": step, "steps": steps}).to_string()
 }
 
@@ -348,12 +348,12 @@ impl Method {
         }
     }
 
-    pub fn parse(name: &str) -> Option<Method> {
+    pub(crate) fn parse(name: &str) -> Option<Method> {
         Method::ALL.into_iter().find(|m| m.name() == name)
     }
 
     /// Answered on the spot by the connection, without a task or a lane.
-    pub fn is_inline(self) -> bool {
+    pub(crate) fn is_inline(self) -> bool {
         matches!(self, Method::Ping | Method::Status | Method::Cancel)
     }
 }
@@ -419,10 +419,10 @@ fn invalid(name: &str, ty: &str) -> WireError {
 
 /// Typed accessors over params: absent or null → default; a wrong type
 /// → `INVALID_REQUEST "'<name>' must be <type>"`.
-pub struct Params<'a>(pub &'a Map<String, Value>);
+pub(crate) struct Params<'a>(pub &'a Map<String, Value>);
 
 impl Params<'_> {
-    pub fn string(&self, name: &str) -> Result<String, WireError> {
+    pub(crate) fn string(&self, name: &str) -> Result<String, WireError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(String::new()),
             Some(Value::String(s)) => Ok(s.clone()),
@@ -430,7 +430,7 @@ impl Params<'_> {
         }
     }
 
-    pub fn opt_string(&self, name: &str) -> Result<Option<String>, WireError> {
+    pub(crate) fn opt_string(&self, name: &str) -> Result<Option<String>, WireError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -438,7 +438,7 @@ impl Params<'_> {
         }
     }
 
-    pub fn strings(&self, name: &str) -> Result<Vec<String>, WireError> {
+    pub(crate) fn strings(&self, name: &str) -> Result<Vec<String>, WireError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Array(items)) => items
@@ -449,7 +449,7 @@ impl Params<'_> {
         }
     }
 
-    pub fn bool(&self, name: &str) -> Result<bool, WireError> {
+    pub(crate) fn bool(&self, name: &str) -> Result<bool, WireError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(false),
             Some(Value::Bool(b)) => Ok(*b),
@@ -457,7 +457,7 @@ impl Params<'_> {
         }
     }
 
-    pub fn int(&self, name: &str) -> Result<Option<i64>, WireError> {
+    pub(crate) fn int(&self, name: &str) -> Result<Option<i64>, WireError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid(name, "an integer")),
@@ -465,7 +465,7 @@ impl Params<'_> {
         }
     }
 
-    pub fn string_map(&self, name: &str) -> Result<Option<indexmap::IndexMap<String, String>>, WireError> {
+    pub(crate) fn string_map(&self, name: &str) -> Result<Option<indexmap::IndexMap<String, String>>, WireError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Object(o)) => o
@@ -488,13 +488,13 @@ pub enum Priority {
 }
 
 /// The render params of protocol.md §5.1, type-checked.
-pub struct RenderParams {
+pub(crate) struct RenderParams {
     pub request: RenderRequest,
     pub priority: Priority,
     pub stream: bool,
 }
 
-pub fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, WireError> {
+pub(crate) fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, WireError> {
     let p = Params(params);
     let (game_state, present) = match params.get("game_state") {
         None | Some(Value::Null) => (GameState::default(), false),

@@ -10,13 +10,13 @@ use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 /// The model's name as reported on the wire.
-pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
+pub(crate) const MODEL_NAME: &str = "all-MiniLM-L6-v2";
 /// The Hugging Face hub repository.
-pub const HUB_REPO: &str = "sentence-transformers/all-MiniLM-L6-v2";
+pub(crate) const HUB_REPO: &str = "sentence-transformers/all-MiniLM-L6-v2";
 /// Output dimension.
 pub const DIM: usize = 384;
 /// Token limit, `[CLS]` and `[SEP]` included.
-pub const MAX_TOKENS: usize = 256;
+pub(crate) const MAX_TOKENS: usize = 256;
 
 const FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
@@ -41,7 +41,7 @@ pub use crate::hub::{hub_cache, hub_snapshot};
 /// The model's well-known home, where `scripts/fetch-embed-model` installs
 /// it: `$XDG_DATA_HOME/sqm/models/all-MiniLM-L6-v2` (default
 /// `~/.local/share/sqm/models/all-MiniLM-L6-v2`).
-pub fn model_home() -> Option<PathBuf> {
+pub(crate) fn model_home() -> Option<PathBuf> {
     let data = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
         std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".local/share"))
     })?;
@@ -50,7 +50,7 @@ pub fn model_home() -> Option<PathBuf> {
 
 /// The checkout-local copy, `.models/all-MiniLM-L6-v2` under the current
 /// folder (where `cargo run` runs, in a checkout): a fallback.
-pub fn repo_local() -> PathBuf {
+pub(crate) fn repo_local() -> PathBuf {
     Path::new(".models").join(MODEL_NAME)
 }
 
@@ -58,7 +58,7 @@ pub fn repo_local() -> PathBuf {
 /// `$SQM_EMBED_MODEL`, then [`model_home`], then [`repo_local`] (relative to
 /// the current folder), then the
 /// Hugging Face hub cache.
-pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
+pub(crate) fn locate(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
     let env = std::env::var_os("SQM_EMBED_MODEL").filter(|v| !v.is_empty()).map(PathBuf::from);
     let homes: Vec<PathBuf> = model_home().into_iter().chain([repo_local()]).collect();
     locate_with(explicit, env.as_deref(), &homes, hub_cache().as_deref())
@@ -109,7 +109,7 @@ pub fn locate_with(
 /// [`locate`], then, unless `HF_HUB_OFFLINE` is set, a download of the
 /// three files from the hub into the hub cache. The error names every place
 /// searched and why the download failed.
-pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
+pub(crate) fn resolve(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
     let searched = match locate(explicit) {
         Ok(dir) => return Ok(dir),
         Err(EmbedError::NotFound { searched }) => searched,

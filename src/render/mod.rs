@@ -21,7 +21,7 @@ pub struct FluxOptions {
 }
 
 /// The backends `backend_by_name` knows.
-pub const BACKENDS: [&str; 3] = ["sketch", "null", "flux"];
+pub(crate) const BACKENDS: [&str; 3] = ["sketch", "null", "flux"];
 
 /// Builds a backend by name. `flux` locates its weights now (and fails
 /// with the places it searched when there are none) but loads them later.

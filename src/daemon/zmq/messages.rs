@@ -16,7 +16,7 @@ pub(super) fn error_result(kind: &str, id: &Value, prompt: &Value, code: Code, m
 }
 
 /// `file://` + absolute path, with spaces, `%` and non-ASCII percent-encoded.
-pub fn file_uri(path: &Path) -> String {
+pub(crate) fn file_uri(path: &Path) -> String {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut out = String::from("file://");
     for b in abs.to_string_lossy().bytes() {
@@ -30,7 +30,7 @@ pub fn file_uri(path: &Path) -> String {
 }
 
 /// `[A-Za-z0-9._-]` kept, others `_`, cut to 64 chars.
-pub fn safe_id(id: &str) -> String {
+pub(crate) fn safe_id(id: &str) -> String {
     id.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_".contains(c) { c } else { '_' }).take(64).collect()
 }
 

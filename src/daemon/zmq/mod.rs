@@ -32,8 +32,6 @@ use super::wire::Priority;
 mod handlers;
 mod messages;
 
-pub use messages::{file_uri, safe_id};
-
 /// Worker settings (`sqm serve --zmq …`).
 #[derive(Clone, Debug)]
 pub struct ZmqConfig {
@@ -63,7 +61,7 @@ fn check_addr(a: &str) -> Result<(), String> {
 
 impl ZmqConfig {
     /// Checks the addresses before anything is started.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         check_addr(&self.work)?;
         check_addr(&self.results)?;
         self.events.as_deref().map_or(Ok(()), check_addr)
@@ -71,7 +69,7 @@ impl ZmqConfig {
 }
 
 /// A running worker; [`ZmqWorker::stop`] ends it and flushes results.
-pub struct ZmqWorker {
+pub(crate) struct ZmqWorker {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     results: mpsc::Sender<Value>,
@@ -79,7 +77,7 @@ pub struct ZmqWorker {
 
 impl ZmqWorker {
     /// Connects (never blocks on the peer) and starts receiving.
-    pub fn start(cfg: ZmqConfig, ctx: Arc<Ctx>, rt: tokio::runtime::Handle) -> Result<ZmqWorker, String> {
+    pub(crate) fn start(cfg: ZmqConfig, ctx: Arc<Ctx>, rt: tokio::runtime::Handle) -> Result<ZmqWorker, String> {
         check_addr(&cfg.work)?;
         check_addr(&cfg.results)?;
         if let Some(e) = &cfg.events {
@@ -185,7 +183,7 @@ impl ZmqWorker {
     }
 
     /// Stops receiving, flushes results within the linger, and joins.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.stop.store(true, Ordering::Release);
         drop(self.results);
         for t in self.threads.drain(..) {

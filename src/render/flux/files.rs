@@ -33,7 +33,7 @@ use serde::Deserialize;
 use crate::prompt::Variant;
 
 /// The hub repo of each variant.
-pub fn hub_repo(variant: Variant) -> &'static str {
+pub(crate) fn hub_repo(variant: Variant) -> &'static str {
     match variant {
         Variant::Schnell => "black-forest-labs/FLUX.1-schnell",
         Variant::Dev => "black-forest-labs/FLUX.1-dev",
@@ -42,7 +42,7 @@ pub fn hub_repo(variant: Variant) -> &'static str {
 
 /// Where the CLIP tokenizer comes from when the Flux repo lacks a
 /// `tokenizer/tokenizer.json` (the official repos ship only vocab/merges).
-pub const CLIP_TOKENIZER_REPO: &str = "openai/clip-vit-large-patch14";
+pub(crate) const CLIP_TOKENIZER_REPO: &str = "openai/clip-vit-large-patch14";
 
 /// The transformer weights: full precision or quantized.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub enum TransformerFile {
 }
 
 impl TransformerFile {
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         match self {
             TransformerFile::Safetensors(p) | TransformerFile::Gguf(p) => p,
         }
@@ -78,7 +78,7 @@ pub struct FluxFiles {
 
 impl FluxFiles {
     /// Every weight file, for size estimates.
-    pub fn weight_files(&self) -> Vec<&Path> {
+    pub(crate) fn weight_files(&self) -> Vec<&Path> {
         let mut v = vec![self.transformer.path(), self.ae.as_path(), self.clip_weights.as_path()];
         v.extend(self.t5_weights.iter().map(PathBuf::as_path));
         v
@@ -97,7 +97,7 @@ impl FluxFiles {
 
 /// Finds the files of `variant` in `dir`. `quantized` prefers a GGUF
 /// transformer when both kinds are present. The error lists what is missing.
-pub fn find(dir: &Path, variant: Variant, quantized: bool, hub: Option<&Path>) -> Result<FluxFiles, String> {
+pub(crate) fn find(dir: &Path, variant: Variant, quantized: bool, hub: Option<&Path>) -> Result<FluxFiles, String> {
     let v = variant.name();
     let mut missing = Vec::new();
     let safetensors = Some(dir.join(format!("flux1-{v}.safetensors"))).filter(|p| p.is_file());
@@ -211,7 +211,7 @@ fn t5_shards(dir: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// What a safetensors header says about a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SafetensorsInfo {
+pub(crate) struct SafetensorsInfo {
     /// Number of scalar elements over all tensors.
     pub elements: u64,
     pub tensors: usize,
@@ -219,7 +219,7 @@ pub struct SafetensorsInfo {
 
 /// Reads and checks a safetensors header: valid JSON, and the data it
 /// describes fits in the file. Truncated downloads fail here, by name.
-pub fn inspect_safetensors(path: &Path) -> Result<SafetensorsInfo, String> {
+pub(crate) fn inspect_safetensors(path: &Path) -> Result<SafetensorsInfo, String> {
     let name = path.display();
     let mut f = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
     let len = f.metadata().map_err(|e| format!("{name}: {e}"))?.len();
@@ -262,7 +262,7 @@ pub fn inspect_safetensors(path: &Path) -> Result<SafetensorsInfo, String> {
 
 /// The transformer's shape: `transformer/config.json` (diffusers names)
 /// when present, else the published shape of the variant.
-pub fn transformer_config(files: &FluxFiles) -> Result<model::Config, String> {
+pub(crate) fn transformer_config(files: &FluxFiles) -> Result<model::Config, String> {
     let mut cfg = match files.variant {
         Variant::Schnell => model::Config::schnell(),
         Variant::Dev => model::Config::dev(),
@@ -302,7 +302,7 @@ pub fn transformer_config(files: &FluxFiles) -> Result<model::Config, String> {
 }
 
 /// The autoencoder's shape: `vae/config.json` when present, else Flux's.
-pub fn vae_config(files: &FluxFiles) -> Result<autoencoder::Config, String> {
+pub(crate) fn vae_config(files: &FluxFiles) -> Result<autoencoder::Config, String> {
     let mut cfg = autoencoder::Config::schnell();
     let Some(path) = &files.vae_config else { return Ok(cfg) };
     #[derive(Deserialize)]
@@ -344,7 +344,7 @@ pub fn vae_config(files: &FluxFiles) -> Result<autoencoder::Config, String> {
 }
 
 /// CLIP-L's text config (transformers' `CLIPTextConfig` names).
-pub fn clip_config(files: &FluxFiles) -> Result<ClipTextConfig, String> {
+pub(crate) fn clip_config(files: &FluxFiles) -> Result<ClipTextConfig, String> {
     #[derive(Deserialize)]
     struct Hf {
         vocab_size: usize,
@@ -383,7 +383,7 @@ pub fn clip_config(files: &FluxFiles) -> Result<ClipTextConfig, String> {
 }
 
 /// T5's config (transformers' `T5Config`).
-pub fn t5_config(files: &FluxFiles) -> Result<t5::Config, String> {
+pub(crate) fn t5_config(files: &FluxFiles) -> Result<t5::Config, String> {
     read_json(&files.t5_config)
 }
 
@@ -393,7 +393,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
 }
 
 /// `MemAvailable` from `/proc/meminfo`, in bytes, where there is one.
-pub fn available_memory() -> Option<u64> {
+pub(crate) fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -16,7 +16,7 @@
 //! one runs on the other (logged once).
 
 pub mod files;
-pub mod noise;
+pub(crate) mod noise;
 mod text;
 pub mod tiny;
 
@@ -32,17 +32,6 @@ use files::{FluxFiles, TransformerFile};
 
 pub use super::FluxOptions;
 
-impl FluxOptions {
-    /// Options from the environment (`SQM_FLUX_MODEL`, `SQM_DEVICE`).
-    pub fn from_env() -> Self {
-        FluxOptions {
-            model_dir: std::env::var_os("SQM_FLUX_MODEL").filter(|v| !v.is_empty()).map(PathBuf::from),
-            quantized: false,
-            device: std::env::var("SQM_DEVICE").unwrap_or_default(),
-        }
-    }
-}
-
 fn backend_err(message: impl Into<String>) -> RenderError {
     RenderError::Backend { backend: "flux", message: message.into() }
 }
@@ -50,7 +39,7 @@ fn backend_err(message: impl Into<String>) -> RenderError {
 /// Finds the files of every variant that has weights, in this order:
 /// the explicit directory (itself, or its `FLUX.1-<variant>` children),
 /// then the hub cache. Errors list everything searched.
-pub fn locate(opts: &FluxOptions) -> Result<Vec<FluxFiles>, RenderError> {
+pub(crate) fn locate(opts: &FluxOptions) -> Result<Vec<FluxFiles>, RenderError> {
     locate_in(opts, crate::hub::hub_cache())
 }
 
@@ -114,7 +103,7 @@ fn has_any_weights(dir: &Path) -> bool {
 }
 
 /// Picks the device named by `spec`.
-pub fn device(spec: &str) -> Result<Device, RenderError> {
+pub(crate) fn device(spec: &str) -> Result<Device, RenderError> {
     let spec = spec.trim();
     let err = |e: candle_core::Error| backend_err(format!("cannot open device '{spec}': {e}"));
     match spec {
@@ -188,7 +177,7 @@ pub struct FluxBackend {
 
 impl FluxBackend {
     /// Locates the weights (nothing is read yet). Fails when none exist.
-    pub fn new(opts: FluxOptions) -> Result<Self, RenderError> {
+    pub(crate) fn new(opts: FluxOptions) -> Result<Self, RenderError> {
         let files = locate(&opts)?;
         Ok(FluxBackend { opts, loaded: None, files, warned_fallback: false })
     }

@@ -6,7 +6,7 @@
 //! is pinned by a test.
 
 /// `n` standard-normal samples for `seed`.
-pub fn gaussian(seed: u64, n: usize) -> Vec<f32> {
+pub(crate) fn gaussian(seed: u64, n: usize) -> Vec<f32> {
     let mut rng = crate::rng::SplitMix64::new(seed);
     let mut out = Vec::with_capacity(n + 1);
     while out.len() < n {

@@ -11,7 +11,7 @@ use super::files::{self, FluxFiles};
 use super::{backend_err, mmap, run_err, tensor_err};
 use crate::render::RenderError;
 
-pub struct TextEncoders {
+pub(crate) struct TextEncoders {
     t5: T5EncoderModel,
     t5_tok: Tokenizer,
     clip: ClipTextTransformer,
@@ -28,7 +28,7 @@ fn tokenizer(path: &std::path::Path) -> Result<Tokenizer, RenderError> {
 }
 
 impl TextEncoders {
-    pub fn load(f: &FluxFiles, device: &Device, dtype: DType) -> Result<Self, RenderError> {
+    pub(crate) fn load(f: &FluxFiles, device: &Device, dtype: DType) -> Result<Self, RenderError> {
         let t5_cfg = files::t5_config(f).map_err(backend_err)?;
         let vb = mmap(&f.t5_weights, dtype, device)?;
         let t5 = T5EncoderModel::load(vb, &t5_cfg).map_err(|e| tensor_err(&f.t5_weights[0], e))?;
@@ -54,7 +54,7 @@ impl TextEncoders {
     /// Encodes `prompt`: T5 features (1, max_t5, d) with the tokens padded
     /// (id 0) to `max_t5` as the reference pipeline does, and CLIP's pooled
     /// vector (1, d) over at most its 77 positions.
-    pub fn encode(&mut self, prompt: &str, max_t5: usize) -> Result<(Tensor, Tensor), RenderError> {
+    pub(crate) fn encode(&mut self, prompt: &str, max_t5: usize) -> Result<(Tensor, Tensor), RenderError> {
         let tok_err = |e: tokenizers::Error| backend_err(format!("tokenizer failed: {e}"));
         let mut ids = self.t5_tok.encode(prompt, true).map_err(tok_err)?.get_ids().to_vec();
         if ids.len() > max_t5 {
