@@ -191,10 +191,44 @@ pub(crate) async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
         let _ = out_tx.send(Outgoing::Heartbeat(Queue::Image, LaneState::Ready));
         let _ = out_tx.send(Outgoing::Heartbeat(Queue::Embed, LaneState::Ready));
     }
-    let writer = tokio::spawn(write_loop(wr, out_rx, seq_rx, ctx.clone(), gone.clone()));
+    // Reader and writer share this task: a reply handed from one to the
+    // other wakes no second thread.
+    let writer = write_loop(wr, out_rx, seq_rx, ctx.clone(), gone.clone());
+    let reader = read_loop(rd, ctx.clone(), conn, out_tx, seq_tx, gone.clone());
+    tokio::pin!(writer);
+    tokio::select! {
+        _ = &mut writer => return,
+        _ = reader => {}
+    }
+    // The peer stopped sending. It may still be reading (half-close), or be
+    // gone entirely: watch for the hang-up while replies are pending, so the
+    // render lane can drop its queued work.
+    loop {
+        // At once first: after a full close the hang-up is already there.
+        if !gone.load(Ordering::Acquire) && peer_hung_up(fd) {
+            gone.store(true, Ordering::Release);
+        }
+        tokio::select! {
+            _ = &mut writer => return,
+            _ = tokio::time::sleep(Duration::from_millis(20)), if !gone.load(Ordering::Acquire) => {}
+        }
+    }
+}
 
-    // Reader.
-    let mut reader = BufReader::with_capacity(64 * 1024, rd);
+/// Reads request lines until EOF, queueing each one's reply slot in
+/// arrival order (inline methods answered at once, others by a task).
+async fn read_loop(
+    rd: tokio::net::unix::OwnedReadHalf,
+    ctx: Arc<Ctx>,
+    conn: ConnHandle,
+    out_tx: mpsc::UnboundedSender<Outgoing>,
+    seq_tx: mpsc::Sender<Pending>,
+    gone: Arc<AtomicBool>,
+) {
+    let conn_id = conn.id;
+    // Small, so a connection costs little to open; longer lines still
+    // arrive whole (read_frame gathers them).
+    let mut reader = BufReader::with_capacity(8 * 1024, rd);
     let mut buf = Vec::new();
     let mut held = Held::new(&ctx.line_budget);
     loop {
@@ -247,21 +281,6 @@ pub(crate) async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
     drop(seq_tx);
     drop(conn);
     drop(out_tx);
-
-    // The peer stopped sending. It may still be reading (half-close), or be
-    // gone entirely: watch for the hang-up while replies are pending, so the
-    // render lane can drop its queued work.
-    let mut writer = writer;
-    while !writer.is_finished() {
-        tokio::select! {
-            _ = &mut writer => break,
-            _ = tokio::time::sleep(Duration::from_millis(20)), if !gone.load(Ordering::Acquire) => {
-                if peer_hung_up(fd) {
-                    gone.store(true, Ordering::Release);
-                }
-            }
-        }
-    }
 }
 
 /// Owns the write half. Writes event lines as they come, and reply slots
