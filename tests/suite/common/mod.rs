@@ -115,7 +115,9 @@ impl Daemon {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if UnixStream::connect(&self.socket).is_ok() {
+            // Ready once it answers and has written its pid file (just after
+            // binding the socket).
+            if UnixStream::connect(&self.socket).is_ok() && self.socket.with_extension("pid").exists() {
                 return;
             }
             if let Runner::InProcess { handle: Some(h), .. } = &self.runner {
