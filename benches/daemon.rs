@@ -16,20 +16,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Answers every line with the daemon's ping reply (same shape and size).
+fn answer_lines(stream: UnixStream) {
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+        let _ = w.write_all(b"{\"id\":\"b\",\"result\":{\"status\":\"ok\"}}\n");
+        line.clear();
+    }
+}
+
+/// A thread per connection.
 fn echo_server(path: &Path) {
     let listener = UnixListener::bind(path).unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut w = stream.try_clone().unwrap();
-                let mut r = BufReader::new(stream);
-                let mut line = String::new();
-                while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                    // Same reply shape and size as the daemon's ping.
-                    let _ = w.write_all(b"{\"id\":\"b\",\"result\":{\"status\":\"ok\"}}\n");
-                    line.clear();
-                }
-            });
+            std::thread::spawn(move || answer_lines(stream));
         }
     });
 }
@@ -37,17 +40,7 @@ fn echo_server(path: &Path) {
 /// One thread, one client at a time: the least a Unix-socket responder can do.
 fn bare_responder(path: &Path) {
     let listener = UnixListener::bind(path).unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut w = stream.try_clone().unwrap();
-            let mut r = BufReader::new(stream);
-            let mut line = String::new();
-            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                let _ = w.write_all(b"{\"id\":\"b\",\"result\":{\"status\":\"ok\"}}\n");
-                line.clear();
-            }
-        }
-    });
+    std::thread::spawn(move || listener.incoming().flatten().for_each(answer_lines));
 }
 
 /// Reads lines until a non-event one.
