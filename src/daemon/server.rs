@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -233,7 +233,6 @@ pub async fn run(
         render,
         embed,
         started: Instant::now(),
-        shutting_down: AtomicBool::new(false),
         shutdown_tx,
         next_conn: AtomicU64::new(1),
         next_arrival: AtomicU64::new(0),
@@ -370,7 +369,6 @@ async fn accept_until_stopped(
 /// Stops taking work and waits for the lanes to go idle; past
 /// `--drain-timeout` the running render is cancelled.
 async fn drain(ctx: &Arc<Ctx>) {
-    ctx.shutting_down.store(true, Ordering::Release);
     ctx.render.begin_shutdown();
     ctx.embed.begin_shutdown();
     let drain_ctx = ctx.clone();

@@ -2,7 +2,7 @@
 //! two lanes, the style and audio services, counters, and the shutdown
 //! signal.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +22,6 @@ pub(crate) struct Ctx {
     pub styles: StyleSource,
     pub audio: Arc<super::audio::AudioService>,
     pub(super) started: Instant,
-    pub(super) shutting_down: AtomicBool,
     pub(super) shutdown_tx: watch::Sender<Option<String>>,
     pub(super) next_conn: AtomicU64,
     pub(super) next_arrival: AtomicU64,
@@ -40,8 +39,9 @@ impl Ctx {
         self.next_arrival.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// True from the moment a stop is requested: new work is refused.
     pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
+        self.shutdown_tx.borrow().is_some()
     }
 
     /// Starts the graceful stop (idempotent).
