@@ -139,7 +139,7 @@ pub(crate) fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
         return talk(&args);
     }
     let setup = setup(&args, announce)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
+    let runtime = server::runtime()?;
     let socket = args.socket.clone();
     // Signal handlers are registered inside the runtime.
     let shutdown = {

@@ -1,15 +1,14 @@
 //! One client connection: framing, in-order replies, events, and noticing
 //! when the peer has gone.
 //!
-//! Three tasks cooperate per connection:
-//! * the **reader** splits the byte stream into lines (1 MiB cap) and spawns
-//!   one handler task per request, so later requests may start early;
-//! * the **sequencer** awaits the handlers in arrival order and forwards
-//!   each reply (plus its post-reply heartbeat) to the writer, so replies
-//!   leave in request order;
-//! * the **writer** owns the socket's write half and writes whole lines:
-//!   replies from the sequencer and events (busy heartbeats, progress)
-//!   straight from the lanes.
+//! Two halves share one task per connection:
+//! * the **reader** splits the byte stream into lines (1 MiB cap), answers
+//!   the inline methods at once and spawns one handler task for each other
+//!   request, so later requests may start early;
+//! * the **writer** owns the socket's write half: it writes reply slots
+//!   strictly in arrival order (awaiting each handler in turn) and events
+//!   (heartbeats, progress) as the lanes send them, gathering whatever is
+//!   ready into one write.
 
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
@@ -193,12 +192,15 @@ pub(crate) async fn serve_connection(stream: UnixStream, ctx: Arc<Ctx>) {
     }
     // Reader and writer share this task: a reply handed from one to the
     // other wakes no second thread.
+    // The reader goes first: a client that sent its request with the
+    // connect gets the accept heartbeats and the reply in one write.
     let writer = write_loop(wr, out_rx, seq_rx, ctx.clone(), gone.clone());
     let reader = read_loop(rd, ctx.clone(), conn, out_tx, seq_tx, gone.clone());
     tokio::pin!(writer);
     tokio::select! {
-        _ = &mut writer => return,
+        biased;
         _ = reader => {}
+        _ = &mut writer => return,
     }
     // The peer stopped sending. It may still be reading (half-close), or be
     // gone entirely: watch for the hang-up while replies are pending, so the

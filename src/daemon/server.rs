@@ -17,6 +17,16 @@ use super::state::Ctx;
 use crate::prompt::StyleSource;
 use crate::render::Backend;
 
+/// The runtime `server::run` is meant for: one thread. Connections and
+/// dispatch only frame, parse and route; renders, embeddings and audio run
+/// on their lanes' own threads and pack reading on the blocking pool. On one
+/// thread a request read, answered and written never wakes a second
+/// thread, which is most of what a fresh connection costs (the daemon bench
+/// measures it against a bare responder).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
 /// What to warm up at start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Warmup {

@@ -439,11 +439,12 @@ fn the_server_runs_in_process_and_stops_on_its_shutdown_future() {
     };
     let backend = Box::new(sqm::render::sketch::SketchBackend::default());
     let loader: sqm::daemon::scheduler::EmbedLoader = Box::new(|| Err("no model in this test".into()));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = rt.spawn(server::run(config, backend, "none".into(), loader, async {
-        let _ = stopped.await;
-    }));
+    let handle = std::thread::spawn(move || {
+        server::runtime().unwrap().block_on(server::run(config, backend, "none".into(), loader, async {
+            let _ = stopped.await;
+        }))
+    });
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::os::unix::net::UnixStream::connect(&socket).is_err() {
         assert!(Instant::now() < deadline, "the in-process daemon did not start");
@@ -452,7 +453,7 @@ fn the_server_runs_in_process_and_stops_on_its_shutdown_future() {
     let reply = sqm::daemon::client::request(&socket, "ping", json!({}), Duration::from_secs(5)).unwrap();
     assert_eq!(reply["result"], json!({"status": "ok"}));
     stop.send(()).unwrap();
-    let code = rt.block_on(handle).unwrap().unwrap();
+    let code = handle.join().unwrap().unwrap();
     assert_eq!(code, 0);
     assert!(!socket.exists(), "the socket is removed at stop");
 }

@@ -27,9 +27,9 @@ pub fn embed_model() -> String {
 enum Runner {
     Child(Child),
     InProcess {
-        rt: Option<tokio::runtime::Runtime>,
         stop: Option<tokio::sync::oneshot::Sender<()>>,
-        handle: Option<tokio::task::JoinHandle<Result<u8, sqm::daemon::server::StartError>>>,
+        /// The thread driving the daemon's runtime, as `sqm serve` does.
+        thread: Option<std::thread::JoinHandle<Result<u8, sqm::daemon::server::StartError>>>,
     },
 }
 
@@ -59,13 +59,15 @@ impl Daemon {
         };
         let mut setup = sqm::cli::serve::setup(&args, false).unwrap();
         setup.config.output_pointer = Some(dir.path().join(".sidequest/daemon-output-dir"));
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let sqm::cli::serve::Setup { config, backend, embed_model, embed_loader } = setup;
-        let handle = rt.spawn(sqm::daemon::server::run(config, backend, embed_model, embed_loader, async {
-            let _ = stopped.await;
-        }));
-        let runner = Runner::InProcess { rt: Some(rt), stop: Some(stop), handle: Some(handle) };
+        let thread = std::thread::spawn(move || {
+            let rt = sqm::daemon::server::runtime().unwrap();
+            rt.block_on(sqm::daemon::server::run(config, backend, embed_model, embed_loader, async {
+                let _ = stopped.await;
+            }))
+        });
+        let runner = Runner::InProcess { stop: Some(stop), thread: Some(thread) };
         let d = Daemon { runner, dir, socket, out };
         d.wait_ready();
         d
@@ -120,7 +122,7 @@ impl Daemon {
             if UnixStream::connect(&self.socket).is_ok() && self.socket.with_extension("pid").exists() {
                 return;
             }
-            if let Runner::InProcess { handle: Some(h), .. } = &self.runner {
+            if let Runner::InProcess { thread: Some(h), .. } = &self.runner {
                 assert!(!h.is_finished(), "the in-process daemon stopped before serving");
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -180,15 +182,20 @@ impl Drop for Daemon {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            Runner::InProcess { rt, stop, handle } => {
+            Runner::InProcess { stop, thread } => {
                 // Queued work is dropped at shutdown; a running render ends
                 // or is cancelled.
                 if let Some(stop) = stop.take() {
                     let _ = stop.send(());
                 }
-                if let (Some(rt), Some(h)) = (rt.take(), handle.take()) {
-                    let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), h).await });
-                    rt.shutdown_timeout(Duration::from_secs(1));
+                if let Some(h) = thread.take() {
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while !h.is_finished() && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    if h.is_finished() {
+                        let _ = h.join();
+                    }
                 }
             }
         }
