@@ -34,7 +34,7 @@ pub struct Args {
     pub world: Option<String>,
     /// Camera preset. Used by composer v2 only (a character or place ref in a world with
     /// catalogs); other renders ignore it with a warning.
-    #[arg(long, value_parser = crate::prompt::cameras::PRESETS.map(|(n, _)| n))]
+    #[arg(long, value_parser = crate::pack::direction::PRESETS.map(|(n, _)| n))]
     pub camera: Option<String>,
     /// Appearance of the first `pc:` character (builds a pc_descriptor).
     #[arg(long, value_name = "TEXT")]

@@ -233,9 +233,9 @@ fn example_14_post_directive() {
     assert_eq!(c.positive_prompt, format!("{G}, {RUX}, a stare before the draw, tight portrait, single dominant facial feature, macro detail, heavy chiaroscuro, sweat and skin texture, shallow depth of field, {IRON}, {SAFE}"));
     let post = c.post.clone().unwrap();
     assert_eq!(post_canvas(&post, 1024, 768).unwrap(), (4096, 3072));
-    let rot = sqm::prompt::cameras::Post { kind: "rotate".into(), mode: None, percent: None, degrees: Some(20.0) };
+    let rot = sqm::pack::direction::Post { kind: "rotate".into(), mode: None, percent: None, degrees: Some(20.0) };
     assert_eq!(post_canvas(&rot, 1024, 768).unwrap(), (1232, 1072));
-    let big = sqm::prompt::cameras::Post { kind: "crop".into(), mode: None, percent: Some(0.1), degrees: None };
+    let big = sqm::pack::direction::Post { kind: "crop".into(), mode: None, percent: Some(0.1), degrees: None };
     assert_eq!(
         post_canvas(&big, 1024, 768).unwrap_err().to_string(),
         "RenderConfigError: post directive needs a 10240x7680 canvas (limit 16 MP)"

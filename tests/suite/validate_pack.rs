@@ -551,7 +551,7 @@ fn unreadable_file_and_garbage_never_panic() {
 fn camera_and_recipe_overrides_are_strict() {
     let f = Fixture::new();
     let mut cams = String::new();
-    for (n, p) in sqm::prompt::cameras::PRESETS {
+    for (n, p) in sqm::pack::direction::PRESETS {
         if n != "dutch_tilt" {
             cams.push_str(&format!("{n}:\n  prompt: \"{p}\"\n"));
         }

@@ -33,6 +33,27 @@ pub enum PackError {
     AliasLimit { path: PathBuf, line: usize, column: usize },
     #[error("{path}: asset path '{raw}' leaves the pack")]
     PathEscapes { path: PathBuf, raw: String },
+    #[error("invalid {what} slug '{name}'")]
+    NotSlug { what: &'static str, name: String },
+}
+
+/// A parsed mapping with the keys its file spelled, for messages that
+/// list them (composer-v2.md §4's `known_keys`, missing LODs).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Keyed<T> {
+    pub value: T,
+    #[serde(skip)]
+    pub keys: Vec<String>,
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Keyed<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = serde_json::Value::deserialize(d)?;
+        let keys = raw.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let value = T::deserialize(raw).map_err(serde::de::Error::custom)?;
+        Ok(Keyed { value, keys })
+    }
 }
 
 /// pack.yaml
@@ -214,14 +235,19 @@ impl AudioConfig {
 pub struct Character {
     pub id: Option<String>,
     pub name: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub role: String,
     #[serde(rename = "type")]
     pub kind: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub appearance: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub culture_aesthetic: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub element_visual: String,
     pub culture: Option<String>,
-    pub descriptions: Option<Descriptions>,
+    pub descriptions: Option<Keyed<Descriptions>>,
+    #[serde(deserialize_with = "null_as_default")]
     pub default_pose: String,
 }
 
@@ -238,13 +264,18 @@ impl Character {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Descriptions {
+    #[serde(deserialize_with = "null_as_default")]
     pub solo: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub long: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub short: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub background: String,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// `portrait_manifest.yaml`: `characters: [...]` or a bare list.
+#[derive(Clone, Debug, Default, Serialize)]
 #[serde(untagged)]
 pub enum PortraitManifest {
     Wrapped {
@@ -254,6 +285,25 @@ pub enum PortraitManifest {
     #[default]
     #[serde(skip)]
     Empty,
+}
+
+impl<'de> Deserialize<'de> for PortraitManifest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        // By shape first, so an entry's own error keeps its words.
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Array(list) => Vec::<Character>::deserialize(serde_json::Value::Array(list))
+                .map(PortraitManifest::Bare)
+                .map_err(Error::custom),
+            serde_json::Value::Object(mut o) => {
+                let list =
+                    o.remove("characters").filter(|c| !c.is_null()).unwrap_or(serde_json::Value::Array(Vec::new()));
+                let characters = Vec::<Character>::deserialize(list).map_err(Error::custom)?;
+                Ok(PortraitManifest::Wrapped { characters })
+            }
+            _ => Err(Error::custom("expected `characters: [...]` or a list")),
+        }
+    }
 }
 
 impl PortraitManifest {
@@ -269,11 +319,22 @@ impl PortraitManifest {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VisualText {
+    #[serde(deserialize_with = "null_as_default")]
     pub solo: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub backdrop: String,
 }
 
 impl VisualText {
+    /// The solo text, else the backdrop.
+    pub fn first_text(&self) -> &str {
+        if self.solo.is_empty() {
+            &self.backdrop
+        } else {
+            &self.solo
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.solo.trim().is_empty() && self.backdrop.trim().is_empty()
     }
@@ -283,9 +344,38 @@ impl VisualText {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Place {
+    #[serde(deserialize_with = "null_as_default")]
     pub landmark: VisualText,
+    #[serde(deserialize_with = "null_as_default")]
     pub environment: VisualText,
+    #[serde(deserialize_with = "null_as_default")]
     pub description: VisualText,
+}
+
+/// A place's visual block: `{solo, backdrop}`, or the single string older
+/// packs wrote (which the layered composer refuses, naming the migration).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum VisualBlock {
+    Lods(VisualText),
+    Legacy(String),
+}
+
+impl VisualBlock {
+    /// The solo text, else the backdrop (a legacy string is both).
+    pub fn first_text(&self) -> &str {
+        match self {
+            VisualBlock::Lods(v) => v.first_text(),
+            VisualBlock::Legacy(s) => s,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            VisualBlock::Lods(v) => v.is_empty(),
+            VisualBlock::Legacy(s) => s.trim().is_empty(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -294,8 +384,8 @@ pub struct PointOfInterest {
     pub slug: Option<String>,
     pub name: Option<String>,
     pub controlling_culture: Option<String>,
-    pub visual_prompt: Option<VisualText>,
-    pub environment: Option<VisualText>,
+    pub visual_prompt: Option<VisualBlock>,
+    pub environment: Option<VisualBlock>,
     pub region: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
@@ -333,6 +423,7 @@ impl History {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Culture {
+    #[serde(deserialize_with = "null_as_default")]
     pub visual_tokens: String,
 }
 

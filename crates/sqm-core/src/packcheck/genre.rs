@@ -12,7 +12,7 @@ impl Validator<'_> {
     /// each `{prompt, post}`.
     pub(super) fn check_cameras(&mut self, rel: &str, node: &Node) {
         let Some(entries) = self.map(rel, node, "cameras.yaml") else { return };
-        let names: Vec<&str> = crate::prompt::cameras::PRESETS.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = crate::pack::direction::PRESETS.iter().map(|(n, _)| *n).collect();
         for n in &names {
             if node.get(n).is_none() {
                 self.error(Code::MissingField, rel, node.pos, format!("camera preset '{n}' is missing"));
@@ -40,8 +40,8 @@ impl Validator<'_> {
                 if let Some(pm) = self.map(rel, post, &format!("camera '{key}' post")) {
                     self.keys(rel, pm, &["kind", "mode", "percent", "degrees"], true);
                 }
-                if let Err(e) = crate::prompt::cameras::parse_cameras(&single_camera(&key, v)) {
-                    self.error(Code::InvalidValue, rel, post.pos, e);
+                if let Err(e) = crate::pack::direction::parse_cameras(&single_camera(&key, v)) {
+                    self.error(Code::InvalidValue, rel, post.pos, e.to_string());
                 }
             }
         }
@@ -69,7 +69,7 @@ impl Validator<'_> {
             }
             if let Some(c) = r.get("direction_camera") {
                 let cam = c.as_str().unwrap_or("");
-                if cam != "{camera}" && !crate::prompt::cameras::is_preset(cam) {
+                if cam != "{camera}" && !crate::pack::direction::is_preset(cam) {
                     self.error(
                         Code::InvalidValue,
                         rel,

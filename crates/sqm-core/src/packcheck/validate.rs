@@ -131,7 +131,7 @@ pub fn validate_packs(packs: &[PackDir], opts: Options) -> Report {
 /// A full `cameras.yaml` with the built-ins and `name` replaced, so one
 /// preset's `post` can be checked with the loader's own rules.
 pub(super) fn single_camera(name: &str, v: &Node) -> serde_json::Value {
-    let mut all: serde_json::Map<String, serde_json::Value> = crate::prompt::cameras::PRESETS
+    let mut all: serde_json::Map<String, serde_json::Value> = crate::pack::direction::PRESETS
         .iter()
         .map(|(n, p)| (n.to_string(), serde_json::json!({"prompt": p})))
         .collect();

@@ -64,14 +64,6 @@ pub enum PlanError {
     Job { id: String, message: String },
 }
 
-fn first_text(v: &VisualText) -> &str {
-    if v.solo.is_empty() {
-        &v.backdrop
-    } else {
-        &v.solo
-    }
-}
-
 /// Plans every job of the pack at `pack_dir` for a backend (`name`,
 /// `model`): image keys depend on the backend, loudness keys on the file
 /// bytes and the target.
@@ -106,7 +98,7 @@ pub fn plan(pack_dir: &Path, backend: &str, model: Option<&str>) -> Result<Vec<J
             let subject = c
                 .descriptions
                 .as_ref()
-                .map(|d| d.solo.clone())
+                .map(|d| d.value.solo.clone())
                 .filter(|s| !s.is_empty())
                 .or_else(|| Some(c.appearance.clone()).filter(|s| !s.is_empty()))
                 .or_else(|| c.name.clone())
@@ -129,7 +121,7 @@ pub fn plan(pack_dir: &Path, backend: &str, model: Option<&str>) -> Result<Vec<J
                 "where:",
                 &[],
             ) {
-                req.subject = first_text(vp).to_owned();
+                req.subject = vp.first_text().to_owned();
                 req.location = format!("where:{slug}/{pslug}");
             }
             image(format!("landscape/{slug}/{pslug}"), "landscape", req)?;
@@ -137,7 +129,7 @@ pub fn plan(pack_dir: &Path, backend: &str, model: Option<&str>) -> Result<Vec<J
         if let Some(cover) = world.meta.cover_poi.as_deref().filter(|c| !c.is_empty()) {
             let poi = world.history.points_of_interest().find(|p| p.slug() == cover);
             let subject = poi
-                .and_then(|p| p.visual_prompt.as_ref().map(|v| first_text(v).to_owned()))
+                .and_then(|p| p.visual_prompt.as_ref().map(|v| v.first_text().to_owned()))
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| poi.and_then(|p| p.name.clone()).unwrap_or_else(|| cover.to_owned()));
             let mut req = base("scene_illustration", subject, slug);
@@ -148,7 +140,7 @@ pub fn plan(pack_dir: &Path, backend: &str, model: Option<&str>) -> Result<Vec<J
     for (key, place) in &pack.places {
         let subject = [&place.landmark, &place.environment, &place.description]
             .into_iter()
-            .map(first_text)
+            .map(VisualText::first_text)
             .find(|s| !s.is_empty())
             .unwrap_or(key)
             .to_owned();

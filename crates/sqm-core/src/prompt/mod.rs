@@ -2,7 +2,6 @@
 //! the Flux-era composer (tiers-and-prompts.md), the raw-field fallback,
 //! and seeds.
 
-pub mod cameras;
 pub mod compose;
 pub mod layered;
 pub mod style;

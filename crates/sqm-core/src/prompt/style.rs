@@ -1,14 +1,16 @@
 //! Where the style comes from (tiers-and-prompts.md §2): the genre pack
 //! named by the request under the pack root, plus reference resolution for
-//! `where:`, `npc:` and `pc:` refs.
+//! `where:`, `npc:` and `pc:` refs. Files come from the pack's shared
+//! catalog ([`crate::pack::catalog`]), so a warm request reads none.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use crate::pack::is_slug;
-use crate::pack::model::{read_file, History, PackError, Place, PortraitManifest, VisualStyle};
-use crate::pack::slugify;
+use crate::pack::catalog::{catalog, Catalog};
+use crate::pack::model::{PackError, VisualStyle};
+use crate::pack::slug::{is_slug, slugify, words};
 
 /// A resolved style.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -154,7 +156,8 @@ impl StyleSource {
                 format!("genre '{}' has no visual_style.yaml", req.genre),
             ));
         }
-        let vs: VisualStyle = read_file(&genre_dir, &file).map_err(load_error)?.unwrap_or_default();
+        let genre_files = catalog(&self.root, req.genre, "").map_err(load_error)?;
+        let vs = style_of(&genre_files.genre_style)?.unwrap_or_default();
         let mut style = Style {
             positive_suffix: vs.positive_suffix,
             negative_prompt: vs.negative_prompt,
@@ -163,10 +166,9 @@ impl StyleSource {
             visual_tag_overrides: vs.visual_tag_overrides,
         };
         if !req.world.is_empty() {
-            let world_dir = self.world_dir(&genre_dir, req.genre, req.world)?;
-            let world_style: Option<VisualStyle> =
-                read_file(&genre_dir, &world_dir.join("visual_style.yaml")).map_err(load_error)?;
-            if let Some(w) = world_style.map(|w| w.positive_suffix).filter(|w| !w.is_empty()) {
+            self.world_dir(&genre_dir, req.genre, req.world)?;
+            let world_files = catalog(&self.root, req.genre, req.world).map_err(load_error)?;
+            if let Some(w) = style_of(&world_files.world_style)?.map(|w| w.positive_suffix).filter(|w| !w.is_empty()) {
                 style.positive_suffix =
                     if style.positive_suffix.is_empty() { w } else { format!("{}, {w}", style.positive_suffix) };
             }
@@ -174,28 +176,31 @@ impl StyleSource {
         Ok(Some(style))
     }
 
+    /// The pack files of (genre, world) when both are slugs; `None` when
+    /// they cannot be read (a ref then reads as words).
+    fn files(&self, genre: &str, world: &str) -> Option<Arc<Catalog>> {
+        (is_slug(genre) && (world.is_empty() || is_slug(world))).then(|| catalog(&self.root, genre, world).ok())?
+    }
+
     /// `where:<scope>/<slug>` → a place name or description; other strings
     /// unchanged. Never fails: a ref that matches nothing becomes words.
     pub fn resolve_location(&self, genre: &str, location: &str) -> String {
         let Some(reference) = location.strip_prefix("where:") else { return location.to_owned() };
         let (scope, slug) = reference.rsplit_once('/').unwrap_or(("", reference));
-        if is_slug(genre) && self.root.join(genre).is_dir() {
-            let genre_dir = self.root.join(genre);
-            if is_slug(scope) {
-                if let Ok(Some(history)) =
-                    read_file::<History>(&genre_dir, &genre_dir.join("worlds").join(scope).join("history.yaml"))
-                {
-                    if let Some(poi) = history.points_of_interest().find(|p| p.slug() == slug) {
-                        if let Some(name) = poi.name.clone().filter(|n| !n.is_empty()) {
-                            return name;
-                        }
-                    }
+        let world = if is_slug(scope) { scope } else { "" };
+        let Some(files) = self.files(genre, world).filter(|_| self.root.join(genre).is_dir()) else {
+            return words(slug);
+        };
+        if let Ok(Some(history)) = &files.history {
+            if let Some(poi) = history.points_of_interest().find(|p| p.slug() == slug) {
+                if let Some(name) = poi.name.clone().filter(|n| !n.is_empty()) {
+                    return name;
                 }
             }
-            if let Ok(Some(places)) = read_file::<IndexMap<String, Place>>(&genre_dir, &genre_dir.join("places.yaml")) {
-                if let Some(p) = places.get(slug).filter(|p| !p.description.solo.is_empty()) {
-                    return p.description.solo.clone();
-                }
+        }
+        if let Ok(Some(places)) = &files.places {
+            if let Some(p) = places.get(slug).filter(|p| !p.description.solo.is_empty()) {
+                return p.description.solo.clone();
             }
         }
         words(slug)
@@ -208,20 +213,18 @@ impl StyleSource {
             return if subject_name.is_empty() { words(slug) } else { subject_name.to_owned() };
         }
         let Some(slug) = entry.strip_prefix("npc:") else { return entry.to_owned() };
-        if is_slug(genre) && is_slug(world) {
-            let file = self.root.join(genre).join("worlds").join(world).join("portrait_manifest.yaml");
-            if let Ok(Some(manifest)) = read_file::<PortraitManifest>(&self.root.join(genre), &file) {
-                if let Some(c) = manifest
-                    .characters()
-                    .iter()
-                    .find(|c| c.slug() == slug || c.name.as_deref().map(slugify).as_deref() == Some(slug))
-                {
-                    if let Some(name) = c.name.clone().filter(|n| !n.is_empty()) {
-                        return name;
-                    }
-                    if let Some(id) = c.id.clone().filter(|n| !n.is_empty()) {
-                        return id;
-                    }
+        let files = (!world.is_empty()).then(|| self.files(genre, world)).flatten();
+        if let Some(Ok(Some(manifest))) = files.as_ref().map(|f| &f.portraits) {
+            if let Some(c) = manifest
+                .characters()
+                .iter()
+                .find(|c| c.slug() == slug || c.name.as_deref().map(slugify).as_deref() == Some(slug))
+            {
+                if let Some(name) = c.name.clone().filter(|n| !n.is_empty()) {
+                    return name;
+                }
+                if let Some(id) = c.id.clone().filter(|n| !n.is_empty()) {
+                    return id;
                 }
             }
         }
@@ -229,9 +232,14 @@ impl StyleSource {
     }
 }
 
-/// A slug in words: `_` and `-` become spaces.
-fn words(slug: &str) -> String {
-    slug.replace(['_', '-'], " ")
+/// A visual_style file's outcome as the style's.
+fn style_of(
+    l: &Result<Option<crate::pack::model::Keyed<VisualStyle>>, PackError>,
+) -> Result<Option<VisualStyle>, ComposeError> {
+    match l {
+        Ok(v) => Ok(v.as_ref().map(|k| k.value.clone())),
+        Err(e) => Err(ComposeError::new(ComposeErrorKind::PackLoadError, e.to_string())),
+    }
 }
 
 #[cfg(test)]

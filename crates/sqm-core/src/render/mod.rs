@@ -43,7 +43,7 @@ pub struct RenderJob {
 /// A post directive and the size the image ends at.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PostPlan {
-    pub post: crate::prompt::cameras::Post,
+    pub post: crate::pack::direction::Post,
     pub width: u32,
     pub height: u32,
 }

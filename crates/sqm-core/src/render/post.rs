@@ -4,7 +4,7 @@
 //! pixel work after the backend drew it.
 
 use super::Image;
-use crate::prompt::cameras::Post;
+use crate::pack::direction::Post;
 
 /// Applies a post directive to a rendered image, returning w×h.
 pub fn apply_post(post: &Post, img: &Image, w: u32, h: u32) -> Image {

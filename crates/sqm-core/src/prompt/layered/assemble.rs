@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use super::catalog::{Catalog, Character, Lod, Lods, Place};
 use super::plan::{Kind, Shot};
 use super::{cfg_err, miss, ComposeError, ComposeErrorKind, Request};
-use crate::prompt::cameras::Cascade;
+use crate::pack::direction::Cascade;
 
 /// Where a layer goes in the prompt; the declaration order is the prompt's
 /// order.

@@ -1,16 +1,16 @@
-//! What one (root, genre, world) gives the layered composer: style
-//! suffixes, characters with their levels of detail, places, cultures and
-//! the camera/recipe direction, with the file signature that says when a
-//! cached copy is stale.
+//! What one (root, genre, world) gives the layered composer, built from
+//! the pack's typed catalog ([`crate::pack::catalog`]) with composer-v2.md
+//! §4's rules: style suffixes, characters with their levels of detail,
+//! places, cultures and the camera/recipe direction.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
-use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
 
 use super::{load_err, ComposeError};
-use crate::pack::model::{read_file, PackError};
-use crate::prompt::cameras::{self, Direction};
+use crate::pack::catalog::{self as pack_catalog, Loaded};
+use crate::pack::direction::{self, Direction};
+use crate::pack::model::{Keyed, PackError, VisualBlock, VisualStyle, VisualText};
 
 /// The four levels of detail, richest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,39 +90,30 @@ pub struct Catalog {
     pub(crate) places: HashMap<String, Place>,
     pub(crate) cultures: HashMap<String, String>,
     pub(crate) direction: Result<Direction, String>,
-    signature: Vec<(PathBuf, Option<(u64, i128)>)>,
+    /// The pack files this was built from (the cache compares it).
+    pub(crate) source: Arc<pack_catalog::Catalog>,
 }
 
-fn read_value(pack: &Path, path: &Path) -> Result<Option<Value>, ComposeError> {
-    read_file::<Value>(pack, path).map_err(|e| match e {
-        PackError::Yaml { path, line, column, message } => {
-            load_err(format!("{}:{line}:{column}: {message}", path.display()))
-        }
-        other => load_err(other.to_string()),
-    })
+/// A file's load error as §4 words it: `<file>:<line>:<col>: <reason>`
+/// for YAML, `<file>: <message>` otherwise.
+fn load_error(e: &PackError) -> ComposeError {
+    load_err(e.to_string())
 }
 
-fn stat(p: &Path) -> Option<(u64, i128)> {
-    let m = std::fs::metadata(p).ok()?;
-    let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
-    Some((m.len(), mtime))
+fn loaded<T>(l: &Loaded<T>) -> Result<Option<&T>, ComposeError> {
+    l.as_ref().map(Option::as_ref).map_err(load_error)
 }
 
-fn text(v: Option<&Value>) -> String {
-    v.and_then(Value::as_str).unwrap_or("").to_owned()
+fn pair(v: &VisualText) -> Pair {
+    Pair { solo: v.solo.clone(), backdrop: v.backdrop.clone() }
 }
 
-fn pair(v: Option<&Value>) -> Pair {
-    Pair { solo: text(v.and_then(|v| v.get("solo"))), backdrop: text(v.and_then(|v| v.get("backdrop"))) }
-}
-
-fn suffix_of(file: &Path, v: &Option<Value>, scope: &str, id: &str) -> Result<String, String> {
-    let s = v.as_ref().and_then(|v| v.get("positive_suffix")).and_then(Value::as_str).unwrap_or("");
+fn suffix_of(file: &Path, style: Option<&Keyed<VisualStyle>>, scope: &str, id: &str) -> Result<String, String> {
+    let s = style.map(|s| s.value.positive_suffix.as_str()).unwrap_or("");
     if !s.is_empty() {
         return Ok(s.to_owned());
     }
-    let mut keys: Vec<String> =
-        v.as_ref().and_then(Value::as_object).map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    let mut keys: Vec<String> = style.map(|s| s.keys.clone()).unwrap_or_default();
     keys.sort();
     let keys = keys.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
     Err(format!(
@@ -132,30 +123,34 @@ fn suffix_of(file: &Path, v: &Option<Value>, scope: &str, id: &str) -> Result<St
 }
 
 impl Catalog {
-    /// Reads every catalog file of (root, genre, world).
+    /// Reads (or takes from the shared cache) the pack files of (root,
+    /// genre, world) and builds the composer's view of them.
     pub fn load(root: &Path, genre: &str, world: &str) -> Result<Catalog, ComposeError> {
-        let g = root.join(genre);
+        let source = pack_catalog::catalog(root, genre, world).map_err(|e| load_error(&e))?;
+        Catalog::build(source)
+    }
+
+    /// The composer's view of loaded pack files; the first file that
+    /// failed, in §4's order, is the error.
+    pub(crate) fn build(source: Arc<pack_catalog::Catalog>) -> Result<Catalog, ComposeError> {
+        let (genre, world) = (source.genre.as_str(), source.world.as_str());
+        let g = &source.genre_dir;
         let w = g.join("worlds").join(world);
-        let mut watched = vec![
-            g.join("visual_style.yaml"),
-            g.join("places.yaml"),
-            g.join("recipes.yaml"),
-            g.join("cameras.yaml"),
-            w.join("visual_style.yaml"),
-            w.join("portrait_manifest.yaml"),
-            w.join("history.yaml"),
-            w.join("cultures"),
-        ];
         let genre_file = g.join("visual_style.yaml");
-        let genre_suffix = suffix_of(&genre_file, &read_value(&g, &genre_file)?, "genre", genre);
+        let genre_suffix = suffix_of(&genre_file, loaded(&source.genre_style)?, "genre", genre);
         let world_file = w.join("visual_style.yaml");
-        let world_suffix = suffix_of(&world_file, &read_value(&g, &world_file)?, "world", &format!("{genre}/{world}"));
-        let characters = load_characters(&g, &w.join("portrait_manifest.yaml"))?;
-        let mut places = load_pois(&g, &w.join("history.yaml"), world)?;
-        places.extend(load_archetypes(&g, &g.join("places.yaml"), genre)?);
-        let cultures = load_cultures(&g, &w.join("cultures"), &mut watched)?;
-        let direction = load_direction(&g)?;
-        let signature = watched.iter().map(|p| (p.clone(), stat(p))).collect();
+        let world_suffix = suffix_of(&world_file, loaded(&source.world_style)?, "world", &format!("{genre}/{world}"));
+        let characters = characters(&source, &w.join("portrait_manifest.yaml"))?;
+        let mut places = pois(&source, &w.join("history.yaml"))?;
+        places.extend(archetypes(&source, &g.join("places.yaml"))?);
+        let cultures = source
+            .cultures
+            .as_ref()
+            .map_err(load_error)?
+            .iter()
+            .map(|(k, c)| (k.clone(), c.visual_tokens.clone()))
+            .collect();
+        let direction = direction_of(&source)?;
         Ok(Catalog {
             genre: genre.into(),
             world: world.into(),
@@ -165,124 +160,93 @@ impl Catalog {
             places,
             cultures,
             direction,
-            signature,
+            source,
         })
-    }
-
-    /// Whether no watched file changed (and no culture file came or went)
-    /// since the load.
-    pub(crate) fn fresh(&self) -> bool {
-        let root_cultures = self.signature.iter().find(|(p, _)| p.ends_with("cultures")).map(|(p, _)| p.clone());
-        if let Some(dir) = root_cultures {
-            // A new culture file changes the set.
-            let now: usize = std::fs::read_dir(&dir)
-                .map(|rd| {
-                    rd.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "yaml")).count()
-                })
-                .unwrap_or(0);
-            let known = self.signature.iter().filter(|(p, _)| p.parent() == Some(dir.as_path())).count();
-            if now != known {
-                return false;
-            }
-        }
-        self.signature.iter().all(|(p, s)| stat(p) == *s)
     }
 }
 
 /// `portrait_manifest.yaml`: `npc:<slug>` → levels of detail.
-fn load_characters(g: &Path, mf: &Path) -> Result<HashMap<String, Character>, ComposeError> {
+fn characters(source: &pack_catalog::Catalog, mf: &Path) -> Result<HashMap<String, Character>, ComposeError> {
     let mut characters = HashMap::new();
-    let Some(v) = read_value(g, mf)? else { return Ok(characters) };
-    let list = match &v {
-        Value::Array(a) => a.clone(),
-        Value::Object(o) => o.get("characters").and_then(Value::as_array).cloned().unwrap_or_default(),
-        _ => return Err(load_err(format!("{}: expected `characters: [...]` or a list", mf.display()))),
-    };
-    for e in &list {
-        let id = text(e.get("id"));
-        let name = text(e.get("name"));
-        let slug = if !id.is_empty() { id } else { crate::pack::slugify(&name) };
+    let Some(manifest) = loaded(&source.portraits)? else { return Ok(characters) };
+    for c in manifest.characters() {
+        let slug = c.slug();
         if slug.is_empty() {
             return Err(load_err(format!("character entry in {}: missing both `id` and `name`", mf.display())));
         }
-        let lods = character_lods(mf, &slug, e)?;
-        let culture = Some(text(e.get("culture"))).filter(|c| !c.is_empty());
-        characters
-            .insert(format!("npc:{slug}"), Character { lods, default_pose: text(e.get("default_pose")), culture });
+        let lods = character_lods(mf, &slug, c)?;
+        let culture = c.culture.clone().filter(|c| !c.is_empty());
+        characters.insert(format!("npc:{slug}"), Character { lods, default_pose: c.default_pose.clone(), culture });
     }
     Ok(characters)
 }
 
 /// `descriptions` (all four levels) or one `appearance` for every level.
-fn character_lods(mf: &Path, slug: &str, e: &Value) -> Result<Lods, ComposeError> {
-    let Some(d) = e.get("descriptions").and_then(Value::as_object).filter(|d| !d.is_empty()) else {
-        let a = text(e.get("appearance"));
-        if a.is_empty() {
+fn character_lods(mf: &Path, slug: &str, c: &crate::pack::model::Character) -> Result<Lods, ComposeError> {
+    let Some(d) = c.descriptions.as_ref().filter(|d| !d.keys.is_empty()) else {
+        if c.appearance.is_empty() {
             return Err(load_err(format!(
                 "{}: character '{slug}': provide either `descriptions` (LOD-keyed) or `appearance` prose",
                 mf.display()
             )));
         }
-        return Ok(Lods::all(&a));
+        return Ok(Lods::all(&c.appearance));
     };
     let missing: Vec<&str> =
-        ["background", "long", "short", "solo"].into_iter().filter(|k| !d.contains_key(*k)).collect();
+        ["background", "long", "short", "solo"].into_iter().filter(|k| !d.keys.iter().any(|x| x == k)).collect();
     if !missing.is_empty() {
         let l = missing.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
         return Err(load_err(format!("{}: character '{slug}' missing LODs: [{l}]", mf.display())));
     }
-    Ok(Lods {
-        solo: text(d.get("solo")),
-        long: text(d.get("long")),
-        short: text(d.get("short")),
-        background: text(d.get("background")),
-    })
+    let d = &d.value;
+    Ok(Lods { solo: d.solo.clone(), long: d.long.clone(), short: d.short.clone(), background: d.background.clone() })
+}
+
+/// A POI's visual block: a mapping, or empty; a legacy string is refused.
+fn block(hf: &Path, slug: &str, b: &Option<VisualBlock>) -> Result<Pair, ComposeError> {
+    match b {
+        None => Ok(Pair::default()),
+        Some(VisualBlock::Lods(v)) => Ok(pair(v)),
+        Some(VisualBlock::Legacy(_)) => Err(load_err(format!(
+            "{}: POI '{slug}' has string visual_prompt/environment — migrate to {{solo: ..., backdrop: ...}} LODs",
+            hf.display()
+        ))),
+    }
 }
 
 /// The world's points of interest (`history.yaml`), as `where:<world>/<slug>`.
-fn load_pois(g: &Path, hf: &Path, world: &str) -> Result<HashMap<String, Place>, ComposeError> {
+fn pois(source: &pack_catalog::Catalog, hf: &Path) -> Result<HashMap<String, Place>, ComposeError> {
+    let world = source.world.as_str();
     let mut places = HashMap::new();
-    let Some(v) = read_value(g, hf)? else { return Ok(places) };
-    for ch in v.get("chapters").and_then(Value::as_array).into_iter().flatten() {
-        for p in ch.get("points_of_interest").and_then(Value::as_array).into_iter().flatten() {
-            let name = text(p.get("name"));
-            let slug =
-                Some(text(p.get("slug"))).filter(|s| !s.is_empty()).unwrap_or_else(|| crate::pack::slugify(&name));
-            if slug.is_empty() {
-                return Err(load_err(format!("POI in {}: needs `slug` or `name`", hf.display())));
-            }
-            for k in ["visual_prompt", "environment"] {
-                if p.get(k).is_some_and(Value::is_string) {
-                    return Err(load_err(format!(
-                        "{}: POI '{slug}' has string visual_prompt/environment — migrate to {{solo: ..., backdrop: ...}} LODs",
-                        hf.display()
-                    )));
-                }
-            }
-            let (landmark, environment) = (pair(p.get("visual_prompt")), pair(p.get("environment")));
-            let empty = [&landmark.solo, &landmark.backdrop, &environment.solo, &environment.backdrop]
-                .iter()
-                .all(|s| s.is_empty());
-            if empty {
-                tracing::info!(reason = "no_visual", world, slug = %slug, "place_catalog.poi_skipped");
-                continue;
-            }
-            let label = if name.is_empty() { slug.clone() } else { name };
-            let culture = Some(text(p.get("controlling_culture"))).filter(|c| !c.is_empty());
-            let description = Pair { solo: label.clone(), backdrop: label };
-            places.insert(format!("where:{world}/{slug}"), Place { landmark, environment, description, culture });
+    let Some(history) = loaded(&source.history)? else { return Ok(places) };
+    for p in history.points_of_interest() {
+        let slug = p.slug();
+        if slug.is_empty() {
+            return Err(load_err(format!("POI in {}: needs `slug` or `name`", hf.display())));
         }
+        let landmark = block(hf, &slug, &p.visual_prompt)?;
+        let environment = block(hf, &slug, &p.environment)?;
+        let empty =
+            [&landmark.solo, &landmark.backdrop, &environment.solo, &environment.backdrop].iter().all(|s| s.is_empty());
+        if empty {
+            tracing::info!(reason = "no_visual", world, slug = %slug, "place_catalog.poi_skipped");
+            continue;
+        }
+        let label = p.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| slug.clone());
+        let culture = p.controlling_culture.clone().filter(|c| !c.is_empty());
+        let description = Pair { solo: label.clone(), backdrop: label };
+        places.insert(format!("where:{world}/{slug}"), Place { landmark, environment, description, culture });
     }
     Ok(places)
 }
 
 /// The genre's archetypal places (`places.yaml`), as `where:<genre>/<slug>`.
-fn load_archetypes(g: &Path, pf: &Path, genre: &str) -> Result<HashMap<String, Place>, ComposeError> {
+fn archetypes(source: &pack_catalog::Catalog, pf: &Path) -> Result<HashMap<String, Place>, ComposeError> {
+    let genre = source.genre.as_str();
     let mut places = HashMap::new();
-    let Some(Value::Object(map)) = read_value(g, pf)? else { return Ok(places) };
+    let Some(map) = loaded(&source.places)? else { return Ok(places) };
     for (slug, p) in map {
-        let landmark = pair(p.get("landmark"));
-        for (lod, t) in [("solo", &landmark.solo), ("backdrop", &landmark.backdrop)] {
+        for (lod, t) in [("solo", &p.landmark.solo), ("backdrop", &p.landmark.backdrop)] {
             if !t.is_empty() {
                 return Err(load_err(format!(
                     "{}: archetypal place {genre}/'{slug}' has populated landmark.{lod}; archetypes have no landmark",
@@ -291,9 +255,9 @@ fn load_archetypes(g: &Path, pf: &Path, genre: &str) -> Result<HashMap<String, P
             }
         }
         let place = Place {
-            landmark,
-            environment: pair(p.get("environment")),
-            description: pair(p.get("description")),
+            landmark: pair(&p.landmark),
+            environment: pair(&p.environment),
+            description: pair(&p.description),
             culture: None,
         };
         places.insert(format!("where:{genre}/{slug}"), place);
@@ -301,39 +265,20 @@ fn load_archetypes(g: &Path, pf: &Path, genre: &str) -> Result<HashMap<String, P
     Ok(places)
 }
 
-/// `cultures/*.yaml`: culture → visual tokens; each file joins `watched`.
-fn load_cultures(g: &Path, dir: &Path, watched: &mut Vec<PathBuf>) -> Result<HashMap<String, String>, ComposeError> {
-    let mut cultures = HashMap::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return Ok(cultures) };
-    let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    for f in files {
-        if f.extension().and_then(|e| e.to_str()) != Some("yaml") {
-            continue;
-        }
-        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let v = read_value(g, &f)?;
-        cultures.insert(stem, text(v.as_ref().and_then(|v| v.get("visual_tokens"))));
-        watched.push(f);
-    }
-    Ok(cultures)
-}
-
 /// The built-in direction with the genre's camera and recipe overrides; a
 /// bad override is kept as the error every compose of this genre reports.
-fn load_direction(g: &Path) -> Result<Result<Direction, String>, ComposeError> {
+fn direction_of(source: &pack_catalog::Catalog) -> Result<Result<Direction, String>, ComposeError> {
     let mut direction = Direction::builtin();
     let mut dir_err = None;
-    for (file, is_cameras) in [(g.join("cameras.yaml"), true), (g.join("recipes.yaml"), false)] {
-        if let Some(v) = read_value(g, &file)? {
-            let r = if is_cameras {
-                cameras::parse_cameras(&v).map(|c| direction.cameras = c)
-            } else {
-                cameras::parse_recipes(&v).map(|r| direction.recipes = r)
-            };
-            if let Err(e) = r {
-                dir_err.get_or_insert(format!("{}: {e}", file.display()));
-            }
+    let g = &source.genre_dir;
+    if let Some(v) = loaded(&source.cameras)? {
+        if let Err(e) = direction::parse_cameras(v).map(|c| direction.cameras = c) {
+            dir_err.get_or_insert(format!("{}: {e}", g.join("cameras.yaml").display()));
+        }
+    }
+    if let Some(v) = loaded(&source.recipes)? {
+        if let Err(e) = direction::parse_recipes(v).map(|r| direction.recipes = r) {
+            dir_err.get_or_insert(format!("{}: {e}", g.join("recipes.yaml").display()));
         }
     }
     Ok(dir_err.map_or(Ok(direction), Err))

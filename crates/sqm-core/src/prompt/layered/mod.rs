@@ -12,10 +12,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::cameras::Post;
 pub use super::style::{ComposeError, ComposeErrorKind};
 use super::tokens::tok;
 use crate::interpret::Tier;
+use crate::pack::direction::Post;
 
 pub mod assemble;
 pub mod budget;

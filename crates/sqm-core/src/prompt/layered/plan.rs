@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use super::catalog::{Catalog, Lod};
 use super::{cfg_err, ComposeError, Request};
 use crate::interpret::Tier;
-use crate::prompt::cameras::{self, Camera, Recipe};
+use crate::pack::direction::{self, Camera, Recipe};
 
 /// The three pictures the layered composer makes.
 pub(crate) enum Kind<'a> {
@@ -53,7 +53,7 @@ impl<'a> Shot<'a> {
         let kind = kind_of(req, tier, &cat.world)?;
         let direction = cat.direction.as_ref().map_err(|e| cfg_err(e.clone()))?;
         let preset = req.camera.as_deref().filter(|c| {
-            let ok = cameras::is_preset(c);
+            let ok = direction::is_preset(c);
             if !ok {
                 tracing::info!(camera = c, "unknown camera preset ignored");
             }

@@ -1,10 +1,38 @@
-//! Camera presets and recipes for composer v2 (composer-v2.md §3): the
-//! built-in set, and a genre's `cameras.yaml` / `recipes.yaml` overrides,
-//! validated with the spec's messages.
+//! The pack's direction model (composer-v2.md §3): camera presets and
+//! recipes, the built-in set, and a genre's `cameras.yaml` /
+//! `recipes.yaml` overrides read into it, checked with the spec's messages.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+
+/// Why a `cameras.yaml` or `recipes.yaml` override was refused; the
+/// messages are composer-v2.md §3's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DirectionError {
+    #[error("cameras.yaml must be a mapping of preset → {{prompt, post}}")]
+    CamerasNotMapping,
+    #[error("cameras.yaml missing presets: {}", sorted_list(.0))]
+    MissingPresets(Vec<String>),
+    #[error("cameras.yaml contains unknown presets: {}", sorted_list(.0))]
+    UnknownPresets(Vec<String>),
+    #[error("camera '{camera}': {problem}")]
+    Camera { camera: String, problem: String },
+    #[error("recipes.yaml must be a mapping of recipe name → fields")]
+    RecipesNotMapping,
+    #[error("recipe '{0}' is missing")]
+    MissingRecipe(String),
+    #[error("recipe '{recipe}': {problem}")]
+    Recipe { recipe: String, problem: String },
+}
+
+fn camera_err(camera: &str, problem: impl Into<String>) -> DirectionError {
+    DirectionError::Camera { camera: camera.to_owned(), problem: problem.into() }
+}
+
+fn recipe_err(recipe: &str, problem: impl Into<String>) -> DirectionError {
+    DirectionError::Recipe { recipe: recipe.to_owned(), problem: problem.into() }
+}
 
 /// A post-render directive.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -101,28 +129,27 @@ impl Direction {
     }
 }
 
-fn sorted_list(mut v: Vec<String>) -> String {
+fn sorted_list(v: &[String]) -> String {
+    let mut v = v.to_vec();
     v.sort();
     format!("[{}]", v.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", "))
 }
 
 /// Validates a parsed `cameras.yaml`.
-pub fn parse_cameras(v: &Value) -> Result<BTreeMap<String, Camera>, String> {
-    let map = v.as_object().ok_or("cameras.yaml must be a mapping of preset → {prompt, post}")?;
+pub fn parse_cameras(v: &Value) -> Result<BTreeMap<String, Camera>, DirectionError> {
+    let map = v.as_object().ok_or(DirectionError::CamerasNotMapping)?;
     let missing: Vec<String> = PRESETS.iter().map(|(n, _)| n.to_string()).filter(|n| !map.contains_key(n)).collect();
     if !missing.is_empty() {
-        return Err(format!("cameras.yaml missing presets: {}", sorted_list(missing)));
+        return Err(DirectionError::MissingPresets(missing));
     }
     let unknown: Vec<String> = map.keys().filter(|k| !is_preset(k)).cloned().collect();
     if !unknown.is_empty() {
-        return Err(format!("cameras.yaml contains unknown presets: {}", sorted_list(unknown)));
+        return Err(DirectionError::UnknownPresets(unknown));
     }
     let mut out = BTreeMap::new();
     for (name, body) in map {
-        let prompt = body
-            .get("prompt")
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("camera '{name}': 'prompt' must be a string"))?;
+        let prompt =
+            body.get("prompt").and_then(Value::as_str).ok_or_else(|| camera_err(name, "'prompt' must be a string"))?;
         let post = match body.get("post") {
             None | Some(Value::Null) => None,
             Some(p) => Some(parse_post(name, p)?),
@@ -132,24 +159,24 @@ pub fn parse_cameras(v: &Value) -> Result<BTreeMap<String, Camera>, String> {
     Ok(out)
 }
 
-fn parse_post(name: &str, p: &Value) -> Result<Post, String> {
-    let obj = p.as_object().ok_or_else(|| format!("camera '{name}': 'post' must be a mapping or null"))?;
+fn parse_post(name: &str, p: &Value) -> Result<Post, DirectionError> {
+    let obj = p.as_object().ok_or_else(|| camera_err(name, "'post' must be a mapping or null"))?;
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     if kind != "crop" && kind != "rotate" {
-        return Err(format!("camera '{name}': post kind must be crop or rotate, got '{kind}'"));
+        return Err(camera_err(name, format!("post kind must be crop or rotate, got '{kind}'")));
     }
     let mode = match obj.get("mode") {
         None | Some(Value::Null) => None,
         Some(Value::String(m)) if m == "center" || m == "subject_center" => Some(m.clone()),
         Some(other) => {
-            return Err(format!("camera '{name}': post mode must be center, subject_center or null, got {other}"))
+            return Err(camera_err(name, format!("post mode must be center, subject_center or null, got {other}")))
         }
     };
-    let num = |k: &str| -> Result<Option<f64>, String> {
+    let num = |k: &str| -> Result<Option<f64>, DirectionError> {
         match obj.get(k) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => {
-                v.as_f64().map(Some).ok_or_else(|| format!("camera '{name}': post {k} must be a number or null"))
+                v.as_f64().map(Some).ok_or_else(|| camera_err(name, format!("post {k} must be a number or null")))
             }
         }
     };
@@ -157,7 +184,7 @@ fn parse_post(name: &str, p: &Value) -> Result<Post, String> {
     if kind == "crop" {
         if let Some(p) = percent {
             if !(p > 0.0 && p <= 1.0) {
-                return Err(format!("camera '{name}': crop percent must lie in (0, 1], got {p}"));
+                return Err(camera_err(name, format!("crop percent must lie in (0, 1], got {p}")));
             }
         }
     }
@@ -165,29 +192,29 @@ fn parse_post(name: &str, p: &Value) -> Result<Post, String> {
 }
 
 /// Validates a parsed `recipes.yaml`.
-pub fn parse_recipes(v: &Value) -> Result<BTreeMap<String, Recipe>, String> {
-    let map = v.as_object().ok_or("recipes.yaml must be a mapping of recipe name → fields")?;
+pub fn parse_recipes(v: &Value) -> Result<BTreeMap<String, Recipe>, DirectionError> {
+    let map = v.as_object().ok_or(DirectionError::RecipesNotMapping)?;
     let mut out = BTreeMap::new();
     for name in ["portrait", "poi", "illustration"] {
         let Some(body) = map.get(name).and_then(Value::as_object) else {
-            return Err(format!("recipe '{name}' is missing"));
+            return Err(DirectionError::MissingRecipe(name.to_owned()));
         };
         for key in ["kind", "casting", "location", "direction_action", "direction_camera", "art_sensibility"] {
             if !body.contains_key(key) {
-                return Err(format!("recipe '{name}': missing '{key}'"));
+                return Err(recipe_err(name, format!("missing '{key}'")));
             }
         }
         if body.get("kind").and_then(Value::as_str) != Some(name) {
-            return Err(format!("recipe '{name}': kind must be '{name}'"));
+            return Err(recipe_err(name, format!("kind must be '{name}'")));
         }
         let camera = body.get("direction_camera").and_then(Value::as_str).unwrap_or("");
         if camera != "{camera}" && !is_preset(camera) {
-            return Err(format!("recipe '{name}': unknown camera preset '{camera}'"));
+            return Err(recipe_err(name, format!("unknown camera preset '{camera}'")));
         }
         let layers = body
             .get("art_sensibility")
             .and_then(Value::as_array)
-            .ok_or_else(|| format!("recipe '{name}': art_sensibility must be a list"))?;
+            .ok_or_else(|| recipe_err(name, "art_sensibility must be a list"))?;
         let mut cascade = Vec::new();
         let mut unknown = Vec::new();
         for l in layers {
@@ -200,7 +227,7 @@ pub fn parse_recipes(v: &Value) -> Result<BTreeMap<String, Recipe>, String> {
             }
         }
         if !unknown.is_empty() {
-            return Err(format!("recipe '{name}': unknown cascade layer(s) {}", sorted_list(unknown)));
+            return Err(recipe_err(name, format!("unknown cascade layer(s) {}", sorted_list(&unknown))));
         }
         out.insert(name.to_owned(), Recipe { direction_camera: camera.to_owned(), cascade });
     }
@@ -222,15 +249,15 @@ mod tests {
         let mut v = all_cameras();
         v.as_object_mut().unwrap().remove("scene");
         v.as_object_mut().unwrap().remove("dutch_tilt");
-        assert_eq!(parse_cameras(&v).unwrap_err(), "cameras.yaml missing presets: ['dutch_tilt', 'scene']");
+        assert_eq!(parse_cameras(&v).unwrap_err().to_string(), "cameras.yaml missing presets: ['dutch_tilt', 'scene']");
         let mut v = all_cameras();
         v["zoom"] = json!({"prompt": "x"});
-        assert_eq!(parse_cameras(&v).unwrap_err(), "cameras.yaml contains unknown presets: ['zoom']");
+        assert_eq!(parse_cameras(&v).unwrap_err().to_string(), "cameras.yaml contains unknown presets: ['zoom']");
         let mut v = all_cameras();
         v["scene"]["post"] = json!({"kind": "crop", "percent": 1.5});
-        assert!(parse_cameras(&v).unwrap_err().contains("(0, 1]"));
+        assert!(parse_cameras(&v).unwrap_err().to_string().contains("(0, 1]"));
         v["scene"]["post"] = json!({"kind": "warp"});
-        assert!(parse_cameras(&v).unwrap_err().contains("crop or rotate"));
+        assert!(parse_cameras(&v).unwrap_err().to_string().contains("crop or rotate"));
     }
 
     #[test]
@@ -244,12 +271,15 @@ mod tests {
         assert_eq!(r["portrait"].cascade, vec![Cascade::Genre]);
         let mut bad = good.clone();
         bad["poi"]["direction_camera"] = json!("fisheye");
-        assert_eq!(parse_recipes(&bad).unwrap_err(), "recipe 'poi': unknown camera preset 'fisheye'");
+        assert_eq!(parse_recipes(&bad).unwrap_err().to_string(), "recipe 'poi': unknown camera preset 'fisheye'");
         let mut bad = good.clone();
         bad["poi"]["art_sensibility"] = json!(["MOOD", "ERA", "GENRE"]);
-        assert_eq!(parse_recipes(&bad).unwrap_err(), "recipe 'poi': unknown cascade layer(s) ['ERA', 'MOOD']");
+        assert_eq!(
+            parse_recipes(&bad).unwrap_err().to_string(),
+            "recipe 'poi': unknown cascade layer(s) ['ERA', 'MOOD']"
+        );
         let mut bad = good.clone();
         bad.as_object_mut().unwrap().remove("illustration");
-        assert_eq!(parse_recipes(&bad).unwrap_err(), "recipe 'illustration' is missing");
+        assert_eq!(parse_recipes(&bad).unwrap_err().to_string(), "recipe 'illustration' is missing");
     }
 }
