@@ -9,6 +9,7 @@ use std::sync::Arc;
 use rodio::source::UniformSourceIterator;
 
 use super::rotator::{Candidate, Pick, Rng, ThemeRotator};
+use super::AudioError;
 use crate::pack::model::AudioConfig;
 
 /// The engine's rate and channel count.
@@ -24,20 +25,19 @@ pub type Samples = Arc<[f32]>;
 
 /// Decodes any file rodio can read, resampled and channel-mapped to the
 /// engine's format.
-pub fn decode(path: &Path) -> Result<Samples, String> {
-    let (file, len) = crate::pack::paths::open_regular(path).map_err(|e| format!("cannot open: {e}"))?;
+pub fn decode(path: &Path) -> Result<Samples, AudioError> {
+    let (file, len) = crate::pack::paths::open_regular(path)?;
     let decoder = rodio::Decoder::builder()
         .with_data(std::io::BufReader::new(file))
         .with_byte_len(len)
         .with_seekable(true)
-        .build()
-        .map_err(|e| format!("cannot decode: {e}"))?;
+        .build()?;
     use rodio::Source;
     let (in_ch, in_rate) = (decoder.channels(), decoder.sample_rate());
     let cap = MAX_SECONDS as usize * in_rate.get() as usize * in_ch.get() as usize;
     let raw: Vec<f32> = decoder.take(cap + 1).collect();
     if raw.len() > cap {
-        return Err(format!("longer than {} minutes; sqm plays shorter tracks", MAX_SECONDS / 60));
+        return Err(AudioError::TooLong { minutes: MAX_SECONDS / 60 });
     }
     let in_frames = raw.len() / in_ch.get() as usize;
     let source = rodio::buffer::SamplesBuffer::new(in_ch, in_rate, raw);
@@ -48,7 +48,7 @@ pub fn decode(path: &Path) -> Result<Samples, String> {
     let frames = (in_frames as u64 * RATE as u64).div_ceil(in_rate.get() as u64) as usize;
     samples.truncate(frames * CHANNELS as usize);
     if samples.is_empty() {
-        return Err("the file holds no audio".into());
+        return Err(AudioError::Silent);
     }
     Ok(samples.into())
 }
@@ -206,7 +206,7 @@ impl Library {
             }
             Err(e) => {
                 tracing::warn!(file = %path.display(), "{e}; skipped");
-                self.bad.insert(path.to_path_buf(), e);
+                self.bad.insert(path.to_path_buf(), e.to_string());
                 None
             }
         }

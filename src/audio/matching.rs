@@ -22,9 +22,9 @@ pub(crate) struct AudioCandidate {
 
 /// Every mood track and theme variation of the pack (and world) whose file
 /// stays inside the pack.
-pub(crate) fn library(pack_dir: &Path, world: Option<&str>) -> Result<Vec<AudioCandidate>, String> {
-    let pack = Pack::load(pack_dir).map_err(|e| e.to_string())?;
-    let (audio, base) = pack.audio_for(world).map_err(|e| e.to_string())?;
+pub(crate) fn library(pack_dir: &Path, world: Option<&str>) -> Result<Vec<AudioCandidate>, crate::pack::PackError> {
+    let pack = Pack::load(pack_dir)?;
+    let (audio, base) = pack.audio_for(world)?;
     let mut out = Vec::new();
     for (mood, tracks) in &audio.mood_tracks {
         for t in tracks {

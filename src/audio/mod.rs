@@ -6,10 +6,13 @@
 //! [`output`] connects the engine to a device, a WAV file or a null sink.
 
 pub mod engine;
+mod error;
 pub mod library;
 pub(crate) mod matching;
 pub mod output;
 pub mod rotator;
+
+pub use error::AudioError;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,9 +47,9 @@ pub struct Decision {
 
 /// The pack's audio config for `world` (the world's audio.yaml replaces
 /// the genre's when it exists), its base dir, and the manifest gains.
-pub fn load_library(pack_dir: &Path, world: Option<&str>, rng: Rng) -> Result<Library, String> {
-    let pack = Pack::load(pack_dir).map_err(|e| e.to_string())?;
-    let (config, base) = pack.audio_for(world).map_err(|e| e.to_string())?;
+pub fn load_library(pack_dir: &Path, world: Option<&str>, rng: Rng) -> Result<Library, AudioError> {
+    let pack = Pack::load(pack_dir)?;
+    let (config, base) = pack.audio_for(world)?;
     let mut lib = Library::new(config.clone(), base.to_path_buf(), pack.root.clone(), rng);
     let out = crate::prerender::default_out(pack_dir);
     if out.join(crate::prerender::MANIFEST).is_file() {

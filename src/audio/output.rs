@@ -80,10 +80,10 @@ pub fn render_offline(
 }
 
 /// Writes 32-bit float stereo WAV through rodio, atomically.
-pub(crate) fn write_wav(path: &Path, samples: Vec<f32>) -> Result<(), String> {
+pub(crate) fn write_wav(path: &Path, samples: Vec<f32>) -> Result<(), super::AudioError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let err = |e: String| format!("cannot write {}: {e}", path.display());
-    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let err = |source| super::AudioError::Write { path: path.to_path_buf(), source };
+    std::fs::create_dir_all(dir).map_err(err)?;
     let source = rodio::buffer::SamplesBuffer::new(
         NonZero::new(CHANNELS).expect("2"),
         NonZero::new(RATE).expect("48k"),
@@ -93,7 +93,7 @@ pub(crate) fn write_wav(path: &Path, samples: Vec<f32>) -> Result<(), String> {
     crate::atomic::write_with(path, name, false, |f| {
         rodio::wav_to_writer(source, f).map_err(|e| std::io::Error::other(e.to_string()))
     })
-    .map_err(|e| err(e.to_string()))
+    .map_err(err)
 }
 
 /// The engine as a rodio source, pulled block by block (one lock per block).

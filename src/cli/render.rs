@@ -102,7 +102,7 @@ pub struct Args {
 
 fn parse_side(name: &str, s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|_| format!("{name} must be a whole number, got '{s}'"))?;
-    crate::render::pipeline::check_size(name, n)
+    crate::render::pipeline::check_size(name, n).map_err(|e| e.to_string())
 }
 
 fn parse_guidance(s: &str) -> Result<f32, String> {

@@ -227,9 +227,9 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
         crate::render::backend_by_name(&args.backend, &args.flux.options()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let explicit = args.embed_model.clone();
     let loader: crate::daemon::scheduler::EmbedLoader = Box::new(move || {
-        let dir = crate::embed::resolve(explicit.as_deref()).map_err(|e| e.to_string())?;
+        let dir = crate::embed::resolve(explicit.as_deref())?;
         tracing::info!(model = %dir.display(), "loading the embedding model");
-        let model = crate::embed::MiniLm::load(&dir, candle_core::Device::Cpu).map_err(|e| e.to_string())?;
+        let model = crate::embed::MiniLm::load(&dir, candle_core::Device::Cpu)?;
         Ok(Box::new(model) as Box<dyn crate::embed::Embedder>)
     });
     Ok(Setup { config, backend, embed_model: crate::embed::MODEL_NAME.into(), embed_loader: loader })

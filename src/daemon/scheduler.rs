@@ -455,7 +455,7 @@ impl RenderLane {
 pub use crate::embed::Embedder;
 
 /// Loads the embedder on first use (or on `warm_up`).
-pub type EmbedLoader = Box<dyn FnMut() -> Result<Box<dyn Embedder>, String> + Send>;
+pub type EmbedLoader = Box<dyn FnMut() -> Result<Box<dyn Embedder>, crate::embed::EmbedError> + Send>;
 
 enum EmbedWork {
     Embed(String),
@@ -570,7 +570,7 @@ impl EmbedLane {
                             json!({"worker": "embed", "status": if was_warm {"already_warm"} else {"warm"},
                                 "warmup_ms": if was_warm {0} else {started.elapsed().as_millis() as u64}, "model": self.model_name})
                         })
-                        .map_err(|e| LaneError::Failed(Work::WarmUp, e).into());
+                        .map_err(|e| LaneError::Failed(Work::WarmUp, e.to_string()).into());
                     waiter.finish(reply, Queue::Embed);
                 }
                 EmbedWork::Embed(text) => {
@@ -581,7 +581,7 @@ impl EmbedLane {
                             Ok(m) => model = Some(m),
                             Err(e) => {
                                 self.stats.depth.fetch_sub(1, Ordering::AcqRel);
-                                waiter.finish(Err(LaneError::Failed(Work::Embed, e).into()), Queue::Embed);
+                                waiter.finish(Err(LaneError::Failed(Work::Embed, e.to_string()).into()), Queue::Embed);
                                 self.stats.busy.store(false, Ordering::Release);
                                 continue;
                             }
@@ -595,7 +595,7 @@ impl EmbedLane {
                     self.stats.depth.fetch_sub(1, Ordering::AcqRel);
                     let reply = result
                         .map(|v| json!({"embedding": v, "model": m.model_name(), "latency_ms": latency}))
-                        .map_err(|e| LaneError::Failed(Work::Embed, e).into());
+                        .map_err(|e| LaneError::Failed(Work::Embed, e.to_string()).into());
                     waiter.finish(reply, Queue::Embed);
                 }
             }

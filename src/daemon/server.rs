@@ -226,7 +226,7 @@ pub async fn run(
     raise_fd_limit();
     let mut config = config;
     if let Some(z) = &config.zmq {
-        z.check().map_err(|e| start_err(2, e))?;
+        z.check().map_err(|e| start_err(2, e.to_string()))?;
     }
     let (listener, claim) = Claim::take(&mut config)?;
     let render = RenderLane::start(backend, claim.output.path.clone());
@@ -253,7 +253,7 @@ pub async fn run(
             Ok(w) => Some(w),
             Err(e) => {
                 claim.release();
-                return Err(start_err(2, e));
+                return Err(start_err(2, e.to_string()));
             }
         },
         None => None,

@@ -130,16 +130,16 @@ pub(crate) fn resolve(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
     }
 }
 
-fn download() -> Result<PathBuf, String> {
-    let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(false).build().map_err(|e| e.to_string())?;
+fn download() -> Result<PathBuf, hf_hub::api::sync::ApiError> {
+    let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(false).build()?;
     let repo = api.model(HUB_REPO.to_owned());
-    let mut dir = None;
+    let mut dir = PathBuf::new();
     for f in FILES {
-        let path = repo.get(f).map_err(|e| e.to_string())?;
-        dir = path.parent().map(Path::to_path_buf);
+        let path = repo.get(f)?;
+        dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     }
     tracing::info!(repo = HUB_REPO, "downloaded the embedding model into the hub cache");
-    dir.ok_or_else(|| "the hub returned no files".to_owned())
+    Ok(dir)
 }
 
 fn missing(dir: &Path) -> String {
@@ -233,7 +233,7 @@ impl MiniLm {
 /// lane holds one; tests use fakes).
 pub trait Embedder: Send {
     fn model_name(&self) -> &str;
-    fn embed(&mut self, text: &str) -> Result<Vec<f32>, String>;
+    fn embed(&mut self, text: &str) -> Result<Vec<f32>, EmbedError>;
 }
 
 impl Embedder for MiniLm {
@@ -241,8 +241,8 @@ impl Embedder for MiniLm {
         MODEL_NAME
     }
 
-    fn embed(&mut self, text: &str) -> Result<Vec<f32>, String> {
-        MiniLm::embed(self, text).map_err(|e| e.to_string())
+    fn embed(&mut self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        MiniLm::embed(self, text)
     }
 }
 

@@ -438,7 +438,9 @@ fn the_server_runs_in_process_and_stops_on_its_shutdown_future() {
         output_pointer: None,
     };
     let backend = Box::new(sqm::render::sketch::SketchBackend::default());
-    let loader: sqm::daemon::scheduler::EmbedLoader = Box::new(|| Err("no model in this test".into()));
+    let loader: sqm::daemon::scheduler::EmbedLoader = Box::new(|| {
+        Err(sqm::embed::EmbedError::NotFound { searched: vec!["nowhere (this test has no model)".into()] })
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = std::thread::spawn(move || {
         server::runtime().unwrap().block_on(server::run(config, backend, "none".into(), loader, async {

@@ -47,7 +47,7 @@ impl WorkerState {
         let fail = |code, m: String| error_result("ImageReady", &id, &prompt_v, code, m);
         let request = match render_request(msg) {
             Ok(r) => r,
-            Err(m) => return fail(Code::InvalidRequest, m),
+            Err(e) => return fail(e.code, e.message),
         };
         // The same pipeline entry as the socket's `render`.
         let prepared = match prepare(&request, &self.ctx.styles) {
@@ -239,7 +239,7 @@ impl WorkerState {
 
 impl WorkerState {
     /// The pack's audio library, loaded once.
-    fn candidates(&self) -> Result<Vec<AudioCandidate>, String> {
+    fn candidates(&self) -> Result<Vec<AudioCandidate>, crate::pack::PackError> {
         let mut lib = self.library.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = lib.as_ref() {
             return Ok(c.clone());

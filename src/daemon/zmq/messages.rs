@@ -36,13 +36,14 @@ pub(crate) fn safe_id(id: &str) -> String {
 
 /// The pipeline request of a `RenderRequest` (zeromq.md §3): the prompt
 /// verbatim on the scene tier, at the requested size, seeded from the
-/// prompt unless a seed is given. Errors are the `INVALID_REQUEST` message.
-pub(super) fn render_request(msg: &Map<String, Value>) -> Result<RenderRequest, String> {
+/// prompt unless a seed is given. Errors are `INVALID_REQUEST`.
+pub(super) fn render_request(msg: &Map<String, Value>) -> Result<RenderRequest, WireError> {
+    let invalid = |m: String| WireError::new(Code::InvalidRequest, m);
     if !msg.get("request_id").is_some_and(Value::is_string) {
-        return Err("missing field 'request_id'".into());
+        return Err(invalid("missing field 'request_id'".into()));
     }
     let Some(prompt) = msg.get("prompt").and_then(Value::as_str).map(str::to_owned) else {
-        return Err("missing field 'prompt'".into());
+        return Err(invalid("missing field 'prompt'".into()));
     };
     let mut size = [1024u32, 1024u32];
     for (i, key) in ["width", "height"].iter().enumerate() {
@@ -50,7 +51,7 @@ pub(super) fn render_request(msg: &Map<String, Value>) -> Result<RenderRequest, 
             None | Some(Value::Null) => {}
             Some(v) => match v.as_u64() {
                 Some(n) if (64..=2048).contains(&n) && n % 16 == 0 => size[i] = n as u32,
-                _ => return Err(format!("{key} must be a multiple of 16 in [64, 2048], got {v}")),
+                _ => return Err(invalid(format!("{key} must be a multiple of 16 in [64, 2048], got {v}"))),
             },
         }
     }
@@ -58,8 +59,8 @@ pub(super) fn render_request(msg: &Map<String, Value>) -> Result<RenderRequest, 
         None | Some(Value::Null) => crate::rng::text_seed(&prompt),
         Some(v) => match v.as_i64().map(u32::try_from) {
             Some(Ok(s)) => s,
-            Some(Err(_)) => return Err(format!("'seed' must be between 0 and {}, got {v}", u32::MAX)),
-            None => return Err("'seed' must be an integer".into()),
+            Some(Err(_)) => return Err(invalid(format!("'seed' must be between 0 and {}, got {v}", u32::MAX))),
+            None => return Err(invalid("'seed' must be an integer".into())),
         },
     };
     Ok(RenderRequest {

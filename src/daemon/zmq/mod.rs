@@ -51,17 +51,28 @@ const MAX_MESSAGE: i64 = 192 * 1024 * 1024;
 /// Requests of this worker queued or running at once.
 const MAX_IN_FLIGHT: usize = 2;
 
-fn check_addr(a: &str) -> Result<(), String> {
+/// Why the worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ZmqError {
+    #[error("ZeroMQ address '{0}' must start with tcp://, ipc:// or inproc://")]
+    Address(String),
+    #[error("ZeroMQ {what}: {source}")]
+    Socket { what: String, source: zmq::Error },
+    #[error("cannot start a ZeroMQ thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+fn check_addr(a: &str) -> Result<(), ZmqError> {
     if a.starts_with("tcp://") || a.starts_with("ipc://") || a.starts_with("inproc://") {
         Ok(())
     } else {
-        Err(format!("ZeroMQ address '{a}' must start with tcp://, ipc:// or inproc://"))
+        Err(ZmqError::Address(a.to_owned()))
     }
 }
 
 impl ZmqConfig {
     /// Checks the addresses before anything is started.
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), ZmqError> {
         check_addr(&self.work)?;
         check_addr(&self.results)?;
         self.events.as_deref().map_or(Ok(()), check_addr)
@@ -77,14 +88,14 @@ pub(crate) struct ZmqWorker {
 
 impl ZmqWorker {
     /// Connects (never blocks on the peer) and starts receiving.
-    pub(crate) fn start(cfg: ZmqConfig, ctx: Arc<Ctx>, rt: tokio::runtime::Handle) -> Result<ZmqWorker, String> {
+    pub(crate) fn start(cfg: ZmqConfig, ctx: Arc<Ctx>, rt: tokio::runtime::Handle) -> Result<ZmqWorker, ZmqError> {
         check_addr(&cfg.work)?;
         check_addr(&cfg.results)?;
         if let Some(e) = &cfg.events {
             check_addr(e)?;
         }
         let zctx = zmq::Context::new();
-        let err = |what: &str, e: zmq::Error| format!("ZeroMQ {what}: {e}");
+        let err = |what: &str, source: zmq::Error| ZmqError::Socket { what: what.to_owned(), source };
         let pull = zctx.socket(zmq::PULL).map_err(|e| err("socket", e))?;
         pull.set_rcvhwm(1).map_err(|e| err("RCVHWM", e))?;
         // A request carries at most two inline images (each capped by the
@@ -118,65 +129,55 @@ impl ZmqWorker {
 
         let sender = {
             let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("sqm-zmq-send".into())
-                .spawn(move || send_loop(push, res_rx, stop))
-                .map_err(|e| e.to_string())?
+            std::thread::Builder::new().name("sqm-zmq-send".into()).spawn(move || send_loop(push, res_rx, stop))?
         };
         let receiver = {
             let (stop, res_tx, in_flight, state) = (stop.clone(), res_tx.clone(), in_flight.clone(), state.clone());
-            std::thread::Builder::new()
-                .name("sqm-zmq-recv".into())
-                .spawn(move || {
-                    let mut sub = sub;
-                    // Shutdown stops receiving at once; results still go out.
-                    while !stop.load(Ordering::Acquire) && !state.ctx.is_shutting_down() {
-                        let ready = in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT;
-                        let mut items = Vec::new();
-                        if ready {
-                            items.push(pull.as_poll_item(zmq::POLLIN));
-                        }
-                        if let Some(s) = &sub {
-                            items.push(s.as_poll_item(zmq::POLLIN));
-                        }
-                        if items.is_empty() {
-                            std::thread::sleep(Duration::from_millis(10));
-                            continue;
-                        }
-                        if zmq::poll(&mut items, 100).is_err() {
-                            continue;
-                        }
-                        let pull_ready = ready && items[0].is_readable();
-                        let sub_ready = items.last().is_some_and(|i| i.is_readable()) && sub.is_some();
-                        drop(items);
-                        if sub_ready {
-                            if let Some(s) = &mut sub {
-                                if let Ok(frame) = s.recv_bytes(zmq::DONTWAIT) {
-                                    let text = String::from_utf8_lossy(&frame);
-                                    let topic = text.split_once(' ').map(|(t, _)| t).unwrap_or("");
-                                    tracing::info!(
-                                        topic,
-                                        bytes = frame.len(),
-                                        "event on the events channel (logged only)"
-                                    );
-                                }
-                            }
-                        }
-                        if pull_ready {
-                            if let Ok(frame) = pull.recv_bytes(zmq::DONTWAIT) {
-                                in_flight.fetch_add(1, Ordering::AcqRel);
-                                let (state, res_tx, in_flight) = (state.clone(), res_tx.clone(), in_flight.clone());
-                                rt.spawn(async move {
-                                    if let Some(reply) = state.handle(&frame).await {
-                                        let _ = res_tx.send(reply);
-                                    }
-                                    in_flight.fetch_sub(1, Ordering::AcqRel);
-                                });
+            std::thread::Builder::new().name("sqm-zmq-recv".into()).spawn(move || {
+                let mut sub = sub;
+                // Shutdown stops receiving at once; results still go out.
+                while !stop.load(Ordering::Acquire) && !state.ctx.is_shutting_down() {
+                    let ready = in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT;
+                    let mut items = Vec::new();
+                    if ready {
+                        items.push(pull.as_poll_item(zmq::POLLIN));
+                    }
+                    if let Some(s) = &sub {
+                        items.push(s.as_poll_item(zmq::POLLIN));
+                    }
+                    if items.is_empty() {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                    if zmq::poll(&mut items, 100).is_err() {
+                        continue;
+                    }
+                    let pull_ready = ready && items[0].is_readable();
+                    let sub_ready = items.last().is_some_and(|i| i.is_readable()) && sub.is_some();
+                    drop(items);
+                    if sub_ready {
+                        if let Some(s) = &mut sub {
+                            if let Ok(frame) = s.recv_bytes(zmq::DONTWAIT) {
+                                let text = String::from_utf8_lossy(&frame);
+                                let topic = text.split_once(' ').map(|(t, _)| t).unwrap_or("");
+                                tracing::info!(topic, bytes = frame.len(), "event on the events channel (logged only)");
                             }
                         }
                     }
-                })
-                .map_err(|e| e.to_string())?
+                    if pull_ready {
+                        if let Ok(frame) = pull.recv_bytes(zmq::DONTWAIT) {
+                            in_flight.fetch_add(1, Ordering::AcqRel);
+                            let (state, res_tx, in_flight) = (state.clone(), res_tx.clone(), in_flight.clone());
+                            rt.spawn(async move {
+                                if let Some(reply) = state.handle(&frame).await {
+                                    let _ = res_tx.send(reply);
+                                }
+                                in_flight.fetch_sub(1, Ordering::AcqRel);
+                            });
+                        }
+                    }
+                }
+            })?
         };
         tracing::info!(work = %cfg.work, results = %cfg.results, events = ?cfg.events, "ZeroMQ worker connected");
         Ok(ZmqWorker { stop, threads: vec![receiver, sender], results: res_tx })

@@ -95,9 +95,31 @@ impl FluxFiles {
     }
 }
 
+/// A model folder or file that cannot be used, named.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ModelFileError {
+    #[error("{} (missing {})", .dir.display(), .missing.join(", "))]
+    Missing { dir: PathBuf, missing: Vec<String> },
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", .path.display())]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("{}: {problem}", .path.display())]
+    Invalid { path: PathBuf, problem: String },
+}
+
+fn invalid(path: &Path, problem: impl Into<String>) -> ModelFileError {
+    ModelFileError::Invalid { path: path.to_path_buf(), problem: problem.into() }
+}
+
 /// Finds the files of `variant` in `dir`. `quantized` prefers a GGUF
 /// transformer when both kinds are present. The error lists what is missing.
-pub(crate) fn find(dir: &Path, variant: Variant, quantized: bool, hub: Option<&Path>) -> Result<FluxFiles, String> {
+pub(crate) fn find(
+    dir: &Path,
+    variant: Variant,
+    quantized: bool,
+    hub: Option<&Path>,
+) -> Result<FluxFiles, ModelFileError> {
     let v = variant.name();
     let mut missing = Vec::new();
     let safetensors = Some(dir.join(format!("flux1-{v}.safetensors"))).filter(|p| p.is_file());
@@ -134,8 +156,12 @@ pub(crate) fn find(dir: &Path, variant: Variant, quantized: bool, hub: Option<&P
     }
     let t5_weights = match t5_shards(&dir.join("text_encoder_2")) {
         Ok(w) => Some(w),
+        Err(ModelFileError::Missing { missing: m, .. }) => {
+            missing.extend(m);
+            None
+        }
         Err(e) => {
-            missing.push(e);
+            missing.push(e.to_string());
             None
         }
     };
@@ -163,7 +189,7 @@ pub(crate) fn find(dir: &Path, variant: Variant, quantized: bool, hub: Option<&P
             t5_weights,
             t5_tokenizer,
         }),
-        _ => Err(format!("{} (missing {})", dir.display(), missing.join(", "))),
+        _ => Err(ModelFileError::Missing { dir: dir.to_path_buf(), missing }),
     }
 }
 
@@ -181,30 +207,29 @@ fn gguf_in(dir: &Path, v: &str) -> Option<PathBuf> {
 }
 
 /// `model.safetensors`, or the shards named by `model.safetensors.index.json`.
-fn t5_shards(dir: &Path) -> Result<Vec<PathBuf>, String> {
+fn t5_shards(dir: &Path) -> Result<Vec<PathBuf>, ModelFileError> {
     let single = dir.join("model.safetensors");
     if single.is_file() {
         return Ok(vec![single]);
     }
     let index = dir.join("model.safetensors.index.json");
-    let text = std::fs::read_to_string(&index)
-        .map_err(|_| "text_encoder_2/model.safetensors (or model.safetensors.index.json with its shards)".to_owned())?;
+    let text = std::fs::read_to_string(&index).map_err(|_| ModelFileError::Missing {
+        dir: dir.to_path_buf(),
+        missing: vec!["text_encoder_2/model.safetensors (or model.safetensors.index.json with its shards)".into()],
+    })?;
     #[derive(Deserialize)]
     struct Index {
         weight_map: BTreeMap<String, String>,
     }
-    let idx: Index = serde_json::from_str(&text)
-        .map_err(|e| format!("text_encoder_2/model.safetensors.index.json is invalid: {e}"))?;
+    let idx: Index = serde_json::from_str(&text).map_err(|source| ModelFileError::Json { path: index, source })?;
     let mut files: Vec<String> = idx.weight_map.into_values().collect();
     files.sort();
     files.dedup();
     let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
     let absent: Vec<&String> = files.iter().zip(&paths).filter(|(_, p)| !p.is_file()).map(|(f, _)| f).collect();
     if !absent.is_empty() {
-        return Err(format!(
-            "text_encoder_2/{} (named by model.safetensors.index.json)",
-            absent.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", text_encoder_2/")
-        ));
+        let missing = absent.iter().map(|f| format!("text_encoder_2/{f} (named by model.safetensors.index.json)"));
+        return Err(ModelFileError::Missing { dir: dir.to_path_buf(), missing: missing.collect() });
     }
     Ok(paths)
 }
@@ -219,25 +244,25 @@ pub(crate) struct SafetensorsInfo {
 
 /// Reads and checks a safetensors header: valid JSON, and the data it
 /// describes fits in the file. Truncated downloads fail here, by name.
-pub(crate) fn inspect_safetensors(path: &Path) -> Result<SafetensorsInfo, String> {
-    let name = path.display();
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
-    let len = f.metadata().map_err(|e| format!("{name}: {e}"))?.len();
+pub(crate) fn inspect_safetensors(path: &Path) -> Result<SafetensorsInfo, ModelFileError> {
+    let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
     let mut n = [0u8; 8];
-    f.read_exact(&mut n).map_err(|_| format!("{name}: not a safetensors file (shorter than its 8-byte header)"))?;
+    f.read_exact(&mut n).map_err(|_| invalid(path, "not a safetensors file (shorter than its 8-byte header)"))?;
     let n = u64::from_le_bytes(n);
     if n > 100 << 20 || 8 + n > len {
-        return Err(format!("{name}: not a safetensors file or truncated (header of {n} bytes, file of {len})"));
+        return Err(invalid(path, format!("not a safetensors file or truncated (header of {n} bytes, file of {len})")));
     }
     let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).map_err(|e| format!("{name}: {e}"))?;
+    f.read_exact(&mut header).map_err(io)?;
     #[derive(Deserialize)]
     struct Entry {
         shape: Vec<u64>,
         data_offsets: [u64; 2],
     }
     let map: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&header).map_err(|e| format!("{name}: invalid safetensors header: {e}"))?;
+        serde_json::from_slice(&header).map_err(|e| invalid(path, format!("invalid safetensors header: {e}")))?;
     let mut elements = 0u64;
     let mut end = 0u64;
     let mut tensors = 0;
@@ -245,16 +270,16 @@ pub(crate) fn inspect_safetensors(path: &Path) -> Result<SafetensorsInfo, String
         if k == "__metadata__" {
             continue;
         }
-        let e: Entry = serde_json::from_value(v).map_err(|e| format!("{name}: tensor '{k}' has a bad entry: {e}"))?;
+        let e: Entry =
+            serde_json::from_value(v).map_err(|e| invalid(path, format!("tensor '{k}' has a bad entry: {e}")))?;
         elements += e.shape.iter().product::<u64>();
         end = end.max(e.data_offsets[1]);
         tensors += 1;
     }
     if 8 + n + end > len {
-        return Err(format!(
-            "{name}: truncated: the header describes {} bytes of tensor data, the file holds {}",
-            end,
-            len - 8 - n
+        return Err(invalid(
+            path,
+            format!("truncated: the header describes {end} bytes of tensor data, the file holds {}", len - 8 - n),
         ));
     }
     Ok(SafetensorsInfo { elements, tensors })
@@ -262,7 +287,7 @@ pub(crate) fn inspect_safetensors(path: &Path) -> Result<SafetensorsInfo, String
 
 /// The transformer's shape: `transformer/config.json` (diffusers names)
 /// when present, else the published shape of the variant.
-pub(crate) fn transformer_config(files: &FluxFiles) -> Result<model::Config, String> {
+pub(crate) fn transformer_config(files: &FluxFiles) -> Result<model::Config, ModelFileError> {
     let mut cfg = match files.variant {
         Variant::Schnell => model::Config::schnell(),
         Variant::Dev => model::Config::dev(),
@@ -292,17 +317,16 @@ pub(crate) fn transformer_config(files: &FluxFiles) -> Result<model::Config, Str
     cfg.guidance_embed = d.guidance_embeds.unwrap_or(cfg.guidance_embed);
     cfg.axes_dim = d.axes_dims_rope.unwrap_or(cfg.axes_dim);
     if cfg.axes_dim.iter().sum::<usize>() != head_dim {
-        return Err(format!(
-            "{}: axes_dims_rope {:?} must add up to attention_head_dim {head_dim}",
-            path.display(),
-            cfg.axes_dim
+        return Err(invalid(
+            path,
+            format!("axes_dims_rope {:?} must add up to attention_head_dim {head_dim}", cfg.axes_dim),
         ));
     }
     Ok(cfg)
 }
 
 /// The autoencoder's shape: `vae/config.json` when present, else Flux's.
-pub(crate) fn vae_config(files: &FluxFiles) -> Result<autoencoder::Config, String> {
+pub(crate) fn vae_config(files: &FluxFiles) -> Result<autoencoder::Config, ModelFileError> {
     let mut cfg = autoencoder::Config::schnell();
     let Some(path) = &files.vae_config else { return Ok(cfg) };
     #[derive(Deserialize)]
@@ -317,15 +341,14 @@ pub(crate) fn vae_config(files: &FluxFiles) -> Result<autoencoder::Config, Strin
     }
     let d: Diffusers = read_json(path)?;
     if let Some(blocks) = d.block_out_channels {
-        let ch = *blocks.first().ok_or_else(|| format!("{}: block_out_channels is empty", path.display()))?;
+        let ch = *blocks.first().ok_or_else(|| invalid(path, "block_out_channels is empty"))?;
         if ch == 0 || blocks.iter().any(|b| b % ch != 0) {
-            return Err(format!("{}: block_out_channels {blocks:?} must be multiples of the first", path.display()));
+            return Err(invalid(path, format!("block_out_channels {blocks:?} must be multiples of the first")));
         }
         if blocks.len() != 4 {
-            return Err(format!(
-                "{}: block_out_channels has {} levels; Flux latents need 4 (8x downsampling)",
-                path.display(),
-                blocks.len()
+            return Err(invalid(
+                path,
+                format!("block_out_channels has {} levels; Flux latents need 4 (8x downsampling)", blocks.len()),
             ));
         }
         cfg.ch = ch;
@@ -338,13 +361,13 @@ pub(crate) fn vae_config(files: &FluxFiles) -> Result<autoencoder::Config, Strin
     cfg.scale_factor = d.scaling_factor.unwrap_or(cfg.scale_factor);
     cfg.shift_factor = d.shift_factor.unwrap_or(cfg.shift_factor);
     if cfg.ch % 32 != 0 {
-        return Err(format!("{}: the autoencoder's channels ({}) must be a multiple of 32", path.display(), cfg.ch));
+        return Err(invalid(path, format!("the autoencoder's channels ({}) must be a multiple of 32", cfg.ch)));
     }
     Ok(cfg)
 }
 
 /// CLIP-L's text config (transformers' `CLIPTextConfig` names).
-pub(crate) fn clip_config(files: &FluxFiles) -> Result<ClipTextConfig, String> {
+pub(crate) fn clip_config(files: &FluxFiles) -> Result<ClipTextConfig, ModelFileError> {
     #[derive(Deserialize)]
     struct Hf {
         vocab_size: usize,
@@ -363,10 +386,9 @@ pub(crate) fn clip_config(files: &FluxFiles) -> Result<ClipTextConfig, String> {
     }
     let h: Hf = read_json(&files.clip_config)?;
     if h.hidden_act != "quick_gelu" {
-        return Err(format!(
-            "{}: hidden_act '{}' is not supported (CLIP-L uses quick_gelu)",
-            files.clip_config.display(),
-            h.hidden_act
+        return Err(invalid(
+            &files.clip_config,
+            format!("hidden_act '{}' is not supported (CLIP-L uses quick_gelu)", h.hidden_act),
         ));
     }
     Ok(ClipTextConfig {
@@ -383,13 +405,14 @@ pub(crate) fn clip_config(files: &FluxFiles) -> Result<ClipTextConfig, String> {
 }
 
 /// T5's config (transformers' `T5Config`).
-pub(crate) fn t5_config(files: &FluxFiles) -> Result<t5::Config, String> {
+pub(crate) fn t5_config(files: &FluxFiles) -> Result<t5::Config, ModelFileError> {
     read_json(&files.t5_config)
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelFileError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ModelFileError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|source| ModelFileError::Json { path: path.to_path_buf(), source })
 }
 
 /// `MemAvailable` from `/proc/meminfo`, in bytes, where there is one.

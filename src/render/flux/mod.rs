@@ -32,8 +32,8 @@ use files::{FluxFiles, TransformerFile};
 
 pub use super::FluxOptions;
 
-fn backend_err(message: impl Into<String>) -> RenderError {
-    RenderError::Backend { backend: "flux", message: message.into() }
+fn backend_err(message: impl std::fmt::Display) -> RenderError {
+    RenderError::Backend { backend: "flux", message: message.to_string() }
 }
 
 /// Finds the files of every variant that has weights, in this order:

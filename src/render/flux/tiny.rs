@@ -132,11 +132,9 @@ const HEAD_DIM: usize = 16;
 /// Writes a tiny model for `variant` into `dir` (created if needed).
 /// `gguf` adds a quantized transformer `flux1-<variant>-tiny-q8_0.gguf`
 /// beside the safetensors one.
-pub fn write(dir: &Path, variant: Variant, gguf: bool) -> Result<(), String> {
-    let e = |e: candle_core::Error| e.to_string();
-    let io = |e: std::io::Error| e.to_string();
+pub fn write(dir: &Path, variant: Variant, gguf: bool) -> candle_core::Result<()> {
     for sub in ["transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"] {
-        std::fs::create_dir_all(dir.join(sub)).map_err(io)?;
+        std::fs::create_dir_all(dir.join(sub))?;
     }
     let dev = Device::Cpu;
     let vocab = WORDS.len() + 3;
@@ -150,12 +148,13 @@ pub fn write(dir: &Path, variant: Variant, gguf: bool) -> Result<(), String> {
         "model_type": "t5"
     });
     write_json(&dir.join("text_encoder_2/config.json"), &t5_cfg)?;
-    let cfg: candle_transformers::models::t5::Config = serde_json::from_value(t5_cfg).map_err(|e| e.to_string())?;
+    let cfg: candle_transformers::models::t5::Config =
+        serde_json::from_value(t5_cfg).map_err(candle_core::Error::wrap)?;
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
-    vb.get_with_hints((vocab, D_TEXT), "shared.weight", Init::Randn { mean: 0.0, stdev: 1.0 }).map_err(e)?;
-    T5EncoderModel::load(vb, &cfg).map_err(e)?;
-    vm.save(dir.join("text_encoder_2/model.safetensors")).map_err(e)?;
+    vb.get_with_hints((vocab, D_TEXT), "shared.weight", Init::Randn { mean: 0.0, stdev: 1.0 })?;
+    T5EncoderModel::load(vb, &cfg)?;
+    vm.save(dir.join("text_encoder_2/model.safetensors"))?;
     write_json(&dir.join("tokenizer_2/tokenizer.json"), &tokenizer_json(false))?;
 
     // CLIP-L text model, nested under `text_model` as transformers saves it.
@@ -178,8 +177,8 @@ pub fn write(dir: &Path, variant: Variant, gguf: bool) -> Result<(), String> {
         num_attention_heads: 4,
         projection_dim: D_TEXT,
     };
-    ClipTextTransformer::new(vb.pp("text_model"), &c).map_err(e)?;
-    vm.save(dir.join("text_encoder/model.safetensors")).map_err(e)?;
+    ClipTextTransformer::new(vb.pp("text_model"), &c)?;
+    vm.save(dir.join("text_encoder/model.safetensors"))?;
     write_json(&dir.join("tokenizer/tokenizer.json"), &tokenizer_json(true))?;
 
     // Autoencoder (BFL names, encoder and decoder as in ae.safetensors).
@@ -202,8 +201,8 @@ pub fn write(dir: &Path, variant: Variant, gguf: bool) -> Result<(), String> {
         shift_factor: 0.1159,
     };
     let vm = VarMap::new();
-    autoencoder::AutoEncoder::new(&ae_cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).map_err(e)?;
-    vm.save(dir.join("ae.safetensors")).map_err(e)?;
+    autoencoder::AutoEncoder::new(&ae_cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
+    vm.save(dir.join("ae.safetensors"))?;
 
     // The transformer.
     let guidance = variant == Variant::Dev;
@@ -230,9 +229,9 @@ pub fn write(dir: &Path, variant: Variant, gguf: bool) -> Result<(), String> {
         guidance_embed: guidance,
     };
     let vm = VarMap::new();
-    model::Flux::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).map_err(e)?;
+    model::Flux::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
     let name = format!("flux1-{}", variant.name());
-    vm.save(dir.join(format!("{name}.safetensors"))).map_err(e)?;
+    vm.save(dir.join(format!("{name}.safetensors")))?;
     if gguf {
         write_gguf(&vm, &dir.join(format!("{name}-tiny-q8_0.gguf")))?;
     }
@@ -240,23 +239,23 @@ pub fn write(dir: &Path, variant: Variant, gguf: bool) -> Result<(), String> {
 }
 
 /// Writes a VarMap as GGUF: Q8_0 where rows are whole 32-blocks, f32 else.
-fn write_gguf(vm: &VarMap, path: &Path) -> Result<(), String> {
-    let e = |e: candle_core::Error| e.to_string();
-    let data = vm.data().lock().map_err(|_| "poisoned".to_owned())?;
+fn write_gguf(vm: &VarMap, path: &Path) -> candle_core::Result<()> {
+    let data = vm.data().lock().map_err(|_| candle_core::Error::msg("the VarMap's lock is poisoned"))?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     for name in names {
         let t: &Tensor = data[name].as_tensor();
-        let q = if t.rank() == 2 && t.dim(1).map_err(e)? % 32 == 0 { GgmlDType::Q8_0 } else { GgmlDType::F32 };
-        tensors.push((name.clone(), QTensor::quantize(t, q).map_err(e)?));
+        let q = if t.rank() == 2 && t.dim(1)? % 32 == 0 { GgmlDType::Q8_0 } else { GgmlDType::F32 };
+        tensors.push((name.clone(), QTensor::quantize(t, q)?));
     }
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let tmp = path.with_extension("gguf.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
-    gguf_file::write(&mut f, &[], &refs).map_err(e)?;
+    let mut f = std::fs::File::create(&tmp)?;
+    gguf_file::write(&mut f, &[], &refs)?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }
 
 /// A word-level tokenizer in the `tokenizers` JSON format. T5-style
@@ -297,7 +296,7 @@ fn tokenizer_json(clip: bool) -> serde_json::Value {
     })
 }
 
-fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), String> {
-    std::fs::write(path, serde_json::to_vec_pretty(v).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("{}: {e}", path.display()))
+fn write_json(path: &Path, v: &serde_json::Value) -> candle_core::Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(v).map_err(candle_core::Error::wrap)?)?;
+    Ok(())
 }

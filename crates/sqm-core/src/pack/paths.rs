@@ -202,11 +202,15 @@ pub fn lexically_inside(raw: &Path) -> bool {
 
 /// A failure of [`open_regular`] or [`read_capped`], before the caller
 /// names the path.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    #[error("no such file")]
     NotFound,
+    #[error("not a regular file")]
     NotRegular,
+    #[error("larger than the limit of {0} bytes")]
     TooLarge(u64),
+    #[error("{0}")]
     Io(std::io::Error),
 }
 
@@ -218,17 +222,6 @@ impl OpenError {
             OpenError::NotRegular => PathError::NotRegular { raw },
             OpenError::TooLarge(cap) => PathError::TooLarge { raw, cap },
             OpenError::Io(source) => PathError::Io { raw, source },
-        }
-    }
-}
-
-impl std::fmt::Display for OpenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OpenError::NotFound => f.write_str("no such file"),
-            OpenError::NotRegular => f.write_str("not a regular file"),
-            OpenError::TooLarge(cap) => write!(f, "larger than the limit of {cap} bytes"),
-            OpenError::Io(e) => write!(f, "{e}"),
         }
     }
 }

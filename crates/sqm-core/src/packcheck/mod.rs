@@ -14,4 +14,4 @@ mod fields;
 mod genre;
 mod world;
 
-pub use validate::{discover, is_pack_dir, validate_packs, Options, Profile};
+pub use validate::{discover, is_pack_dir, validate_packs, DiscoverError, Options, Profile};

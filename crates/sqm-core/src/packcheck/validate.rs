@@ -57,13 +57,25 @@ pub fn is_pack_dir(dir: &Path) -> bool {
     GENRE_MARKERS.iter().any(|m| dir.join(m).exists())
 }
 
-/// Expands one command-line path into packs. Errors are usage problems
-/// (exit code 2) worded for the terminal.
-pub fn discover(path: &Path) -> Result<Vec<PackDir>, String> {
+/// Why a command-line path names no pack: a usage problem (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("{0}: no such directory")]
+    Missing(String),
+    #[error("{0}: not a directory")]
+    NotDirectory(String),
+    #[error("{path}: {source}")]
+    Unreadable { path: String, source: std::io::Error },
+    #[error("{0}: no genre pack found (a pack holds pack.yaml, visual_style.yaml, audio.yaml or worlds/)")]
+    NoPack(String),
+}
+
+/// Expands one command-line path into packs.
+pub fn discover(path: &Path) -> Result<Vec<PackDir>, DiscoverError> {
     let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|_| format!("{shown}: no such directory"))?;
+    let meta = std::fs::metadata(path).map_err(|_| DiscoverError::Missing(shown.clone()))?;
     if !meta.is_dir() {
-        return Err(format!("{shown}: not a directory"));
+        return Err(DiscoverError::NotDirectory(shown));
     }
     let name_of = |p: &Path| {
         p.canonicalize()
@@ -75,7 +87,7 @@ pub fn discover(path: &Path) -> Result<Vec<PackDir>, String> {
         return Ok(vec![PackDir { root: path.to_path_buf(), display: shown.clone(), name: name_of(path) }]);
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| format!("{shown}: {e}"))?
+        .map_err(|source| DiscoverError::Unreadable { path: shown.clone(), source })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     if entries.is_empty() {
@@ -92,9 +104,7 @@ pub fn discover(path: &Path) -> Result<Vec<PackDir>, String> {
         })
         .collect();
     if packs.is_empty() {
-        return Err(format!(
-            "{shown}: no genre pack found (a pack holds pack.yaml, visual_style.yaml, audio.yaml or worlds/)"
-        ));
+        return Err(DiscoverError::NoPack(shown));
     }
     Ok(packs)
 }

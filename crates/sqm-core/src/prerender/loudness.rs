@@ -14,6 +14,29 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
+/// Why a file could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum LoudnessError {
+    #[error("cannot open: {0}")]
+    Open(#[from] crate::pack::paths::OpenError),
+    #[error("not a readable audio file: {0}")]
+    Format(SymError),
+    #[error("the container holds no audio track")]
+    NoTrack,
+    #[error("cannot decode: {0}")]
+    Decode(SymError),
+    #[error("cannot read packet: {0}")]
+    Packet(SymError),
+    #[error("corrupt audio after {frames} frames: {message}")]
+    Corrupt { frames: u64, message: String },
+    #[error("cannot meter {channels} channels at {rate} Hz: {source}")]
+    Meter { channels: u32, rate: u32, source: ebur128::Error },
+    #[error("{0}")]
+    Measure(#[from] ebur128::Error),
+    #[error("the file holds no audio")]
+    Silent,
+}
+
 /// The true-peak ceiling a gain may not push past.
 pub const TRUE_PEAK_CEILING_DBTP: f64 = -1.0;
 
@@ -34,22 +57,19 @@ pub struct Loudness {
 }
 
 /// Decodes `path` completely and measures it.
-pub fn analyse(path: &Path, target_lufs: f64) -> Result<Loudness, String> {
-    let (file, _) = crate::pack::paths::open_regular(path).map_err(|e| format!("cannot open: {e}"))?;
+pub fn analyse(path: &Path, target_lufs: f64) -> Result<Loudness, LoudnessError> {
+    let (file, _) = crate::pack::paths::open_regular(path)?;
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let probed = symphonia::default::get_probe()
         .format(&Hint::new(), mss, &FormatOptions::default(), &MetadataOptions::default())
-        .map_err(|e| format!("not a readable audio file: {e}"))?;
+        .map_err(LoudnessError::Format)?;
     let mut format = probed.format;
-    let track = format
-        .tracks()
-        .iter()
-        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-        .ok_or("the container holds no audio track")?;
+    let track =
+        format.tracks().iter().find(|t| t.codec_params.codec != CODEC_TYPE_NULL).ok_or(LoudnessError::NoTrack)?;
     let track_id = track.id;
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
-        .map_err(|e| format!("cannot decode: {e}"))?;
+        .map_err(LoudnessError::Decode)?;
     let mut meter: Option<EbuR128> = None;
     let mut buf: Option<SampleBuffer<f32>> = None;
     let (mut rate, mut channels, mut frames) = (0u32, 0u32, 0u64);
@@ -58,23 +78,26 @@ pub fn analyse(path: &Path, target_lufs: f64) -> Result<Loudness, String> {
             Ok(p) => p,
             Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(SymError::ResetRequired) => break,
-            Err(e) => return Err(format!("cannot read packet: {e}")),
+            Err(e) => return Err(LoudnessError::Packet(e)),
         };
         if packet.track_id() != track_id {
             continue;
         }
         let decoded = match decoder.decode(&packet) {
             Ok(d) => d,
-            Err(SymError::DecodeError(e)) => return Err(format!("corrupt audio after {frames} frames: {e}")),
-            Err(e) => return Err(format!("cannot decode: {e}")),
+            Err(SymError::DecodeError(e)) => return Err(LoudnessError::Corrupt { frames, message: e.to_owned() }),
+            Err(e) => return Err(LoudnessError::Decode(e)),
         };
         let spec = *decoded.spec();
         if meter.is_none() {
             rate = spec.rate;
             channels = spec.channels.count() as u32;
             meter = Some(
-                EbuR128::new(channels, rate, Mode::I | Mode::TRUE_PEAK)
-                    .map_err(|e| format!("cannot meter {channels} channels at {rate} Hz: {e}"))?,
+                EbuR128::new(channels, rate, Mode::I | Mode::TRUE_PEAK).map_err(|source| LoudnessError::Meter {
+                    channels,
+                    rate,
+                    source,
+                })?,
             );
         }
         let b = buf.get_or_insert_with(|| SampleBuffer::new(decoded.capacity() as u64, spec));
@@ -83,14 +106,14 @@ pub fn analyse(path: &Path, target_lufs: f64) -> Result<Loudness, String> {
         }
         b.copy_interleaved_ref(decoded);
         frames += (b.samples().len() / channels.max(1) as usize) as u64;
-        meter.as_mut().expect("set above").add_frames_f32(b.samples()).map_err(|e| e.to_string())?;
+        meter.as_mut().expect("set above").add_frames_f32(b.samples())?;
     }
-    let meter = meter.ok_or("the file holds no audio")?;
-    let integrated = meter.loudness_global().map_err(|e| e.to_string())?;
+    let meter = meter.ok_or(LoudnessError::Silent)?;
+    let integrated = meter.loudness_global()?;
     let integrated = integrated.is_finite().then_some(integrated);
     let mut peak = 0f64;
     for c in 0..channels {
-        peak = peak.max(meter.true_peak(c).map_err(|e| e.to_string())?);
+        peak = peak.max(meter.true_peak(c)?);
     }
     let true_peak_dbtp = (peak > 0.0).then(|| 20.0 * peak.log10());
     Ok(Loudness {

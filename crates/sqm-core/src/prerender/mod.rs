@@ -9,6 +9,7 @@
 //! after every finished job, so an interrupted run loses at most the jobs
 //! that were running. A lock file keeps two runs out of one folder.
 
+mod error;
 pub mod loudness;
 pub mod plan;
 
@@ -25,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::pack::paths;
 use crate::render::output::{parameters_text, write_png};
 use crate::render::{Backend, RenderError};
+pub use error::PrerenderError;
 pub use loudness::Loudness;
 pub use plan::{plan, Job, Work};
 
@@ -72,20 +74,20 @@ impl Manifest {
     /// Reads `<out>/manifest.json`; a missing file is an empty manifest. The
     /// file is untrusted input (a pack may ship one): it must be a regular
     /// file inside `out` of at most [`paths::MANIFEST_CAP`] bytes.
-    pub fn load(out: &Path) -> Result<Manifest, String> {
+    pub fn load(out: &Path) -> Result<Manifest, PrerenderError> {
         let shown = out.join(MANIFEST);
         let empty = || Manifest { version: 1, ..Default::default() };
         let root = match paths::Root::new(out) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(empty()),
-            Err(e) => return Err(format!("{}: {e}", out.display())),
+            Err(source) => return Err(PrerenderError::Folder { path: out.to_path_buf(), source }),
         };
         match root.read(Path::new(MANIFEST), paths::MANIFEST_CAP) {
             Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a valid manifest: {e}", shown.display()))
+                serde_json::from_slice(&bytes).map_err(|source| PrerenderError::Manifest { path: shown, source })
             }
             Err(e) if e.is_not_found() => Ok(empty()),
-            Err(e) => Err(format!("{}: {e}", out.display())),
+            Err(source) => Err(PrerenderError::Contained { path: out.to_path_buf(), source }),
         }
     }
 
@@ -131,12 +133,12 @@ impl Manifest {
     }
 
     /// Writes atomically (temp file + rename).
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    pub fn save(&self, path: &Path) -> Result<(), PrerenderError> {
         let mut text = serde_json::to_vec_pretty(self).expect("manifest serializes");
         text.push(b'\n');
         let name = crate::atomic::TempName { prefix: ".manifest-", suffix: "" };
         crate::atomic::write_with(path, name, false, |f| f.write_all(&text))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            .map_err(|source| PrerenderError::Write { path: path.to_path_buf(), source })
     }
 
     /// The playback gain (dB) the manifest gives an audio file, by its path
@@ -159,8 +161,8 @@ pub struct OutputLock {
 impl OutputLock {
     /// Creates `<out>/.prerender.lock` with our pid. A lock whose process is
     /// gone is taken over; a live one is refused.
-    pub fn acquire(out: &Path) -> Result<OutputLock, String> {
-        std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    pub fn acquire(out: &Path) -> Result<OutputLock, PrerenderError> {
+        std::fs::create_dir_all(out).map_err(|source| PrerenderError::Create { path: out.to_path_buf(), source })?;
         let path = out.join(LOCK);
         for _ in 0..2 {
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
@@ -173,19 +175,18 @@ impl OutputLock {
                     // SAFETY: kill with signal 0 only checks that the process exists.
                     let alive = pid.is_some_and(|p| p > 0 && unsafe { libc::kill(p, 0) } == 0);
                     if alive {
-                        return Err(format!(
-                            "{} is in use by another prerender run (pid {}); wait for it or remove {}",
-                            out.display(),
-                            pid.unwrap_or(0),
-                            path.display()
-                        ));
+                        return Err(PrerenderError::Locked {
+                            out: out.to_path_buf(),
+                            pid: pid.unwrap_or(0),
+                            lock: path,
+                        });
                     }
                     let _ = std::fs::remove_file(&path);
                 }
-                Err(e) => return Err(format!("cannot write in {}: {e}", out.display())),
+                Err(source) => return Err(PrerenderError::Lock { path: out.to_path_buf(), source }),
             }
         }
-        Err(format!("cannot take the lock {}", path.display()))
+        Err(PrerenderError::LockLost(path))
     }
 }
 
@@ -307,13 +308,10 @@ pub fn execute(
     parallel: usize,
     progress: &dyn Progress,
     stop: &AtomicBool,
-) -> Result<Summary, String> {
+) -> Result<Summary, PrerenderError> {
     let run = Run::open(out, genre, progress, stop)?;
     let (images, audio): (Vec<&Job>, Vec<&Job>) = jobs.iter().partition(|j| matches!(j.work, Work::Image(_)));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(parallel.max(1))
-        .build()
-        .map_err(|e| format!("cannot start workers: {e}"))?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(parallel.max(1)).build()?;
     let snapshot = run.manifest.lock().expect("manifest lock").clone();
     let pending = |j: &&Job| {
         let current = is_current(j, &snapshot, out);
@@ -324,20 +322,23 @@ pub fn execute(
     };
     let images: Vec<&Job> = images.into_iter().filter(pending).collect();
     let audio: Vec<&Job> = audio.into_iter().filter(pending).collect();
-    pool.install(|| -> Result<(), String> {
+    pool.install(|| -> Result<(), PrerenderError> {
         let workers = parallel.max(1);
-        let image_part = || -> Result<(), String> {
+        let image_part = || -> Result<(), PrerenderError> {
             if workers == 1 {
                 run.images(&images, make_backend)
             } else {
                 // Deal the jobs round-robin so each worker keeps one backend.
                 let lanes: Vec<Vec<&Job>> =
                     (0..workers).map(|w| images.iter().skip(w).step_by(workers).copied().collect()).collect();
-                lanes.par_iter().map(|lane| run.images(lane, make_backend)).collect::<Result<Vec<()>, String>>()?;
+                lanes
+                    .par_iter()
+                    .map(|lane| run.images(lane, make_backend))
+                    .collect::<Result<Vec<()>, PrerenderError>>()?;
                 Ok(())
             }
         };
-        let audio_part = || -> Result<(), String> {
+        let audio_part = || -> Result<(), PrerenderError> {
             audio
                 .par_iter()
                 .map(|job| {
@@ -347,7 +348,7 @@ pub fn execute(
                     let (outcome, entry) = run_loudness(job, progress);
                     run.finish(outcome, entry)
                 })
-                .collect::<Result<Vec<()>, String>>()?;
+                .collect::<Result<Vec<()>, PrerenderError>>()?;
             Ok(())
         };
         let (a, b) = rayon::join(image_part, audio_part);
@@ -370,7 +371,12 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     /// Clears an interrupted run's temp files and loads the manifest
     /// (untrusted: escaping entries dropped, a corrupt one set aside).
-    fn open(out: &'a Path, genre: &str, progress: &'a dyn Progress, stop: &'a AtomicBool) -> Result<Run<'a>, String> {
+    fn open(
+        out: &'a Path,
+        genre: &str,
+        progress: &'a dyn Progress,
+        stop: &'a AtomicBool,
+    ) -> Result<Run<'a>, PrerenderError> {
         let stale = remove_stale_temp_files(out);
         if stale > 0 {
             tracing::warn!("removed {stale} temp file(s) left by an interrupted run in {}", out.display());
@@ -379,7 +385,8 @@ impl<'a> Run<'a> {
         for w in warnings {
             tracing::warn!("{w}");
         }
-        let out_root = paths::Root::new(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let out_root =
+            paths::Root::new(out).map_err(|source| PrerenderError::Folder { path: out.to_path_buf(), source })?;
         manifest.version = 1;
         manifest.genre = genre.to_owned();
         Ok(Run {
@@ -405,7 +412,7 @@ impl<'a> Run<'a> {
 
     /// Records a finished job and saves its manifest entry; the old file
     /// of a re-rendered job goes, unless another job uses it.
-    fn finish(&self, outcome: Outcome, entry: Option<(String, Entry)>) -> Result<(), String> {
+    fn finish(&self, outcome: Outcome, entry: Option<(String, Entry)>) -> Result<(), PrerenderError> {
         self.progress.job_finished(&outcome);
         if let Some((id, entry)) = entry {
             let mut m = self.manifest.lock().expect("manifest lock");
@@ -428,7 +435,7 @@ impl<'a> Run<'a> {
 
     /// Renders a worker's share of the image jobs on one backend, made on
     /// the first job.
-    fn images(&self, chunk: &[&Job], make_backend: BackendFactory) -> Result<(), String> {
+    fn images(&self, chunk: &[&Job], make_backend: BackendFactory) -> Result<(), PrerenderError> {
         let mut backend: Option<Box<dyn Backend>> = None;
         for job in chunk {
             if self.stopped() {

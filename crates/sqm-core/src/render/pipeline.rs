@@ -56,13 +56,21 @@ pub struct RenderRequest {
     pub guidance: Option<f32>,
 }
 
+/// An image side outside what the backends render.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{side} must be a multiple of 16 in [64, 2048], got {got}")]
+pub struct SizeError {
+    pub side: String,
+    pub got: u32,
+}
+
 /// A requested image side: a multiple of 16 in 64..=2048, as the ZeroMQ
 /// worker accepts.
-pub fn check_size(name: &str, n: u32) -> Result<u32, String> {
+pub fn check_size(side: &str, n: u32) -> Result<u32, SizeError> {
     if (64..=2048).contains(&n) && n % 16 == 0 {
         Ok(n)
     } else {
-        Err(format!("{name} must be a multiple of 16 in [64, 2048], got {n}"))
+        Err(SizeError { side: side.to_owned(), got: n })
     }
 }
 

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 
 use super::catalog::{Catalog, Character, Lod, Lods, Place};
 use super::plan::{Kind, Shot};
-use super::{cfg_err, miss, ComposeError, ComposeErrorKind, Request};
+use super::{cfg_err, miss, ComposeError, Request};
 use crate::pack::direction::Cascade;
 
 /// Where a layer goes in the prompt; the declaration order is the prompt's
@@ -99,7 +99,7 @@ impl Lookup<'_> {
             return Ok(None);
         }
         let s = if step == Cascade::Genre { &self.cat.genre_suffix } else { &self.cat.world_suffix };
-        s.clone().map(Some).map_err(|m| ComposeError { kind: ComposeErrorKind::StyleMissError, message: m })
+        s.clone().map(Some)
     }
 }
 

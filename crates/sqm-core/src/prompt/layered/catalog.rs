@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{load_err, ComposeError};
+use super::{cfg_err, load_err, ComposeError, ComposeErrorKind};
 use crate::pack::catalog::{self as pack_catalog, Loaded};
 use crate::pack::direction::{self, Direction};
 use crate::pack::model::{Keyed, PackError, VisualBlock, VisualStyle, VisualText};
@@ -84,12 +84,15 @@ pub struct Place {
 pub struct Catalog {
     pub(crate) genre: String,
     pub(crate) world: String,
-    pub(crate) genre_suffix: Result<String, String>,
-    pub(crate) world_suffix: Result<String, String>,
+    /// A missing suffix is the `StyleMissError` of every compose whose
+    /// recipe cascades through it.
+    pub(crate) genre_suffix: Result<String, ComposeError>,
+    pub(crate) world_suffix: Result<String, ComposeError>,
     pub(crate) characters: HashMap<String, Character>,
     pub(crate) places: HashMap<String, Place>,
     pub(crate) cultures: HashMap<String, String>,
-    pub(crate) direction: Result<Direction, String>,
+    /// A bad override is the `RenderConfigError` of every compose.
+    pub(crate) direction: Result<Direction, ComposeError>,
     /// The pack files this was built from (the cache compares it).
     pub(crate) source: Arc<pack_catalog::Catalog>,
 }
@@ -108,7 +111,7 @@ fn pair(v: &VisualText) -> Pair {
     Pair { solo: v.solo.clone(), backdrop: v.backdrop.clone() }
 }
 
-fn suffix_of(file: &Path, style: Option<&Keyed<VisualStyle>>, scope: &str, id: &str) -> Result<String, String> {
+fn suffix_of(file: &Path, style: Option<&Keyed<VisualStyle>>, scope: &str, id: &str) -> Result<String, ComposeError> {
     let s = style.map(|s| s.value.positive_suffix.as_str()).unwrap_or("");
     if !s.is_empty() {
         return Ok(s.to_owned());
@@ -116,10 +119,13 @@ fn suffix_of(file: &Path, style: Option<&Keyed<VisualStyle>>, scope: &str, id: &
     let mut keys: Vec<String> = style.map(|s| s.keys.clone()).unwrap_or_default();
     keys.sort();
     let keys = keys.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
-    Err(format!(
-        "StyleCatalog.{scope} unrenderable for '{id}': empty or missing positive_suffix in {} (known_keys=[{keys}])",
-        file.display()
-    ))
+    Err(ComposeError {
+        kind: ComposeErrorKind::StyleMissError,
+        message: format!(
+            "StyleCatalog.{scope} unrenderable for '{id}': empty or missing positive_suffix in {} (known_keys=[{keys}])",
+            file.display()
+        ),
+    })
 }
 
 impl Catalog {
@@ -267,7 +273,7 @@ fn archetypes(source: &pack_catalog::Catalog, pf: &Path) -> Result<HashMap<Strin
 
 /// The built-in direction with the genre's camera and recipe overrides; a
 /// bad override is kept as the error every compose of this genre reports.
-fn direction_of(source: &pack_catalog::Catalog) -> Result<Result<Direction, String>, ComposeError> {
+fn direction_of(source: &pack_catalog::Catalog) -> Result<Result<Direction, ComposeError>, ComposeError> {
     let mut direction = Direction::builtin();
     let mut dir_err = None;
     let g = &source.genre_dir;
@@ -281,5 +287,5 @@ fn direction_of(source: &pack_catalog::Catalog) -> Result<Result<Direction, Stri
             dir_err.get_or_insert(format!("{}: {e}", g.join("recipes.yaml").display()));
         }
     }
-    Ok(dir_err.map_or(Ok(direction), Err))
+    Ok(dir_err.map_or(Ok(direction), |m| Err(cfg_err(m))))
 }

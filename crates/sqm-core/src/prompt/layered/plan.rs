@@ -51,7 +51,7 @@ impl<'a> Shot<'a> {
     /// camera; the first failure is the error.
     pub(crate) fn resolve(cat: &'a Catalog, req: &'a Request, tier: Tier) -> Result<Shot<'a>, ComposeError> {
         let kind = kind_of(req, tier, &cat.world)?;
-        let direction = cat.direction.as_ref().map_err(|e| cfg_err(e.clone()))?;
+        let direction = cat.direction.as_ref().map_err(Clone::clone)?;
         let preset = req.camera.as_deref().filter(|c| {
             let ok = direction::is_preset(c);
             if !ok {
