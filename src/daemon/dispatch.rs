@@ -4,13 +4,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::scheduler::{ConnHandle, LaneResult, Outgoing, Waiter};
 use super::state::Ctx;
-use super::wire::{self, parse_render, Code, LaneError, Method, Request, WireError, Work, MAX_EMBED_BYTES};
+use super::wire::{
+    self, parse_render, Ack, Cancelled, Code, LaneError, Method, Request, Skipped, SkippedStatus, WarmUp, WarmUpStatus,
+    WireError, Work, WorkerWarmUp, MAX_EMBED_BYTES,
+};
 use crate::render::pipeline::{prepare, Prepared};
 
 /// Requests answered on the spot, without a task: `ping`, `status` and
@@ -36,11 +39,11 @@ pub(crate) fn quick_reply(req: &Request, ctx: &Ctx) -> Option<Vec<Outgoing>> {
 /// The result of an inline method.
 fn inline_result(req: &Request, ctx: &Ctx) -> Result<Value, WireError> {
     match req.method {
-        Method::Ping => Ok(json!({"status": "ok"})),
-        Method::Status => Ok(serde_json::to_value(ctx.status()).expect("status serializes")),
+        Method::Ping => Ok(wire::result_value(&Ack::OK)),
+        Method::Status => Ok(wire::result_value(&ctx.status())),
         Method::Cancel => {
             let target = req.params.get("id").cloned().unwrap_or(Value::Null);
-            Ok(json!({"cancelled": ctx.render.cancel(&target)}))
+            Ok(wire::result_value(&Cancelled { cancelled: ctx.render.cancel(&target) }))
         }
         other => Err(WireError::new(Code::InvalidRequest, format!("{other} is not answered inline"))),
     }
@@ -56,7 +59,7 @@ pub(crate) async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle
             Method::Ping | Method::Status | Method::Cancel => (inline_result(&req, &ctx), None),
             Method::Shutdown => {
                 ctx.request_shutdown("shutdown request");
-                (Ok(json!({"status": "ok"})), None)
+                (Ok(wire::result_value(&Ack::OK)), None)
             }
             Method::WarmUp => (warm_up(&req.params, &ctx, &conn, arrival).await, None),
             Method::Render => render(&req, &ctx, &conn, arrival).await,
@@ -109,7 +112,12 @@ async fn render(
     let request = params.request;
     let prepared = tokio::task::spawn_blocking(move || prepare(&request, &styles)).await;
     let job = match prepared {
-        Ok(Ok(Prepared::Skipped { reason })) => return (Ok(json!({"status": "skipped", "reason": reason})), None),
+        Ok(Ok(Prepared::Skipped { reason })) => {
+            return (
+                Ok(wire::result_value(&Skipped { status: SkippedStatus::Skipped, reason: reason.to_owned() })),
+                None,
+            )
+        }
         Ok(Ok(Prepared::Job(job))) => job,
         Ok(Err(e)) => return (Err(e.into()), None),
         Err(e) => return (Err(WireError::new(Code::GenerationFailed, format!("internal error: {e}"))), None),
@@ -180,18 +188,21 @@ async fn warm_up(
         ctx.embed.submit_warmup(Waiter::new(Value::Null, conn.clone(), false, tx));
         rx
     });
-    let mut workers = Map::new();
+    let mut workers = indexmap::IndexMap::new();
     if let Some(rx) = image_rx {
-        let sub = lane_wait(rx, Work::WarmUp).await.result?;
+        let sub = worker_warm_up(lane_wait(rx, Work::WarmUp).await.result?)?;
         let keys: Vec<&str> = if worker == "all" { vec!["flux", "image"] } else { vec![worker.as_str()] };
         for k in keys {
-            let mut s = sub.clone();
-            s["worker"] = json!(k);
-            workers.insert((*k).to_owned(), s);
+            workers.insert(k.to_owned(), WorkerWarmUp { worker: k.to_owned(), ..sub.clone() });
         }
     }
     if let Some(rx) = embed_rx {
-        workers.insert("embed".into(), lane_wait(rx, Work::WarmUp).await.result?);
+        workers.insert("embed".into(), worker_warm_up(lane_wait(rx, Work::WarmUp).await.result?)?);
     }
-    Ok(json!({"status": "warm", "workers": workers}))
+    Ok(wire::result_value(&WarmUp { status: WarmUpStatus::Warm, workers }))
+}
+
+/// A lane's warm-up answer, read back as its type.
+fn worker_warm_up(v: Value) -> Result<WorkerWarmUp, WireError> {
+    serde_json::from_value(v).map_err(|e| WireError::new(Code::GenerationFailed, format!("internal error: {e}")))
 }

@@ -19,10 +19,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::wire::{self, LaneError, LaneState, Priority, Queue, WireError, Work};
+use super::wire::{
+    self, Embedding, LaneError, LaneState, Priority, Queue, WarmUpStatus, WireError, Work, WorkerWarmUp,
+};
 use crate::render::pipeline::{execute, planned_path, PreparedJob};
 use crate::render::{Backend, RenderError};
 
@@ -437,12 +439,12 @@ impl RenderLane {
         self.stats.warm.store(backend.is_loaded(), Ordering::Release);
         self.lock().running = None;
         let reply = match result {
-            Ok(()) => Ok(json!({
-                "worker": name,
-                "status": if was_warm { "already_warm" } else { "warm" },
-                "warmup_ms": if was_warm { 0 } else { started.elapsed().as_millis() as u64 },
-                "backend": backend.name(),
-                "model": backend.model(),
+            Ok(()) => Ok(wire::result_value(&WorkerWarmUp {
+                worker: name.to_owned(),
+                status: if was_warm { WarmUpStatus::AlreadyWarm } else { WarmUpStatus::Warm },
+                warmup_ms: if was_warm { 0 } else { started.elapsed().as_millis() as u64 },
+                backend: Some(backend.name().to_owned()),
+                model: backend.model(),
             })),
             Err(e) => Err(LaneError::Failed(Work::WarmUp, e.to_string()).into()),
         };
@@ -567,8 +569,13 @@ impl EmbedLane {
                     self.stats.warm.store(model.is_some(), Ordering::Release);
                     let reply = result
                         .map(|()| {
-                            json!({"worker": "embed", "status": if was_warm {"already_warm"} else {"warm"},
-                                "warmup_ms": if was_warm {0} else {started.elapsed().as_millis() as u64}, "model": self.model_name})
+                            wire::result_value(&WorkerWarmUp {
+                                worker: "embed".into(),
+                                status: if was_warm { WarmUpStatus::AlreadyWarm } else { WarmUpStatus::Warm },
+                                warmup_ms: if was_warm { 0 } else { started.elapsed().as_millis() as u64 },
+                                backend: None,
+                                model: Some(self.model_name.clone()),
+                            })
                         })
                         .map_err(|e| LaneError::Failed(Work::WarmUp, e.to_string()).into());
                     waiter.finish(reply, Queue::Embed);
@@ -594,7 +601,10 @@ impl EmbedLane {
                     let latency = started.elapsed().as_millis() as u64;
                     self.stats.depth.fetch_sub(1, Ordering::AcqRel);
                     let reply = result
-                        .map(|v| json!({"embedding": v, "model": m.model_name(), "latency_ms": latency}))
+                        .map(|embedding| {
+                            let model = m.model_name().to_owned();
+                            wire::result_value(&Embedding { embedding, model, latency_ms: latency })
+                        })
                         .map_err(|e| LaneError::Failed(Work::Embed, e.to_string()).into());
                     waiter.finish(reply, Queue::Embed);
                 }

@@ -292,6 +292,81 @@ pub(crate) struct Status {
     pub sqm: Option<SqmStatus>,
 }
 
+/// `{"status":"ok"}`: `ping` and `shutdown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Ack {
+    pub status: AckStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AckStatus {
+    Ok,
+}
+
+impl Ack {
+    pub(crate) const OK: Ack = Ack { status: AckStatus::Ok };
+}
+
+/// The `cancel` result: how many waiting requests were cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Cancelled {
+    pub cancelled: usize,
+}
+
+/// A `render` the pipeline chose not to run (protocol.md §5.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Skipped {
+    pub status: SkippedStatus,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SkippedStatus {
+    Skipped,
+}
+
+/// Whether `warm_up` loaded a model or found it loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum WarmUpStatus {
+    Warm,
+    AlreadyWarm,
+}
+
+/// One worker's part of the `warm_up` result (protocol.md §3.4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WorkerWarmUp {
+    pub worker: String,
+    pub status: WarmUpStatus,
+    pub warmup_ms: u64,
+    /// The image lane's backend (the embed lane has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    pub model: Option<String>,
+}
+
+/// The `warm_up` result: every worker asked for, by name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WarmUp {
+    pub status: WarmUpStatus,
+    pub workers: indexmap::IndexMap<String, WorkerWarmUp>,
+}
+
+/// The `embed` result (protocol.md §3.3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Embedding {
+    pub embedding: Vec<f32>,
+    pub model: String,
+    pub latency_ms: u64,
+}
+
+/// A typed result as the JSON a lane hands back.
+pub(crate) fn result_value<T: Serialize>(result: &T) -> Value {
+    serde_json::to_value(result).expect("wire types serialize")
+}
+
 pub(crate) fn heartbeat(queue: Queue, state: LaneState, depth: usize, ts: f64) -> String {
     json!({"event": "heartbeat", "queue": queue, "state": state, "queue_depth": depth, "ts_monotonic": ts}).to_string()
 }

@@ -5,15 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use super::messages::{error_result, file_uri, render_request, safe_id};
+use super::messages::{
+    error_result, file_uri, frame, render_request, safe_id, AudioMatch, AudioMetadata, AudioReady, ImageReady,
+};
 use super::{new_conn, WorkerState};
 use crate::audio::matching::{self, AudioCandidate};
 use crate::daemon::scheduler::Waiter;
 use crate::daemon::wire::{Code, WireError};
-use crate::render::pipeline::{prepare, Prepared, PreparedJob};
+use crate::render::pipeline::{prepare, Prepared, PreparedJob, RenderOutcome};
 
 impl WorkerState {
     pub(super) async fn handle(&self, frame: &[u8]) -> Option<Value> {
@@ -87,11 +89,10 @@ impl WorkerState {
             Ok(v) => v,
             Err(e) => return fail(e.code, e.message),
         };
-        let mut reply = json!({"type": "ImageReady", "request_id": id, "prompt": prompt});
         let mut warnings = Vec::new();
-        let src = PathBuf::from(outcome["image_path"].as_str().unwrap_or(""));
-        if src.as_os_str() == "/dev/null" || src.as_os_str().is_empty() {
-            reply["uri"] = Value::Null;
+        let src = PathBuf::from(&outcome.image_path);
+        let uri = if src.as_os_str() == "/dev/null" || src.as_os_str().is_empty() {
+            None
         } else {
             let dst = self.ctx.config.output_dir().join("zmq").join(format!(
                 "{}_{}.png",
@@ -102,24 +103,28 @@ impl WorkerState {
                 return fail(Code::GenerationFailed, format!("cannot write {}: {e}", dst.display()));
             }
             warnings = self.store_inputs(msg, &dst).await;
-            reply["uri"] = json!(file_uri(&dst));
-        }
-        for k in ["era", "biome"] {
-            if let Some(v) = msg.get(k).filter(|v| !v.is_null()) {
-                reply[k] = v.clone();
-            }
-        }
-        for k in ["width", "height", "seed", "backend", "elapsed_ms", "cached"] {
-            reply[k] = outcome[k].clone();
-        }
-        if !warnings.is_empty() {
-            reply["warnings"] = json!(warnings);
-        }
-        reply
+            Some(file_uri(&dst))
+        };
+        let echo = |k: &str| msg.get(k).filter(|v| !v.is_null()).cloned();
+        frame(&ImageReady {
+            kind: "ImageReady",
+            request_id: id.clone(),
+            prompt,
+            uri,
+            era: echo("era"),
+            biome: echo("biome"),
+            width: outcome.width,
+            height: outcome.height,
+            seed: outcome.seed,
+            backend: outcome.backend,
+            elapsed_ms: outcome.elapsed_ms,
+            cached: outcome.cached,
+            warnings,
+        })
     }
 
     /// Queues a render on the lane and waits for its result.
-    async fn submit(&self, id: &Value, prepared: PreparedJob) -> Result<Value, WireError> {
+    async fn submit(&self, id: &Value, prepared: PreparedJob) -> Result<RenderOutcome, WireError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (tx, rx) = oneshot::channel();
         self.ctx.render.submit_render(
@@ -128,10 +133,12 @@ impl WorkerState {
             self.ctx.next_arrival(),
             Waiter::new(id.clone(), conn, false, tx),
         );
-        match rx.await {
-            Ok(r) => r.result,
-            Err(_) => Err(WireError::new(Code::Cancelled, "dropped by clear_queue before it started")),
-        }
+        let result = match rx.await {
+            Ok(r) => r.result?,
+            Err(_) => return Err(WireError::new(Code::Cancelled, "dropped by clear_queue before it started")),
+        };
+        serde_json::from_value(result)
+            .map_err(|e| WireError::new(Code::GenerationFailed, format!("internal error: {e}")))
     }
 
     /// Stores the request's depth map and reference image beside the
@@ -223,16 +230,27 @@ impl WorkerState {
         }
         let c = &cands[best];
         let duration = matching::duration_s(&c.path);
-        json!({
-            "type": "AudioReady", "request_id": id, "uri": file_uri(&c.path), "prompt": prompt,
-            "duration_s": duration.map(|d| (d * 100.0).round() / 100.0),
-            "is_loop": c.variation_type.as_deref() == Some("ambient"),
-            "metadata": {
-                "similarity": (scores[best] * 10_000.0).round() / 10_000.0, "cache_hit": true, "cache_type": "library",
-                "method": method, "model": if method == "embedding" { json!(crate::embed::MODEL_NAME) } else { Value::Null },
-                "match": {"title": c.title, "mood": c.mood, "variation_type": c.variation_type, "path": c.raw},
-                "requested_duration_s": msg.get("duration_s").cloned().unwrap_or(Value::Null),
-            }
+        frame(&AudioReady {
+            kind: "AudioReady",
+            request_id: id,
+            uri: file_uri(&c.path),
+            prompt,
+            duration_s: duration.map(|d| (d * 100.0).round() / 100.0),
+            is_loop: c.variation_type.as_deref() == Some("ambient"),
+            metadata: AudioMetadata {
+                similarity: (scores[best] * 10_000.0).round() / 10_000.0,
+                cache_hit: true,
+                cache_type: "library",
+                method,
+                model: (method == "embedding").then_some(crate::embed::MODEL_NAME),
+                matched: AudioMatch {
+                    title: c.title.clone(),
+                    mood: c.mood.clone(),
+                    variation_type: c.variation_type.clone(),
+                    path: c.raw.clone(),
+                },
+                requested_duration_s: msg.get("duration_s").cloned().unwrap_or(Value::Null),
+            },
         })
     }
 }

@@ -1,18 +1,106 @@
-//! The worker's message formats: a `RenderRequest` read into a job, and
-//! the error frame, file URI and file name rules of the replies.
+//! The worker's message formats (zeromq.md §3): a `RenderRequest` read
+//! into a pipeline request; the `ImageReady` and `AudioReady` replies and
+//! their error form; the file URI and file name rules.
 
 use std::path::Path;
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::daemon::wire::{Code, WireError};
 use crate::interpret::Tier;
 use crate::render::pipeline::RenderRequest;
 
-pub(super) fn error_result(kind: &str, id: &Value, prompt: &Value, code: Code, message: impl Into<String>) -> Value {
+/// A successful `ImageReady`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(super) struct ImageReady {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub request_id: Value,
+    pub prompt: String,
+    /// `None` for a backend that writes no file.
+    pub uri: Option<String>,
+    /// experimance's scene fields, echoed when the request had them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub era: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub biome: Option<Value>,
+    pub width: u32,
+    pub height: u32,
+    pub seed: u32,
+    pub backend: String,
+    pub elapsed_ms: u64,
+    pub cached: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// A successful `AudioReady`: the library track that matched.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(super) struct AudioReady {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub request_id: Value,
+    pub uri: String,
+    pub prompt: String,
+    pub duration_s: Option<f64>,
+    pub is_loop: bool,
+    pub metadata: AudioMetadata,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(super) struct AudioMetadata {
+    pub similarity: f64,
+    pub cache_hit: bool,
+    pub cache_type: &'static str,
+    /// `embedding` or `keyword`.
+    pub method: &'static str,
+    pub model: Option<&'static str>,
+    #[serde(rename = "match")]
+    pub matched: AudioMatch,
+    pub requested_duration_s: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(super) struct AudioMatch {
+    pub title: String,
+    pub mood: String,
+    pub variation_type: Option<String>,
+    pub path: String,
+}
+
+/// A failed `ImageReady` or `AudioReady`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+struct Failed {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    request_id: Value,
+    uri: Option<String>,
+    prompt: Value,
+    error: FailedError,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+struct FailedError {
+    code: Code,
+    message: String,
+}
+
+/// A reply as the frame sent to the controller.
+pub(super) fn frame<T: Serialize>(reply: &T) -> Value {
+    serde_json::to_value(reply).expect("replies serialize")
+}
+
+pub(super) fn error_result(
+    kind: &'static str,
+    id: &Value,
+    prompt: &Value,
+    code: Code,
+    message: impl Into<String>,
+) -> Value {
     let e = WireError::new(code, message);
-    json!({"type": kind, "request_id": id, "uri": null, "prompt": prompt,
-           "error": {"code": serde_json::to_value(e.code).unwrap_or(Value::Null), "message": e.message}})
+    let error = FailedError { code: e.code, message: e.message };
+    frame(&Failed { kind, request_id: id.clone(), uri: None, prompt: prompt.clone(), error })
 }
 
 /// `file://` + absolute path, with spaces, `%` and non-ASCII percent-encoded.

@@ -332,7 +332,7 @@ fn preferred_or_flux(preferred: &str) -> String {
 }
 
 /// The result of running a job (protocol.md §5.3).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct RenderOutcome {
     pub image_url: String,
     pub image_path: String,
