@@ -28,7 +28,7 @@ impl SplitMix64 {
         SplitMix64(t as u64 ^ ((std::process::id() as u64) << 32))
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -47,7 +47,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in [0, 1), 24 bits.
-    pub fn unit_f32(&mut self) -> f32 {
+    pub(crate) fn unit_f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 

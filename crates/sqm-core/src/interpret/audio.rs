@@ -68,7 +68,7 @@ impl AudioCue {
 }
 
 /// Built-in moods: (mood, base intensity, keywords), in table order.
-pub const MOOD_TABLE: &[(&str, f64, &[&str])] = &[
+pub(crate) const MOOD_TABLE: &[(&str, f64, &[&str])] = &[
     (
         "combat",
         0.8,
@@ -195,11 +195,11 @@ pub const MOOD_TABLE: &[(&str, f64, &[&str])] = &[
     ("rest", 0.3, &["rest", "sleep", "campfire", "calm", "quiet", "peaceful", "dawn", "stars", "blanket", "dream"]),
 ];
 
-pub const BOOSTERS: &[&str] =
+pub(crate) const BOOSTERS: &[&str] =
     &["dragon", "flame", "roar", "unleash", "torrent", "sear", "crumble", "explode", "fury", "rage", "devastat"];
 
 /// SFX ids and their substring keywords, in emission order.
-pub const SFX_TABLE: &[(&str, &[&str])] = &[
+pub(crate) const SFX_TABLE: &[(&str, &[&str])] = &[
     ("sword_clash", &["sword", "swords", "clash", "blade"]),
     ("door_creak", &["door creak", "door open", "creaks open"]),
     ("thunder", &["thunder"]),

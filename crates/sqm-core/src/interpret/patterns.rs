@@ -31,7 +31,7 @@ pub struct Pattern {
 static UNICODE_WORD: LazyLock<Regex> = LazyLock::new(|| re(r"^\w$"));
 
 /// The ASCII shadow of `hay` (borrowed when `hay` is ASCII already).
-pub fn shadow(hay: &str) -> std::borrow::Cow<'_, [u8]> {
+pub(crate) fn shadow(hay: &str) -> std::borrow::Cow<'_, [u8]> {
     if hay.is_ascii() {
         return std::borrow::Cow::Borrowed(hay.as_bytes());
     }
@@ -66,17 +66,17 @@ impl Pattern {
         Pattern { unicode, ascii }
     }
 
-    pub fn is_match(&self, hay: &str) -> bool {
+    pub(crate) fn is_match(&self, hay: &str) -> bool {
         self.ascii.is_match(&shadow(hay))
     }
 
     /// The first match starting at or after byte `start`, as a byte range.
-    pub fn find_at(&self, hay: &str, start: usize) -> Option<std::ops::Range<usize>> {
+    pub(crate) fn find_at(&self, hay: &str, start: usize) -> Option<std::ops::Range<usize>> {
         self.ascii.find_at(&shadow(hay), start).map(|m| m.range())
     }
 
     /// Every non-overlapping match, as byte ranges.
-    pub fn find_iter(&self, hay: &str) -> impl Iterator<Item = std::ops::Range<usize>> {
+    pub(crate) fn find_iter(&self, hay: &str) -> impl Iterator<Item = std::ops::Range<usize>> {
         let text = shadow(hay).into_owned();
         let ranges: Vec<_> = self.ascii.find_iter(&text).map(|m| m.range()).collect();
         ranges.into_iter()
@@ -97,7 +97,7 @@ fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("pattern compiles")
 }
 
-pub const LOCATION_WORDS: &[&str] = &[
+pub(crate) const LOCATION_WORDS: &[&str] = &[
     r"enters?",
     r"arrives?~(?:at|in)",
     r"steps?~(?:into|through|inside)",
@@ -111,7 +111,7 @@ pub const LOCATION_WORDS: &[&str] = &[
     r"approaches?~(?:the|a)",
 ];
 
-pub const COMBAT_WORDS: &[&str] = &[
+pub(crate) const COMBAT_WORDS: &[&str] = &[
     r"attacks?",
     r"lunges?",
     r"charges?",
@@ -129,7 +129,7 @@ pub const COMBAT_WORDS: &[&str] = &[
     r"steel~(?:rings?|sings?|clash(?:es)?)",
 ];
 
-pub const PORTRAIT_NOUNS: &[&str] = &[
+pub(crate) const PORTRAIT_NOUNS: &[&str] = &[
     "woman",
     "man",
     "figure",
@@ -193,7 +193,7 @@ pub const PORTRAIT_NOUNS: &[&str] = &[
     "he",
 ];
 
-pub const PORTRAIT_DESCS: &[&str] = &[
+pub(crate) const PORTRAIT_DESCS: &[&str] = &[
     "wear",
     "cloak",
     "armor",
@@ -255,7 +255,7 @@ pub const PORTRAIT_DESCS: &[&str] = &[
     "coil",
 ];
 
-pub const ATMOSPHERE_WORDS: &[&str] = &[
+pub(crate) const ATMOSPHERE_WORDS: &[&str] = &[
     "fog",
     "mist",
     "darkness",
@@ -299,7 +299,7 @@ pub const ATMOSPHERE_WORDS: &[&str] = &[
     "foreboding",
 ];
 
-pub const MAGIC_WORDS: &[&str] = &[
+pub(crate) const MAGIC_WORDS: &[&str] = &[
     "arcane",
     "magic(?:al)?",
     "spell",
@@ -331,7 +331,7 @@ pub const MAGIC_WORDS: &[&str] = &[
     "ancient~power",
 ];
 
-pub const DOCUMENT_WORDS: &[&str] = &[
+pub(crate) const DOCUMENT_WORDS: &[&str] = &[
     "notice",
     "noticeboard",
     "poster",
@@ -362,62 +362,62 @@ pub const DOCUMENT_WORDS: &[&str] = &[
 ];
 
 pub static LOCATION: LazyLock<Pattern> = LazyLock::new(|| words(LOCATION_WORDS));
-pub static COMBAT: LazyLock<Pattern> = LazyLock::new(|| words(COMBAT_WORDS));
-pub static PORTRAIT_NOUN: LazyLock<Pattern> = LazyLock::new(|| words(PORTRAIT_NOUNS));
-pub static PORTRAIT_DESC: LazyLock<Pattern> = LazyLock::new(|| words(PORTRAIT_DESCS));
-pub static ATMOSPHERE: LazyLock<Pattern> = LazyLock::new(|| words(ATMOSPHERE_WORDS));
-pub static MAGIC: LazyLock<Pattern> = LazyLock::new(|| words(MAGIC_WORDS));
+pub(crate) static COMBAT: LazyLock<Pattern> = LazyLock::new(|| words(COMBAT_WORDS));
+pub(crate) static PORTRAIT_NOUN: LazyLock<Pattern> = LazyLock::new(|| words(PORTRAIT_NOUNS));
+pub(crate) static PORTRAIT_DESC: LazyLock<Pattern> = LazyLock::new(|| words(PORTRAIT_DESCS));
+pub(crate) static ATMOSPHERE: LazyLock<Pattern> = LazyLock::new(|| words(ATMOSPHERE_WORDS));
+pub(crate) static MAGIC: LazyLock<Pattern> = LazyLock::new(|| words(MAGIC_WORDS));
 pub static DOCUMENT: LazyLock<Pattern> = LazyLock::new(|| words(DOCUMENT_WORDS));
 /// Magic words that tag a cue `magic`.
-pub static MAGIC_TAG: LazyLock<Pattern> =
+pub(crate) static MAGIC_TAG: LazyLock<Pattern> =
     LazyLock::new(|| words(&["arcane", "magic", "spell", "shimmer", "divine", "radiance", "glyph", "enchant"]));
 /// Magic words that tag a cue `special_effect`.
-pub static EFFECT_TAG: LazyLock<Pattern> = LazyLock::new(|| words(&["explosion", "portal"]));
+pub(crate) static EFFECT_TAG: LazyLock<Pattern> = LazyLock::new(|| words(&["explosion", "portal"]));
 
 /// The location phrase after an L keyword (§3 location()).
-pub static LOCATION_PHRASE: LazyLock<Regex> = LazyLock::new(|| {
+pub(crate) static LOCATION_PHRASE: LazyLock<Regex> = LazyLock::new(|| {
     let body = LOCATION_WORDS.iter().map(|a| a.replace('~', r"\s+")).collect::<Vec<_>>().join("|");
     re(&format!(r"(?i)\b(?:{body})\b\s+(?:the\s+|a\s+|an\s+)?([\w\s]+?)(?:\.|,|!|\z)"))
 });
 
 /// A dialogue line: quoted speech plus an attribution verb.
-pub static DIALOGUE_LINE: LazyLock<Regex> = LazyLock::new(|| {
+pub(crate) static DIALOGUE_LINE: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r#"(?i)^["“‘].*["”’][,.]?\s*(?:\w+\s+)*(?:says?|said|mutter|mutters|whisper|whispers|shout|shouts|ask|asks|replie[sd]?|grumble[sd]?|growl[sd]?|laugh[sed]*)\w*\.?$"#,
     )
 });
 
 /// Combat verbs after a character name (§3 combat()).
-pub static COMBAT_VERB_TAIL: LazyLock<Regex> = LazyLock::new(|| {
+pub(crate) static COMBAT_VERB_TAIL: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?i)^\s+(attacks?|lunges?\s+at|charges?\s+at|swings?\s+at|strikes?|slashes?\s+at|stabs?\s+at|parr(?:y|ies)|blocks?|challenges?|hurls?|raises?|casts?)\s+(.+?)(?:\.|,|!|\z)",
     )
 });
 
 // Beat filter families: literal single spaces, whole words.
-pub static BEAT_INTRO: LazyLock<Pattern> = LazyLock::new(|| {
+pub(crate) static BEAT_INTRO: LazyLock<Pattern> = LazyLock::new(|| {
     Pattern::new(
         r"\b(?:emerges?|appears?|introduces?|announces?|steps? (?:forward|out|into)|a (?:\w+ )?figure|stranger|cloaked|mysterious)\b",
     )
 });
-pub static BEAT_ACTION: LazyLock<Pattern> = LazyLock::new(|| {
+pub(crate) static BEAT_ACTION: LazyLock<Pattern> = LazyLock::new(|| {
     Pattern::new(
         r"\b(?:attacks?|strikes?|dodges?|blocks?|leaps?|charges?|explodes?|crashes?|collapses?|transforms?|erupts?|shatters?|draws? (?:a |the )?(?:sword|weapon|blade|bow|staff)|flames?|lightning|thunder|earthquake|tidal|runs?|flees?|chases?|pursues?|ambush)\b",
     )
 });
-pub static BEAT_SKIP: LazyLock<Pattern> = LazyLock::new(|| {
+pub(crate) static BEAT_SKIP: LazyLock<Pattern> = LazyLock::new(|| {
     Pattern::new(
         r"\b(?:inventory|add(?:ed|s)? .* to (?:your|the) inventory|picks? up|puts? (?:away|down)|stores?|equips?|orders? another|save point|current scene state|resume from|stopping point|your character|your stats|game saved|progress saved)\b",
     )
 });
-pub static STRAIGHT_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r#""[^"]*""#));
+pub(crate) static STRAIGHT_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r#""[^"]*""#));
 
 /// `[DOCUMENT:template:"Title"] body [/DOCUMENT]`
-pub static DOCUMENT_BLOCK: LazyLock<Regex> =
+pub(crate) static DOCUMENT_BLOCK: LazyLock<Regex> =
     LazyLock::new(|| re(r#"(?s)\[DOCUMENT:(\w+):"([^"]+)"\]\s*(.*?)\s*\[/DOCUMENT\]"#));
 
 // Visual distillation (§3).
-pub static MECHANICS: LazyLock<[Regex; 5]> = LazyLock::new(|| {
+pub(crate) static MECHANICS: LazyLock<[Regex; 5]> = LazyLock::new(|| {
     [
         re(r"(?im)\[[^\]]*(?:\d+\s*→\s*\d+|\d+\s*HP|d\d+:\s*\d+|vs\s+AC\s+\d+|HIT|MISS|Attack|Damage)[^\]]*\]"),
         re(r"(?im)\d+\s*→\s*\d+\s*HP"),
@@ -427,14 +427,14 @@ pub static MECHANICS: LazyLock<[Regex; 5]> = LazyLock::new(|| {
     ]
 });
 pub static SPACES_TABS: LazyLock<Regex> = LazyLock::new(|| re(r"[ \t]+"));
-pub static DOUBLE_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r#"["“][^"”]*["”]"#));
-pub static CURLY_SINGLE_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r"‘[^’]*’"));
-pub static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
+pub(crate) static DOUBLE_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r#"["“][^"”]*["”]"#));
+pub(crate) static CURLY_SINGLE_QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r"‘[^’]*’"));
+pub(crate) static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?i),?\s*\b(?:said|says|whispered?|whispers?|muttered?|mutters?|shouted?|shouts?|asked?|asks?|replied?|replies?|grumbled?|grumbles?|growled?|growls?|exclaimed?|exclaims?|warned?)\b,?(?:\s+\w+){0,4}\.?",
     )
 });
-pub static ABSTRACTIONS: LazyLock<Regex> = LazyLock::new(|| {
+pub(crate) static ABSTRACTIONS: LazyLock<Regex> = LazyLock::new(|| {
     let alts = [
         r"sense~of~(?:dread|foreboding|unease|wonder|loss|hope|doom)",
         r"(?:felt|feeling|feels)~(?:a|the|like|as)\b",
@@ -454,12 +454,12 @@ pub static ABSTRACTIONS: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(r"(?i)\b(?:{body})"))
 });
 pub static WHITESPACE: LazyLock<Regex> = LazyLock::new(|| re(r"\s+"));
-pub static CLEANUP_DOTS: LazyLock<Regex> = LazyLock::new(|| re(r"[.,]{2,}"));
-pub static CLEANUP_DOT_COMMA: LazyLock<Regex> = LazyLock::new(|| re(r"\.\s*,|,\s*\."));
-pub static CLEANUP_COMMAS: LazyLock<Regex> = LazyLock::new(|| re(r"\s*,\s*,+"));
-pub static CLEANUP_LEADING: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*[,.]+\s*"));
-pub static CLEANUP_TRAILING: LazyLock<Regex> = LazyLock::new(|| re(r"\s*[,.]+\s*$"));
-pub static WORD_TOKEN: LazyLock<Regex> = LazyLock::new(|| re(r"\w+"));
+pub(crate) static CLEANUP_DOTS: LazyLock<Regex> = LazyLock::new(|| re(r"[.,]{2,}"));
+pub(crate) static CLEANUP_DOT_COMMA: LazyLock<Regex> = LazyLock::new(|| re(r"\.\s*,|,\s*\."));
+pub(crate) static CLEANUP_COMMAS: LazyLock<Regex> = LazyLock::new(|| re(r"\s*,\s*,+"));
+pub(crate) static CLEANUP_LEADING: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*[,.]+\s*"));
+pub(crate) static CLEANUP_TRAILING: LazyLock<Regex> = LazyLock::new(|| re(r"\s*[,.]+\s*$"));
+pub(crate) static WORD_TOKEN: LazyLock<Regex> = LazyLock::new(|| re(r"\w+"));
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ pub fn is_py_space(c: char) -> bool {
 }
 
 /// `str.strip()`.
-pub fn py_strip(s: &str) -> &str {
+pub(crate) fn py_strip(s: &str) -> &str {
     s.trim_matches(is_py_space)
 }
 
@@ -45,7 +45,7 @@ pub fn truncate(x: &str) -> String {
 /// Replaces every run of characters matching `is_space` with one ASCII
 /// space, in one pass (`re.sub(r"\s+", " ", x)` without a regex hit per
 /// word). Borrows when nothing changes.
-pub fn collapse(x: &str, is_space: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+pub(crate) fn collapse(x: &str, is_space: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
     let mut prev_space = false;
     let clean = x.chars().all(|c| {
         let sp = is_space(c);
@@ -78,7 +78,7 @@ fn is_regex_space(c: char) -> bool {
 }
 
 /// CLEANUP, in order (§3).
-pub fn cleanup(x: &str) -> String {
+pub(crate) fn cleanup(x: &str) -> String {
     let s = collapse(x, is_regex_space);
     let s = CLEANUP_DOTS.replace_all(&s, ".");
     let s = CLEANUP_DOT_COMMA.replace_all(&s, ".");
@@ -96,7 +96,7 @@ pub fn cleanup(x: &str) -> String {
 ///
 /// Linear: the next valid closing quote at or after every position is
 /// computed once, from the end.
-pub fn remove_single_quoted(x: &str) -> String {
+pub(crate) fn remove_single_quoted(x: &str) -> String {
     let chars: Vec<char> = x.chars().collect();
     let n = chars.len();
     // next_close[i] = smallest j ≥ i with a valid closing quote at j.
@@ -125,7 +125,7 @@ pub fn remove_single_quoted(x: &str) -> String {
 }
 
 /// `\w` in Unicode mode: alphanumeric, marks, connector punctuation.
-pub fn is_word_char(c: char) -> bool {
+pub(crate) fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || regex_syntax_word(c)
 }
 
@@ -135,7 +135,7 @@ fn regex_syntax_word(c: char) -> bool {
 }
 
 /// `distill(x)`: steps 1–4 of §3.
-pub fn distill(x: &str) -> String {
+pub(crate) fn distill(x: &str) -> String {
     // 1. Mechanics.
     // Each mechanics pattern needs a character that plain prose rarely
     // has; skip the scan when it is absent.
@@ -166,7 +166,7 @@ pub fn distill(x: &str) -> String {
 
 /// Splits after `.`, `!` or `?` at every whitespace run; pieces are
 /// trimmed and empty ones dropped.
-pub fn sentences(x: &str) -> Vec<&str> {
+pub(crate) fn sentences(x: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut prev: Option<char> = None;
@@ -196,7 +196,7 @@ pub fn sentences(x: &str) -> Vec<&str> {
 /// The portrait rule Pt as a window search: some whole-word NOUN followed,
 /// 1 to 300 characters after its end, by the start of a whole-word DESC.
 /// Linear in the input (two regex scans plus a merge).
-pub fn portrait_matches(x: &str) -> bool {
+pub(crate) fn portrait_matches(x: &str) -> bool {
     // The next DESC match at or after a byte position, found lazily and
     // reused while nouns stay before it: every search starts past the last
     // one, so the whole check is linear and stops at the first hit.

@@ -51,7 +51,7 @@ impl Tier {
         Tier::ALL.into_iter().find(|t| t.name() == name)
     }
 
-    pub fn is_portrait(self) -> bool {
+    pub(crate) fn is_portrait(self) -> bool {
         matches!(self, Tier::Portrait | Tier::PortraitSquare)
     }
 }
@@ -221,7 +221,7 @@ impl Session {
 }
 
 /// Every non-empty stripped line is quoted speech with an attribution.
-pub fn is_dialogue_only(x: &str) -> bool {
+pub(crate) fn is_dialogue_only(x: &str) -> bool {
     let mut any = false;
     for line in x.lines().map(py_strip).filter(|l| !l.is_empty()) {
         if !DIALOGUE_LINE.is_match(line) {
@@ -286,7 +286,7 @@ pub fn scene_subject(x: &str, family: &Pattern) -> String {
 }
 
 /// `portrait(x)`.
-pub fn portrait_subject(x: &str) -> String {
+pub(crate) fn portrait_subject(x: &str) -> String {
     let cleaned = clean(x);
     if let Some(s) = sentences(&cleaned).into_iter().find(|s| portrait_matches(s)) {
         let d = distill(s);
@@ -298,7 +298,7 @@ pub fn portrait_subject(x: &str) -> String {
 
 /// `location(x)`: the phrase after a location verb, else the first 80
 /// characters.
-pub fn location_subject(x: &str) -> String {
+pub(crate) fn location_subject(x: &str) -> String {
     if let Some(c) = LOCATION_PHRASE.captures(x) {
         return truncate(py_strip(&c[1]));
     }
@@ -324,7 +324,7 @@ fn name_pattern(name: &str) -> Regex {
 }
 
 /// `combat(x, names)`.
-pub fn combat_subject(x: &str, names: &[String]) -> String {
+pub(crate) fn combat_subject(x: &str, names: &[String]) -> String {
     let cleaned = clean(x);
     let mut pairs = Vec::new();
     for name in names {

@@ -9,7 +9,7 @@ use serde_json::Value;
 /// Why a `cameras.yaml` or `recipes.yaml` override was refused; the
 /// messages are composer-v2.md §3's.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DirectionError {
+pub(crate) enum DirectionError {
     #[error("cameras.yaml must be a mapping of preset → {{prompt, post}}")]
     CamerasNotMapping,
     #[error("cameras.yaml missing presets: {}", sorted_list(.0))]
@@ -80,20 +80,20 @@ pub const PRESETS: [(&str, &str); 17] = [
     ("trunk_shot_tarantino", "low POV looking up from inside a container, subjects leaning over the frame, worm's-eye angle"),
 ];
 
-pub fn is_preset(name: &str) -> bool {
+pub(crate) fn is_preset(name: &str) -> bool {
     PRESETS.iter().any(|(n, _)| *n == name)
 }
 
 /// Art-sensibility cascade layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cascade {
+pub(crate) enum Cascade {
     Genre,
     World,
     Culture,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Recipe {
+pub(crate) struct Recipe {
     /// A preset name, or `{camera}` (from the request).
     pub direction_camera: String,
     pub cascade: Vec<Cascade>,
@@ -101,13 +101,13 @@ pub struct Recipe {
 
 /// One genre's cameras and recipes.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Direction {
+pub(crate) struct Direction {
     pub cameras: BTreeMap<String, Camera>,
     pub recipes: BTreeMap<String, Recipe>,
 }
 
 impl Direction {
-    pub fn builtin() -> Direction {
+    pub(crate) fn builtin() -> Direction {
         let cameras = PRESETS
             .iter()
             .map(|(n, p)| {
@@ -136,7 +136,7 @@ fn sorted_list(v: &[String]) -> String {
 }
 
 /// Validates a parsed `cameras.yaml`.
-pub fn parse_cameras(v: &Value) -> Result<BTreeMap<String, Camera>, DirectionError> {
+pub(crate) fn parse_cameras(v: &Value) -> Result<BTreeMap<String, Camera>, DirectionError> {
     let map = v.as_object().ok_or(DirectionError::CamerasNotMapping)?;
     let missing: Vec<String> = PRESETS.iter().map(|(n, _)| n.to_string()).filter(|n| !map.contains_key(n)).collect();
     if !missing.is_empty() {
@@ -192,7 +192,7 @@ fn parse_post(name: &str, p: &Value) -> Result<Post, DirectionError> {
 }
 
 /// Validates a parsed `recipes.yaml`.
-pub fn parse_recipes(v: &Value) -> Result<BTreeMap<String, Recipe>, DirectionError> {
+pub(crate) fn parse_recipes(v: &Value) -> Result<BTreeMap<String, Recipe>, DirectionError> {
     let map = v.as_object().ok_or(DirectionError::RecipesNotMapping)?;
     let mut out = BTreeMap::new();
     for name in ["portrait", "poi", "illustration"] {

@@ -20,7 +20,7 @@ pub use slug::{is_slug, slugify};
 
 /// The moods of the audio interpreter's built-in keyword table
 /// (interpret.md §6), in table order.
-pub const BUILTIN_MOODS: [&str; 11] = [
+pub(crate) const BUILTIN_MOODS: [&str; 11] = [
     "combat",
     "tavern",
     "exploration",
@@ -35,4 +35,4 @@ pub const BUILTIN_MOODS: [&str; 11] = [
 ];
 
 /// Theme variation types the rotator weighs (audio.md §2).
-pub const VARIATION_TYPES: [&str; 6] = ["full", "overture", "ambient", "sparse", "tension_build", "resolution"];
+pub(crate) const VARIATION_TYPES: [&str; 6] = ["full", "overture", "ambient", "sparse", "tension_build", "resolution"];

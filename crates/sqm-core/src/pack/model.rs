@@ -224,7 +224,7 @@ impl AudioConfig {
         self.mood_tracks.keys().chain(self.mood_aliases.keys()).map(String::as_str)
     }
 
-    pub fn has_mood(&self, mood: &str) -> bool {
+    pub(crate) fn has_mood(&self, mood: &str) -> bool {
         self.mood_tracks.contains_key(mood) || self.mood_aliases.contains_key(mood)
     }
 }
@@ -327,7 +327,7 @@ pub struct VisualText {
 
 impl VisualText {
     /// The solo text, else the backdrop.
-    pub fn first_text(&self) -> &str {
+    pub(crate) fn first_text(&self) -> &str {
         if self.solo.is_empty() {
             &self.backdrop
         } else {
@@ -363,7 +363,7 @@ pub enum VisualBlock {
 
 impl VisualBlock {
     /// The solo text, else the backdrop (a legacy string is both).
-    pub fn first_text(&self) -> &str {
+    pub(crate) fn first_text(&self) -> &str {
         match self {
             VisualBlock::Lods(v) => v.first_text(),
             VisualBlock::Legacy(s) => s,
@@ -577,7 +577,7 @@ impl World {
 /// file does not exist or holds an empty document. The file must lie inside
 /// the pack (symlinks included), be a regular file, and hold at most
 /// [`paths::PACK_YAML_CAP`] bytes.
-pub fn read_file<T: for<'de> Deserialize<'de>>(pack: &Path, path: &Path) -> Result<Option<T>, PackError> {
+pub(crate) fn read_file<T: for<'de> Deserialize<'de>>(pack: &Path, path: &Path) -> Result<Option<T>, PackError> {
     let root = paths::Root::new(pack).map_err(|source| PackError::Io { path: pack.to_path_buf(), source })?;
     let bytes = match root.read(path, paths::PACK_YAML_CAP) {
         Ok(b) => b,

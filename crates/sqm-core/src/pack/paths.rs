@@ -22,12 +22,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Largest pack YAML file sqm reads.
-pub const PACK_YAML_CAP: u64 = 16 * 1024 * 1024;
+pub(crate) const PACK_YAML_CAP: u64 = 16 * 1024 * 1024;
 /// Largest image (PNG or JPEG) sqm reads from a request, a manifest or a
 /// pack.
-pub const IMAGE_CAP: u64 = 64 * 1024 * 1024;
+pub(crate) const IMAGE_CAP: u64 = 64 * 1024 * 1024;
 /// Largest prerender manifest sqm reads.
-pub const MANIFEST_CAP: u64 = 64 * 1024 * 1024;
+pub(crate) const MANIFEST_CAP: u64 = 64 * 1024 * 1024;
 
 /// Why a path was refused.
 #[derive(Debug, thiserror::Error)]
@@ -46,14 +46,14 @@ pub enum PathError {
 
 impl PathError {
     /// True when the file simply is not there (often not a problem).
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, PathError::NotFound { .. })
     }
 }
 
 /// A folder that data-named paths must stay inside.
 #[derive(Clone, Debug)]
-pub struct Root {
+pub(crate) struct Root {
     /// As given (joined with relative paths for display and for writing).
     dir: PathBuf,
     /// Canonical form, for the containment check.
@@ -67,6 +67,7 @@ impl Root {
     }
 
     /// The folder as given.
+    #[cfg(test)]
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -182,7 +183,7 @@ pub fn resolve_in_pack(base: &Path, raw: &str) -> Option<PathBuf> {
 }
 
 /// True when `raw` is relative and its `..` never climb above its start.
-pub fn lexically_inside(raw: &Path) -> bool {
+pub(crate) fn lexically_inside(raw: &Path) -> bool {
     let mut depth = 0usize;
     for comp in raw.components() {
         match comp {
@@ -246,7 +247,7 @@ pub fn open_regular(path: &Path) -> Result<(File, u64), OpenError> {
 
 /// Reads `file` (whose size was `len` when opened) to the end, refusing
 /// more than `cap` bytes even if the file grows meanwhile.
-pub fn read_capped(file: File, len: u64, cap: u64) -> Result<Vec<u8>, OpenError> {
+pub(crate) fn read_capped(file: File, len: u64, cap: u64) -> Result<Vec<u8>, OpenError> {
     if len > cap {
         return Err(OpenError::TooLarge(cap));
     }

@@ -55,7 +55,7 @@ pub enum Value {
 
 impl Node {
     /// A short name for the node's type, used in `SCHEMA_TYPE` messages.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self.value {
             Value::Null => "null",
             Value::Bool(_) => "a boolean",
@@ -78,14 +78,14 @@ impl Node {
         }
     }
 
-    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+    pub(crate) fn as_map(&self) -> Option<&[(Node, Node)]> {
         match &self.value {
             Value::Map(m) => Some(m),
             _ => None,
         }
     }
 
-    pub fn as_seq(&self) -> Option<&[Node]> {
+    pub(crate) fn as_seq(&self) -> Option<&[Node]> {
         match &self.value {
             Value::Seq(s) => Some(s),
             _ => None,
@@ -109,7 +109,7 @@ impl Node {
 
     /// The text of a scalar used as a mapping key (`1`, `true` and `null`
     /// keys become their spelling, as a YAML-to-JSON bridge would do).
-    pub fn key_text(&self) -> Option<String> {
+    pub(crate) fn key_text(&self) -> Option<String> {
         match &self.value {
             Value::Str(s) => Some(s.clone()),
             Value::Int(i) => Some(i.to_string()),
@@ -152,13 +152,13 @@ pub enum YamlProblem {
 }
 
 /// Nodes that alias expansion may add to one document.
-pub const MAX_ALIAS_NODES: usize = 100_000;
+pub(crate) const MAX_ALIAS_NODES: usize = 100_000;
 /// Bytes of scalar text that alias expansion may add to one document.
-pub const MAX_ALIAS_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_ALIAS_BYTES: usize = 16 * 1024 * 1024;
 /// Deepest nesting of lists and mappings accepted.
-pub const MAX_DEPTH: usize = 256;
+pub(crate) const MAX_DEPTH: usize = 256;
 /// Most nodes one document may hold, aliases included.
-pub const MAX_NODES: usize = 2_000_000;
+pub(crate) const MAX_NODES: usize = 2_000_000;
 
 impl fmt::Display for YamlProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

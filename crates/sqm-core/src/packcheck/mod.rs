@@ -5,7 +5,7 @@
 
 pub mod diag;
 pub mod probe;
-pub mod suggest;
+pub(crate) mod suggest;
 pub mod validate;
 
 mod assets;

@@ -26,7 +26,7 @@ pub enum Probe {
 
 /// Probes `path`: decodes the container header and the first packet, then
 /// reads (without decoding) the remaining packets to catch truncation.
-pub fn probe_audio(path: &Path) -> Probe {
+pub(crate) fn probe_audio(path: &Path) -> Probe {
     let file = match crate::pack::paths::open_regular(path) {
         Ok((f, _)) => f,
         Err(e) => return Probe::Undecodable(format!("cannot open: {e}")),

@@ -28,7 +28,7 @@ pub fn distance(a: &str, b: &str) -> usize {
 
 /// The closest known key and its distance; ties go to the alphabetically
 /// first key.
-pub fn closest<'k>(key: &str, known: &[&'k str]) -> Option<(&'k str, usize)> {
+pub(crate) fn closest<'k>(key: &str, known: &[&'k str]) -> Option<(&'k str, usize)> {
     known.iter().map(|k| (*k, distance(key, k))).min_by(|(ka, da), (kb, db)| da.cmp(db).then(ka.cmp(kb)))
 }
 

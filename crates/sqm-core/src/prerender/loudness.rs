@@ -38,7 +38,7 @@ pub enum LoudnessError {
 }
 
 /// The true-peak ceiling a gain may not push past.
-pub const TRUE_PEAK_CEILING_DBTP: f64 = -1.0;
+pub(crate) const TRUE_PEAK_CEILING_DBTP: f64 = -1.0;
 
 /// What the analysis of one file found.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

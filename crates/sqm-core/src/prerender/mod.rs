@@ -269,7 +269,7 @@ pub fn is_current(job: &Job, manifest: &Manifest, out: &Path) -> bool {
 /// Removes what a crashed or killed run left: sqm's own temp files
 /// (`.render-*.png.tmp`, `.manifest-*`) inside `out`, nothing else. Run only
 /// while holding the output lock. Returns how many were removed.
-pub fn remove_stale_temp_files(out: &Path) -> usize {
+pub(crate) fn remove_stale_temp_files(out: &Path) -> usize {
     let Ok(root) = paths::Root::new(out) else { return 0 };
     let mut removed = 0;
     for entry in walkdir::WalkDir::new(out).follow_links(false).max_depth(8).into_iter().filter_map(|e| e.ok()) {
@@ -292,7 +292,7 @@ pub fn remove_stale_temp_files(out: &Path) -> usize {
 }
 
 /// Makes a fresh backend for a worker thread.
-pub type BackendFactory<'a> = &'a (dyn Fn() -> Result<Box<dyn Backend>, RenderError> + Sync);
+pub(crate) type BackendFactory<'a> = &'a (dyn Fn() -> Result<Box<dyn Backend>, RenderError> + Sync);
 
 /// Runs `jobs` into `out`. Image jobs run on `parallel` workers when the
 /// backend is CPU-bound and may be duplicated (`parallel > 1`), else one at

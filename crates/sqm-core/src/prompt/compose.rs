@@ -44,7 +44,7 @@ const DEFAULT_LOCATION_TAGS: [(&str, &str); 8] = [
 ];
 
 /// The tier prefix P.
-pub fn tier_prefix(tier: Tier) -> &'static str {
+pub(crate) fn tier_prefix(tier: Tier) -> &'static str {
     match tier {
         Tier::Landscape => "wide establishing shot, scenic vista, atmospheric",
         Tier::Portrait | Tier::PortraitSquare => "character portrait, detailed face and attire, centered subject",
@@ -55,7 +55,7 @@ pub fn tier_prefix(tier: Tier) -> &'static str {
 
 /// `tags(loc)`: the first matching override, else the first matching
 /// default, else the location unchanged.
-pub fn location_tags(location: &str, style: &Style) -> String {
+pub(crate) fn location_tags(location: &str, style: &Style) -> String {
     let lowered = location.to_lowercase();
     if let Some((_, v)) = style.visual_tag_overrides.iter().find(|(k, _)| lowered.contains(k.as_str())) {
         return v.clone();

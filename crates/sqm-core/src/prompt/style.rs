@@ -184,7 +184,7 @@ impl StyleSource {
 
     /// `where:<scope>/<slug>` → a place name or description; other strings
     /// unchanged. Never fails: a ref that matches nothing becomes words.
-    pub fn resolve_location(&self, genre: &str, location: &str) -> String {
+    pub(crate) fn resolve_location(&self, genre: &str, location: &str) -> String {
         let Some(reference) = location.strip_prefix("where:") else { return location.to_owned() };
         let (scope, slug) = reference.rsplit_once('/').unwrap_or(("", reference));
         let world = if is_slug(scope) { scope } else { "" };
@@ -208,7 +208,7 @@ impl StyleSource {
 
     /// `npc:<slug>` → the manifest entry's name (or id, or the slug in
     /// words); `pc:<slug>` → `subject_name` or the slug in words.
-    pub fn resolve_character(&self, genre: &str, world: &str, entry: &str, subject_name: &str) -> String {
+    pub(crate) fn resolve_character(&self, genre: &str, world: &str, entry: &str, subject_name: &str) -> String {
         if let Some(slug) = entry.strip_prefix("pc:") {
             return if subject_name.is_empty() { words(slug) } else { subject_name.to_owned() };
         }

@@ -18,7 +18,7 @@ pub fn tok(x: &str) -> usize {
 }
 
 /// `trunc(x, m)`: the first `floor(m / 1.3)` words joined by single spaces.
-pub fn trunc(x: &str, max_tokens: i64) -> String {
+pub(crate) fn trunc(x: &str, max_tokens: i64) -> String {
     let n = (max_tokens as f64 / 1.3).floor();
     if n <= 0.0 {
         return String::new();

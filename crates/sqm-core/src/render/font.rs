@@ -78,12 +78,12 @@ fn glyph(c: char) -> &'static [&'static str; 7] {
 }
 
 /// Width in pixels of `text` at `scale` (6 columns per character).
-pub fn text_width(text: &str, scale: u32) -> u32 {
+pub(crate) fn text_width(text: &str, scale: u32) -> u32 {
     text.chars().count() as u32 * 6 * scale
 }
 
 /// Draws `text` with its top-left corner at (x, y).
-pub fn draw_text(img: &mut Image, x: i64, y: i64, scale: u32, color: [u8; 3], text: &str) {
+pub(crate) fn draw_text(img: &mut Image, x: i64, y: i64, scale: u32, color: [u8; 3], text: &str) {
     let s = i64::from(scale);
     for (i, c) in text.chars().enumerate() {
         let gx = x + i as i64 * 6 * s;

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::pack::paths::{self, Root, IMAGE_CAP};
 
 /// Largest width or height accepted.
-pub const MAX_SIDE: u32 = 8192;
+pub(crate) const MAX_SIDE: u32 = 8192;
 
 /// Why an image input was refused (for logs; never sent to a peer).
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 //! flag between steps. [`output`] writes PNGs atomically with their
 //! parameters embedded; [`pipeline`] turns a render request into a job.
 
-pub mod font;
+pub(crate) mod font;
 pub mod input;
 pub mod null;
 pub mod output;
@@ -76,7 +76,7 @@ pub enum RenderError {
 }
 
 /// Largest canvas side any backend accepts.
-pub const MAX_SIDE: u32 = 4096;
+pub(crate) const MAX_SIDE: u32 = 4096;
 
 /// An image backend. One instance lives on the render worker thread.
 pub trait Backend: Send {

@@ -36,7 +36,7 @@ pub fn render_key(backend: &str, model: Option<&str>, job: &RenderJob) -> String
 }
 
 /// `<out>/<backend>/render_<key16>.png`
-pub fn output_path(out_dir: &Path, backend: &str, key16: &str) -> PathBuf {
+pub(crate) fn output_path(out_dir: &Path, backend: &str, key16: &str) -> PathBuf {
     out_dir.join(backend).join(format!("render_{key16}.png"))
 }
 
@@ -48,7 +48,7 @@ pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The A1111 `parameters` text.
-pub fn parameters_text(job: &RenderJob, model: &str) -> String {
+pub(crate) fn parameters_text(job: &RenderJob, model: &str) -> String {
     let mut s = job.positive_prompt.clone();
     if !job.negative_prompt.is_empty() {
         s.push_str("\nNegative prompt: ");
@@ -91,7 +91,7 @@ pub fn write_png(path: &Path, img: &Image, parameters: &str, request_json: &str)
 }
 
 /// A PNG's width, height and text chunks (keyword, text).
-pub type PngText = (u32, u32, Vec<(String, String)>);
+pub(crate) type PngText = (u32, u32, Vec<(String, String)>);
 
 /// Reads the text chunks of a PNG (for tests and `sqm` tooling).
 pub fn read_png_text(path: &Path) -> std::io::Result<PngText> {

@@ -17,7 +17,7 @@ use super::tokens::tok;
 use crate::interpret::Tier;
 use crate::pack::direction::Post;
 
-pub mod assemble;
+pub(crate) mod assemble;
 pub mod budget;
 pub mod cache;
 pub mod catalog;
@@ -86,7 +86,7 @@ pub struct Composed {
     pub total: usize,
 }
 
-pub const BUDGET: usize = 512;
+pub(crate) const BUDGET: usize = 512;
 const SAFETY: &str = "solo character focus, detailed distinctive features";
 const BASE_NEGATIVE: &str =
     "watermark, signature, text, blurry, deformed, extra limbs, photograph, photorealistic, hyperrealistic, smooth skin, CGI";
@@ -200,7 +200,11 @@ pub fn post_canvas(post: &Post, w: u32, h: u32) -> Result<(u32, u32), ComposeErr
 
 /// Characters whose background text plus the genre and world suffixes
 /// exceed the budget (validate-pack's `CAST_OVER_BUDGET`).
-pub fn over_budget_characters(root: &Path, genre: &str, world: &str) -> Result<Vec<(String, usize)>, ComposeError> {
+pub(crate) fn over_budget_characters(
+    root: &Path,
+    genre: &str,
+    world: &str,
+) -> Result<Vec<(String, usize)>, ComposeError> {
     let cat = Catalog::load(root, genre, world)?;
     let base = cat.genre_suffix.as_deref().map(est).unwrap_or(0) + cat.world_suffix.as_deref().map(est).unwrap_or(0);
     let mut v: Vec<(String, usize)> = cat
