@@ -93,6 +93,11 @@ pub struct Args {
     /// Seconds running work may take to finish when stopping.
     #[arg(long, default_value_t = 120.0, value_name = "SECS")]
     pub drain_timeout: f64,
+    /// Repeat the `image` busy heartbeat this often to the connections
+    /// waiting on a render, so a long render never looks like a dead
+    /// daemon (0 = only at the start).
+    #[arg(long, default_value_t = 15.0, value_name = "SECS")]
+    pub busy_heartbeat_interval: f64,
     /// Ask a running daemon for its status and exit.
     #[arg(long, conflicts_with = "shutdown")]
     pub status: bool,
@@ -176,6 +181,10 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
     if !(args.drain_timeout.is_finite() && args.drain_timeout >= 0.0) {
         anyhow::bail!("--drain-timeout must be a number of seconds ≥ 0");
     }
+    let busy = args.busy_heartbeat_interval;
+    if !(busy.is_finite() && (busy == 0.0 || busy >= 0.1)) {
+        anyhow::bail!("--busy-heartbeat-interval must be 0 (off) or a number of seconds ≥ 0.1");
+    }
     let config = Config {
         socket: args.socket.clone(),
         output_dir,
@@ -183,6 +192,7 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
         warmup,
         heartbeat: !args.no_heartbeat,
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
+        busy_heartbeat_interval: (busy > 0.0).then(|| Duration::from_secs_f64(busy)),
         // What `status` reports: flux's --device (empty: the best one
         // available); the sketch and null backends draw on the CPU.
         device: match (args.backend.as_str(), args.flux.device.as_str()) {

@@ -99,6 +99,8 @@ struct Entry {
 struct Running {
     key: Option<String>,
     waiters: Vec<Waiter>,
+    /// When the waiting connections hear `image/busy` again (renders only).
+    next_beat: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -108,6 +110,8 @@ struct RenderState {
     shutting_down: bool,
     /// Set when the drain timeout passes: running work is cancelled.
     abort: bool,
+    /// Set when the lane thread has ended.
+    closed: bool,
 }
 
 /// Counters shared with `status` and heartbeats.
@@ -123,6 +127,10 @@ pub(crate) struct LaneStats {
 pub(crate) struct RenderLane {
     state: Mutex<RenderState>,
     wake: Condvar,
+    /// Wakes the busy-heartbeat thread when a render starts or the lane ends.
+    beat: Condvar,
+    /// How often a running render's waiters hear `image/busy` again.
+    busy_every: Option<Duration>,
     pub stats: LaneStats,
     pub backend_name: &'static str,
     pub model: Option<String>,
@@ -138,10 +146,14 @@ fn shutting_down() -> WireError {
 
 impl RenderLane {
     /// Starts the lane thread, which takes ownership of `backend`.
-    pub(crate) fn start(backend: Box<dyn Backend>, out_dir: PathBuf) -> Arc<RenderLane> {
+    /// `busy_every`: repeat `image/busy` this often during a render, on a
+    /// thread of its own (a denoising step may take longer than that).
+    pub(crate) fn start(backend: Box<dyn Backend>, out_dir: PathBuf, busy_every: Option<Duration>) -> Arc<RenderLane> {
         let lane = Arc::new(RenderLane {
             state: Mutex::new(RenderState::default()),
             wake: Condvar::new(),
+            beat: Condvar::new(),
+            busy_every,
             stats: LaneStats::default(),
             backend_name: backend.name(),
             model: backend.model(),
@@ -154,7 +166,39 @@ impl RenderLane {
             .name("sqm-render".into())
             .spawn(move || worker.run(backend))
             .expect("spawn render lane");
+        if let Some(every) = busy_every {
+            let beater = lane.clone();
+            std::thread::Builder::new()
+                .name("sqm-busy-beat".into())
+                .spawn(move || beater.beat_loop(every))
+                .expect("spawn busy heartbeat thread");
+        }
         lane
+    }
+
+    /// Sends `image/busy` to every connection waiting on the running
+    /// render, `every` apart from its start, until the lane ends.
+    fn beat_loop(&self, every: Duration) {
+        let mut st = self.lock();
+        while !st.closed {
+            let due = st.running.as_ref().and_then(|r| r.next_beat);
+            let now = Instant::now();
+            st = match due {
+                None => self.beat.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some(t) if t > now => self.beat.wait_timeout(st, t - now).unwrap_or_else(|p| p.into_inner()).0,
+                Some(t) => {
+                    let r = st.running.as_mut().expect("a due beat has a running render");
+                    r.next_beat = Some(t + every);
+                    let mut told = std::collections::HashSet::new();
+                    for w in r.waiters.iter().filter(|w| !w.cancelled) {
+                        if told.insert(w.conn.id) {
+                            w.conn.send(Outgoing::Heartbeat(Queue::Image, LaneState::Busy));
+                        }
+                    }
+                    st
+                }
+            };
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RenderState> {
@@ -349,7 +393,7 @@ impl RenderLane {
                                 w.busy_sent = true;
                             }
                         }
-                        st.running = Some(Running { key, waiters: Vec::new() });
+                        st.running = Some(Running { key, waiters: Vec::new(), next_beat: None });
                         self.count_queued(&st);
                         break Some((e, waiters));
                     }
@@ -359,7 +403,11 @@ impl RenderLane {
                     st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            let Some((entry, waiters)) = entry else { return };
+            let Some((entry, waiters)) = entry else {
+                self.lock().closed = true;
+                self.beat.notify_all();
+                return;
+            };
             self.stats.busy.store(true, Ordering::Release);
             match entry.work {
                 RenderWork::Render { job, .. } => self.run_render(&mut *backend, &job, waiters),
@@ -376,8 +424,14 @@ impl RenderLane {
             w.conn.send(Outgoing::Heartbeat(Queue::Image, LaneState::Busy));
         }
         let cached_before = planned_path(&self.out_dir, backend, &job.job).1.is_file();
-        self.lock().running.as_mut().expect("running set").waiters.extend(waiters);
         let started = Instant::now();
+        {
+            let mut st = self.lock();
+            let running = st.running.as_mut().expect("running set");
+            running.waiters.extend(waiters);
+            running.next_beat = self.busy_every.map(|d| started + d);
+        }
+        self.beat.notify_all();
         let result = {
             let mut progress = |step: u32, steps: u32| {
                 let st = self.lock();

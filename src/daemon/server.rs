@@ -47,6 +47,8 @@ pub struct Config {
     pub warmup: Option<Warmup>,
     pub heartbeat: bool,
     pub drain_timeout: Duration,
+    /// How often a render's waiters hear `image/busy` again; `None`: once.
+    pub busy_heartbeat_interval: Option<Duration>,
     pub device: String,
     /// Audio plays into the null sink even when a device exists.
     pub audio_null_sink: bool,
@@ -229,7 +231,8 @@ pub async fn run(
         z.check().map_err(|e| start_err(2, e.to_string()))?;
     }
     let (listener, claim) = Claim::take(&mut config)?;
-    let render = RenderLane::start(backend, claim.output.path.clone());
+    let busy_every = config.busy_heartbeat_interval.filter(|_| config.heartbeat);
+    let render = RenderLane::start(backend, claim.output.path.clone(), busy_every);
     let embed = EmbedLane::start(embed_model, embed_loader);
     let (shutdown_tx, mut shutdown_rx) = watch::channel(None::<String>);
     let ctx = Arc::new(Ctx {

@@ -428,6 +428,7 @@ fn the_server_runs_in_process_and_stops_on_its_shutdown_future() {
         warmup: None,
         heartbeat: false,
         drain_timeout: Duration::from_secs(5),
+        busy_heartbeat_interval: None,
         device: "cpu".into(),
         audio_null_sink: true,
         default_genre: None,
@@ -458,4 +459,55 @@ fn the_server_runs_in_process_and_stops_on_its_shutdown_future() {
     let code = handle.join().unwrap().unwrap();
     assert_eq!(code, 0);
     assert!(!socket.exists(), "the socket is removed at stop");
+}
+
+/// remote-and-telemetry.md §7.2 example 12: during a 3.5 s render with
+/// `--busy-heartbeat-interval 1`, the waiting connection hears `image/busy`
+/// at t ≈ 0, 1, 2 and 3 s, then the reply, then `image/ready`; an idle
+/// connection hears nothing after its accept heartbeats.
+#[test]
+fn busy_heartbeats_repeat_during_a_long_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::spawn_with_env(
+        dir,
+        &["--no-warmup", "--busy-heartbeat-interval", "1"],
+        &[("SQM_TEST_SKETCH_DELAY_MS", "3500")],
+    );
+    let mut idle = d.connect();
+    for _ in 0..2 {
+        assert_eq!(idle.line().unwrap()["state"], "ready", "accept heartbeats");
+    }
+    let mut c = d.connect();
+    let started = Instant::now();
+    c.send(
+        r#"{"id":"long","method":"render","params":{"tier":"portrait","positive_prompt":"a gaunt ranger","seed":7}}"#,
+    );
+    let mut busy_at = Vec::new();
+    let reply = loop {
+        let v = c.line().expect("EOF before the reply");
+        match (v["event"].as_str(), v["queue"].as_str(), v["state"].as_str()) {
+            (Some("heartbeat"), Some("image"), Some("busy")) => busy_at.push(started.elapsed().as_secs_f64()),
+            (Some(_), _, _) => {}
+            (None, _, _) => break v,
+        }
+    };
+    assert!(reply["result"]["image_path"].is_string(), "{reply}");
+    let after = c.line().unwrap();
+    assert_eq!((after["queue"].as_str(), after["state"].as_str()), (Some("image"), Some("ready")), "{after}");
+    assert_eq!(busy_at.len(), 4, "busy at {busy_at:?}");
+    for (k, t) in busy_at.iter().enumerate() {
+        assert!((t - k as f64).abs() < 0.4, "busy heartbeat {k} at {t:.2} s: {busy_at:?}");
+    }
+    assert_eq!(idle.line_within(Duration::from_millis(200)), None, "the idle connection hears nothing");
+}
+
+#[test]
+fn busy_heartbeat_interval_is_checked() {
+    let out = std::process::Command::new(common::SQM)
+        .args(["serve", "--busy-heartbeat-interval", "0.01", "--socket", "/nonexistent/x.sock"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--busy-heartbeat-interval must be 0 (off) or a number of seconds ≥ 0.1"), "{err}");
 }

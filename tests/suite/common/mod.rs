@@ -80,6 +80,11 @@ impl Daemon {
     }
 
     pub fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
+        Self::spawn_with_env(dir, extra, &[])
+    }
+
+    /// The binary with extra environment (the hidden test knobs).
+    pub fn spawn_with_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let socket = dir.path().join("d.sock");
         let out = dir.path().join("out");
         let child = Command::new(SQM)
@@ -98,6 +103,7 @@ impl Daemon {
             .env("HF_HOME", dir.path().join("hf"))
             .env("HF_HUB_OFFLINE", "1")
             .env_remove("SIDEQUEST_OUTPUT_DIR")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -242,6 +248,21 @@ impl Conn {
                 return v;
             }
         }
+    }
+
+    /// The next line if one arrives within `d`; `None` when the peer
+    /// stays quiet.
+    pub fn line_within(&mut self, d: Duration) -> Option<Value> {
+        self.stream.set_read_timeout(Some(d)).unwrap();
+        let mut buf = String::new();
+        let got = match self.reader.read_line(&mut buf) {
+            Ok(n) if n > 0 => Some(serde_json::from_str(buf.trim_end()).unwrap_or_else(|e| panic!("{e}: {buf}"))),
+            Ok(_) => None,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => None,
+            Err(e) => panic!("read: {e}"),
+        };
+        self.stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        got
     }
 
     pub fn set_timeout(&self, d: Duration) {

@@ -7,9 +7,33 @@ use super::font::{draw_text, text_width, wrap};
 use super::{Backend, Image, RenderError, RenderJob};
 use crate::interpret::Tier;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SketchBackend {
     loaded: bool,
+    /// A pause before drawing, for tests of long renders (the hidden knob
+    /// `SQM_TEST_SKETCH_DELAY_MS`): slept in 50 ms slices, honouring cancel.
+    delay: std::time::Duration,
+}
+
+impl Default for SketchBackend {
+    fn default() -> Self {
+        let ms = std::env::var("SQM_TEST_SKETCH_DELAY_MS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        SketchBackend { loaded: false, delay: std::time::Duration::from_millis(ms.min(3_600_000)) }
+    }
+}
+
+impl SketchBackend {
+    /// Sleeps out the test delay; `false` when cancelled meanwhile.
+    fn pause(&self, cancel: &dyn Fn() -> bool) -> bool {
+        let until = std::time::Instant::now() + self.delay;
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()).filter(|d| !d.is_zero()) {
+            if cancel() {
+                return false;
+            }
+            std::thread::sleep(left.min(std::time::Duration::from_millis(50)));
+        }
+        true
+    }
 }
 
 impl Backend for SketchBackend {
@@ -37,7 +61,7 @@ impl Backend for SketchBackend {
         cancel: &dyn Fn() -> bool,
     ) -> Result<Option<Image>, RenderError> {
         super::validate_job(job)?;
-        if cancel() {
+        if cancel() || !self.pause(cancel) || cancel() {
             return Err(RenderError::Cancelled);
         }
         self.loaded = true;
