@@ -4,9 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::messages::{
     error_result, file_uri, frame, render_request, safe_id, AudioMatch, AudioMetadata, AudioReady, ImageReady,
@@ -18,20 +20,27 @@ use crate::daemon::wire::{Code, WireError};
 use crate::render::pipeline::{prepare, Prepared, PreparedJob, RenderOutcome};
 
 impl WorkerState {
-    pub(super) async fn handle(&self, frame: &[u8]) -> Option<Value> {
-        let msg: Map<String, Value> = match serde_json::from_slice::<Value>(frame) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) | Err(_) => {
-                tracing::warn!(bytes = frame.len(), "dropped a frame that is not a JSON object");
+    /// Answers one frame. Parsing (a frame may hold two inline images),
+    /// pack reading, file linking and audio decoding run on the blocking
+    /// pool, so socket clients never wait behind a ZeroMQ request.
+    pub(super) async fn handle(&self, frame: Vec<u8>) -> Option<Value> {
+        let bytes = frame.len();
+        let msg: Map<String, Value> = match blocking(move || serde_json::from_slice::<Value>(&frame)).await {
+            Some(Ok(Value::Object(m))) => m,
+            _ => {
+                tracing::warn!(bytes, "dropped a frame that is not a JSON object");
                 return None;
             }
         };
         let kind = msg.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
         let span = tracing::info_span!("zmq", kind = %kind, request_id = ?msg.get("request_id"));
-        let _e = span.enter();
-        match kind.as_str() {
-            "RenderRequest" => Some(self.render(&msg).await),
-            "AudioRenderRequest" => Some(self.audio(&msg).await),
+        self.answer(&kind, &msg).instrument(span).await
+    }
+
+    async fn answer(&self, kind: &str, msg: &Map<String, Value>) -> Option<Value> {
+        match kind {
+            "RenderRequest" => Some(self.render(msg).await),
+            "AudioRenderRequest" => Some(self.audio(msg).await),
             "" => {
                 tracing::warn!("dropped a frame without 'type'");
                 None
@@ -52,13 +61,17 @@ impl WorkerState {
             Err(e) => return fail(e.code, e.message),
         };
         // The same pipeline entry as the socket's `render`.
-        let prepared = match prepare(&request, &self.ctx.styles) {
-            Ok(Prepared::Job(job)) => *job,
-            Ok(Prepared::Skipped { reason }) => return fail(Code::GenerationFailed, format!("skipped ({reason})")),
-            Err(e) => {
+        let styles = self.ctx.styles.clone();
+        let prepared = match blocking(move || prepare(&request, &styles)).await {
+            Some(Ok(Prepared::Job(job))) => *job,
+            Some(Ok(Prepared::Skipped { reason })) => {
+                return fail(Code::GenerationFailed, format!("skipped ({reason})"))
+            }
+            Some(Err(e)) => {
                 let e = WireError::from(e);
                 return fail(e.code, e.message);
             }
+            None => return fail(Code::GenerationFailed, "internal error: the request could not be prepared".into()),
         };
         if let Some(g) = msg.get("generator").and_then(Value::as_str) {
             if g != self.ctx.render.backend_name {
@@ -99,7 +112,11 @@ impl WorkerState {
                 safe_id(id.as_str().unwrap_or("")),
                 &key[..12.min(key.len())]
             ));
-            if let Err(e) = link_atomic(&src, &dst) {
+            let (from, to) = (src.clone(), dst.clone());
+            let linked = blocking(move || link_atomic(&from, &to))
+                .await
+                .unwrap_or_else(|| Err(std::io::Error::other("the link task failed")));
+            if let Err(e) = linked {
                 return fail(Code::GenerationFailed, format!("cannot write {}: {e}", dst.display()));
             }
             warnings = self.store_inputs(msg, &dst).await;
@@ -182,10 +199,9 @@ impl WorkerState {
         let (tx, rx) = oneshot::channel();
         self.ctx.embed.submit_embed(text.to_owned(), Waiter::new(Value::Null, new_conn(), false, tx));
         let r = rx.await.map_err(|_| WireError::new(Code::EmbedFailed, "embed lane closed"))?.result?;
-        r["embedding"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_f64).collect())
-            .ok_or_else(|| WireError::new(Code::EmbedFailed, "no embedding in the reply"))
+        let reply: crate::daemon::wire::Embedding =
+            serde_json::from_value(r).map_err(|_| WireError::new(Code::EmbedFailed, "no embedding in the reply"))?;
+        Ok(reply.embedding.into_iter().map(f64::from).collect())
     }
 
     async fn audio(&self, msg: &Map<String, Value>) -> Value {
@@ -196,10 +212,12 @@ impl WorkerState {
         if prompt.chars().filter(|c| !c.is_whitespace()).count() < 3 {
             return fail(Code::NoAudioMatch, "the prompt is too short to match (fewer than 3 characters)".into());
         }
-        let cands = match self.candidates() {
-            Ok(c) if !c.is_empty() => c,
-            Ok(_) => return fail(Code::NoAudioMatch, "the pack's audio library is empty".into()),
-            Err(e) => return fail(Code::NoAudioMatch, format!("no audio library: {e}")),
+        let (library, pack, world) = (self.library.clone(), self.cfg.pack.clone(), self.cfg.world.clone());
+        let cands = match blocking(move || candidates(&library, &pack, world.as_deref())).await {
+            Some(Ok(c)) if !c.is_empty() => c,
+            Some(Ok(_)) => return fail(Code::NoAudioMatch, "the pack's audio library is empty".into()),
+            Some(Err(e)) => return fail(Code::NoAudioMatch, format!("no audio library: {e}")),
+            None => return fail(Code::NoAudioMatch, "no audio library: the loading task failed".into()),
         };
         // Embedding similarity when the model is available, else keywords.
         let mut method = "embedding";
@@ -229,7 +247,8 @@ impl WorkerState {
             }
         }
         let c = &cands[best];
-        let duration = matching::duration_s(&c.path);
+        let path = c.path.clone();
+        let duration = blocking(move || matching::duration_s(&path)).await.flatten();
         frame(&AudioReady {
             kind: "AudioReady",
             request_id: id,
@@ -255,17 +274,24 @@ impl WorkerState {
     }
 }
 
-impl WorkerState {
-    /// The pack's audio library, loaded once.
-    fn candidates(&self) -> Result<Vec<AudioCandidate>, crate::pack::PackError> {
-        let mut lib = self.library.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = lib.as_ref() {
-            return Ok(c.clone());
-        }
-        let out = matching::library(&self.cfg.pack, self.cfg.world.as_deref())?;
-        *lib = Some(out.clone());
-        Ok(out)
+/// The pack's audio library, loaded once into `cache`.
+fn candidates(
+    cache: &Mutex<Option<Vec<AudioCandidate>>>,
+    pack: &Path,
+    world: Option<&str>,
+) -> Result<Vec<AudioCandidate>, crate::pack::PackError> {
+    let mut lib = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = lib.as_ref() {
+        return Ok(c.clone());
     }
+    let out = matching::library(pack, world)?;
+    *lib = Some(out.clone());
+    Ok(out)
+}
+
+/// Runs `f` on the blocking pool; `None` if it panicked.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
 }
 
 /// Hard-links (or copies) `src` to `dst` atomically.

@@ -124,8 +124,12 @@ impl ZmqWorker {
         let stop = Arc::new(AtomicBool::new(false));
         let (res_tx, res_rx) = mpsc::channel::<Value>();
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let state =
-            Arc::new(WorkerState { ctx, cfg: cfg.clone(), conn: Mutex::new(new_conn()), library: Mutex::new(None) });
+        let state = Arc::new(WorkerState {
+            ctx,
+            cfg: cfg.clone(),
+            conn: Mutex::new(new_conn()),
+            library: Arc::new(Mutex::new(None)),
+        });
 
         let sender = {
             let stop = stop.clone();
@@ -169,7 +173,7 @@ impl ZmqWorker {
                             in_flight.fetch_add(1, Ordering::AcqRel);
                             let (state, res_tx, in_flight) = (state.clone(), res_tx.clone(), in_flight.clone());
                             rt.spawn(async move {
-                                if let Some(reply) = state.handle(&frame).await {
+                                if let Some(reply) = state.handle(frame).await {
                                     let _ = res_tx.send(reply);
                                 }
                                 in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -252,5 +256,5 @@ struct WorkerState {
     cfg: ZmqConfig,
     /// The handle queued renders hang off; `clear_queue` retires it.
     conn: Mutex<ConnHandle>,
-    library: Mutex<Option<Vec<crate::audio::matching::AudioCandidate>>>,
+    library: Arc<Mutex<Option<Vec<crate::audio::matching::AudioCandidate>>>>,
 }
