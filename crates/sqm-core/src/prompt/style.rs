@@ -176,10 +176,15 @@ impl StyleSource {
         Ok(Some(style))
     }
 
-    /// The pack files of (genre, world) when both are slugs; `None` when
-    /// they cannot be read (a ref then reads as words).
+    /// The pack files of (genre, world) when both are slugs (the genre's
+    /// alone when the world has no folder); `None` when they cannot be read
+    /// (a ref then reads as words).
     fn files(&self, genre: &str, world: &str) -> Option<Arc<Catalog>> {
-        (is_slug(genre) && (world.is_empty() || is_slug(world))).then(|| catalog(&self.root, genre, world).ok())?
+        if !is_slug(genre) || !(world.is_empty() || is_slug(world)) {
+            return None;
+        }
+        let world = if self.root.join(genre).join("worlds").join(world).is_dir() { world } else { "" };
+        catalog(&self.root, genre, world).ok()
     }
 
     /// `where:<scope>/<slug>` → a place name or description; other strings
