@@ -240,6 +240,26 @@ mod tests {
     }
 
     #[test]
+    fn descriptions_that_are_not_a_mapping_fall_back_to_appearance() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "g/worlds/w/portrait_manifest.yaml",
+            "characters:\n  - id: rux\n    descriptions: a scarred smith\n    appearance: broad shoulders\n  - id: mira\n    descriptions: {solo: s, long: l}\n",
+        );
+        let c = Catalog::load(dir.path(), "g", "w").unwrap();
+        let manifest = c.portraits.as_ref().unwrap().as_ref().unwrap();
+        let [rux, mira] = manifest.characters() else { panic!("two characters") };
+        assert!(rux.descriptions.is_none());
+        assert_eq!(rux.appearance, "broad shoulders");
+        let d = mira.descriptions.as_ref().unwrap();
+        assert_eq!(
+            (d.value.solo.as_str(), d.keys.as_slice()),
+            ("s", ["solo".to_owned(), "long".to_owned()].as_slice())
+        );
+    }
+
+    #[test]
     fn the_cache_reloads_on_change_and_keeps_no_errors_or_made_up_worlds() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "g/visual_style.yaml", "positive_suffix: A\n");

@@ -218,6 +218,17 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+fn mapping_or_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    match serde_json::Value::deserialize(d)? {
+        v @ serde_json::Value::Object(_) => T::deserialize(v).map(Some).map_err(serde::de::Error::custom),
+        _ => Ok(None),
+    }
+}
+
 impl AudioConfig {
     /// Moods the audio interpreter may emit: track moods and alias keys.
     pub fn available_moods(&self) -> impl Iterator<Item = &str> {
@@ -246,6 +257,9 @@ pub struct Character {
     #[serde(deserialize_with = "null_as_default")]
     pub element_visual: String,
     pub culture: Option<String>,
+    /// Read only when it is a mapping (composer-v2.md §4: anything else
+    /// falls back to `appearance`; validate-pack reports it).
+    #[serde(deserialize_with = "mapping_or_none")]
     pub descriptions: Option<Keyed<Descriptions>>,
     #[serde(deserialize_with = "null_as_default")]
     pub default_pose: String,
