@@ -2,6 +2,10 @@
 //! pooled over the attention mask and L2-normalised, as the reference
 //! sentence-transformers pipeline does (embeddings.md).
 
+mod bert;
+mod linear;
+mod simd;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -146,21 +150,60 @@ fn missing(dir: &Path) -> String {
     FILES.iter().filter(|f| !dir.join(f).is_file()).copied().collect::<Vec<_>>().join(", ")
 }
 
+/// Which engine runs the encoder.
+enum Engine {
+    /// sqm's own CPU encoder (bf16 products, no padding; [`bert`]).
+    Cpu(bert::Bert),
+    /// candle's BERT, on any candle device, in f32.
+    Candle(Box<BertModel>, Device),
+}
+
+/// How [`MiniLm::load_with`] runs the encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// sqm's own CPU encoder on `threads` threads; `portable` keeps it to
+    /// the build target's instructions (no AVX-512), for comparison.
+    Own { threads: usize, portable: bool },
+    /// candle's f32 BERT on the device given (the engine sqm used first;
+    /// GPUs use it).
+    Candle,
+}
+
+impl EngineChoice {
+    /// The default for `device`: candle on a GPU; on the CPU sqm's own on
+    /// every core, unless `SQM_EMBED_ENGINE=candle` (candle's) or
+    /// `SQM_EMBED_ISA=portable` (no AVX-512).
+    pub fn for_device(device: &Device) -> EngineChoice {
+        if !device.is_cpu() || std::env::var("SQM_EMBED_ENGINE").is_ok_and(|v| v == "candle") {
+            return EngineChoice::Candle;
+        }
+        EngineChoice::Own {
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            portable: std::env::var("SQM_EMBED_ISA").is_ok_and(|v| v == "portable"),
+        }
+    }
+}
+
 /// The loaded model and tokenizer.
 pub struct MiniLm {
-    model: BertModel,
+    engine: Engine,
     tokenizer: Tokenizer,
-    device: Device,
 }
 
 impl MiniLm {
     /// Loads from a folder holding `config.json`, `tokenizer.json` and
-    /// `model.safetensors`. Errors name the file (and tensor) at fault.
+    /// `model.safetensors`. Errors name the file (and tensor) at fault. On
+    /// the CPU this is sqm's own encoder; see [`EngineChoice::for_device`].
     pub fn load(dir: &Path, device: Device) -> Result<MiniLm, EmbedError> {
+        let choice = EngineChoice::for_device(&device);
+        Self::load_with(dir, device, choice)
+    }
+
+    /// [`MiniLm::load`] with the engine chosen (`Own` needs the CPU device).
+    pub fn load_with(dir: &Path, device: Device, engine: EngineChoice) -> Result<MiniLm, EmbedError> {
         let err = |f: &str, message: String| EmbedError::Load { path: dir.join(f), message };
         let config_text =
             std::fs::read_to_string(dir.join("config.json")).map_err(|e| err("config.json", e.to_string()))?;
-        let config: Config = serde_json::from_str(&config_text).map_err(|e| err("config.json", e.to_string()))?;
         let mut tokenizer =
             Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| err("tokenizer.json", e.to_string()))?;
         // The shipped tokenizer truncates at 128 with fixed padding; the
@@ -175,12 +218,25 @@ impl MiniLm {
             .map_err(|e| err("tokenizer.json", e.to_string()))?;
         tokenizer.with_padding(None::<PaddingParams>);
         let weights = dir.join("model.safetensors");
+        if let (EngineChoice::Own { threads, portable }, true) = (engine, device.is_cpu()) {
+            let shape: bert::Shape =
+                serde_json::from_str(&config_text).map_err(|e| err("config.json", e.to_string()))?;
+            let tensors = read_tensors(&weights).map_err(|e| err("model.safetensors", e))?;
+            let isa = if portable { simd::Isa::Portable } else { simd::isa() };
+            let model =
+                bert::Bert::new(shape, tensors, threads, isa).map_err(|e| err("model.safetensors", e.to_string()))?;
+            if model.max_tokens() < MAX_TOKENS {
+                return Err(err("config.json", format!("max_position_embeddings below {MAX_TOKENS}")));
+            }
+            return Ok(MiniLm { engine: Engine::Cpu(model), tokenizer });
+        }
+        let config: Config = serde_json::from_str(&config_text).map_err(|e| err("config.json", e.to_string()))?;
         // SAFETY: the file is memory-mapped read-only; sqm does not modify
         // model files while they are loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
             .map_err(|e| err("model.safetensors", e.to_string()))?;
         let model = BertModel::load(vb, &config).map_err(|e| err("model.safetensors", e.to_string()))?;
-        Ok(MiniLm { model, tokenizer, device })
+        Ok(MiniLm { engine: Engine::Candle(Box::new(model), device), tokenizer })
     }
 
     /// Embeds one text.
@@ -188,38 +244,23 @@ impl MiniLm {
         Ok(self.embed_batch(&[text])?.remove(0))
     }
 
-    /// Embeds many texts in one forward pass (padded to the longest).
+    /// Embeds many texts in one forward pass.
     pub fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let encodings =
-            self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Tokenize(e.to_string()))?;
-        let len = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
-        let mut ids = Vec::with_capacity(texts.len() * len);
-        let mut mask = Vec::with_capacity(texts.len() * len);
-        for e in &encodings {
-            let n = e.get_ids().len();
-            ids.extend_from_slice(e.get_ids());
-            ids.extend(std::iter::repeat_n(0u32, len - n));
-            mask.extend(std::iter::repeat_n(1u32, n));
-            mask.extend(std::iter::repeat_n(0u32, len - n));
+        let encodings = if texts.len() == 1 {
+            vec![self.tokenizer.encode(texts[0], true).map_err(|e| EmbedError::Tokenize(e.to_string()))?]
+        } else {
+            self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Tokenize(e.to_string()))?
+        };
+        match &self.engine {
+            Engine::Cpu(model) => {
+                let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+                model.embed(&ids).map_err(|e| EmbedError::Inference(e.to_string()))
+            }
+            Engine::Candle(model, device) => candle_forward(model, device, &encodings),
         }
-        let infer = |e: candle_core::Error| EmbedError::Inference(e.to_string());
-        let shape = (texts.len(), len);
-        let input_ids = Tensor::from_vec(ids, shape, &self.device).map_err(infer)?;
-        let attention = Tensor::from_vec(mask, shape, &self.device).map_err(infer)?;
-        let token_types = input_ids.zeros_like().map_err(infer)?;
-        let hidden = self.model.forward(&input_ids, &token_types, Some(&attention)).map_err(infer)?;
-        // Mean pooling over real tokens, then L2 normalisation.
-        let mask_f = attention.to_dtype(DType::F32).map_err(infer)?.unsqueeze(2).map_err(infer)?;
-        let summed = hidden.broadcast_mul(&mask_f).map_err(infer)?.sum(1).map_err(infer)?;
-        let counts = mask_f.sum(1).map_err(infer)?.clamp(1e-9f32, f32::MAX).map_err(infer)?;
-        let mean = summed.broadcast_div(&counts).map_err(infer)?;
-        let norms = mean.sqr().map_err(infer)?.sum_keepdim(1).map_err(infer)?.sqrt().map_err(infer)?;
-        let norms = norms.clamp(1e-12f32, f32::MAX).map_err(infer)?;
-        let unit = mean.broadcast_div(&norms).map_err(infer)?;
-        unit.to_device(&Device::Cpu).map_err(infer)?.to_vec2::<f32>().map_err(infer)
     }
 
     /// Token count of `text` after truncation, specials included.
@@ -229,11 +270,68 @@ impl MiniLm {
     }
 }
 
+/// Every tensor of a safetensors file as f32 with its shape (integer
+/// tensors, such as `position_ids`, are skipped).
+fn read_tensors(path: &Path) -> Result<bert::Tensors, String> {
+    let all = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| e.to_string())?;
+    let mut out = bert::Tensors::new();
+    for (name, t) in all {
+        if !t.dtype().is_float() {
+            continue;
+        }
+        let data = t
+            .to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| format!("tensor {name}: {e}"))?;
+        out.insert(name, (t.dims().to_vec(), data));
+    }
+    Ok(out)
+}
+
+/// candle's BERT over a padded batch, mean-pooled over the attention mask
+/// and L2-normalised.
+fn candle_forward(
+    model: &BertModel,
+    device: &Device,
+    encodings: &[tokenizers::Encoding],
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let len = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
+    let mut ids = Vec::with_capacity(encodings.len() * len);
+    let mut mask = Vec::with_capacity(encodings.len() * len);
+    for e in encodings {
+        let n = e.get_ids().len();
+        ids.extend_from_slice(e.get_ids());
+        ids.extend(std::iter::repeat_n(0u32, len - n));
+        mask.extend(std::iter::repeat_n(1u32, n));
+        mask.extend(std::iter::repeat_n(0u32, len - n));
+    }
+    let infer = |e: candle_core::Error| EmbedError::Inference(e.to_string());
+    let shape = (encodings.len(), len);
+    let input_ids = Tensor::from_vec(ids, shape, device).map_err(infer)?;
+    let attention = Tensor::from_vec(mask, shape, device).map_err(infer)?;
+    let token_types = input_ids.zeros_like().map_err(infer)?;
+    let hidden = model.forward(&input_ids, &token_types, Some(&attention)).map_err(infer)?;
+    let mask_f = attention.to_dtype(DType::F32).map_err(infer)?.unsqueeze(2).map_err(infer)?;
+    let summed = hidden.broadcast_mul(&mask_f).map_err(infer)?.sum(1).map_err(infer)?;
+    let counts = mask_f.sum(1).map_err(infer)?.clamp(1e-9f32, f32::MAX).map_err(infer)?;
+    let mean = summed.broadcast_div(&counts).map_err(infer)?;
+    let norms = mean.sqr().map_err(infer)?.sum_keepdim(1).map_err(infer)?.sqrt().map_err(infer)?;
+    let norms = norms.clamp(1e-12f32, f32::MAX).map_err(infer)?;
+    let unit = mean.broadcast_div(&norms).map_err(infer)?;
+    unit.to_device(&Device::Cpu).map_err(infer)?.to_vec2::<f32>().map_err(infer)
+}
+
 /// Something that turns text into a sentence embedding (the daemon's embed
 /// lane holds one; tests use fakes).
 pub trait Embedder: Send {
     fn model_name(&self) -> &str;
     fn embed(&mut self, text: &str) -> Result<Vec<f32>, EmbedError>;
+    /// Several texts at once (the daemon coalesces queued requests); one
+    /// result per text, in order.
+    fn embed_many(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        texts.iter().map(|t| self.embed(t)).collect()
+    }
 }
 
 impl Embedder for MiniLm {
@@ -243,6 +341,10 @@ impl Embedder for MiniLm {
 
     fn embed(&mut self, text: &str) -> Result<Vec<f32>, EmbedError> {
         MiniLm::embed(self, text)
+    }
+
+    fn embed_many(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        MiniLm::embed_batch(self, texts)
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use sqm::embed::{cosine, EmbedError, MiniLm, DIM};
+use sqm::embed::{cosine, EmbedError, EngineChoice, MiniLm, DIM};
 
 fn model_dir() -> PathBuf {
     let dir = std::env::var_os("SQM_EMBED_MODEL")
@@ -40,22 +40,81 @@ fn reference() -> Vec<(String, Vec<f32>)> {
         .collect()
 }
 
-#[test]
-fn matches_the_reference_implementation() {
+fn check_against_reference(m: &MiniLm, engine: &str) {
     let refs = reference();
     assert!(refs.len() >= 50, "{} reference texts", refs.len());
     let mut worst = (1.0f64, String::new());
     for (text, expected) in &refs {
-        let got = model().embed(text).unwrap();
+        let got = m.embed(text).unwrap();
         assert_eq!(got.len(), DIM);
-        assert!((norm(&got) - 1.0).abs() <= 1e-5, "norm {} for {text:?}", norm(&got));
+        assert!((norm(&got) - 1.0).abs() <= 1e-5, "{engine}: norm {} for {text:?}", norm(&got));
         let c = cosine(&got, expected);
         if c < worst.0 {
             worst = (c, text.clone());
         }
-        assert!(c >= 0.9999, "cosine {c} for {text:?}");
+        assert!(c >= 0.9999, "{engine}: cosine {c} for {text:?}");
     }
-    println!("worst cosine {:.7} for {:?}", worst.0, worst.1);
+    // All of them in one batch: texts of 1 to 256 tokens laid end to end.
+    let texts: Vec<&str> = refs.iter().map(|(t, _)| t.as_str()).collect();
+    for ((text, expected), got) in refs.iter().zip(m.embed_batch(&texts).unwrap()) {
+        let c = cosine(&got, expected);
+        assert!(c >= 0.9999, "{engine} batched: cosine {c} for {text:?}");
+    }
+    println!("{engine}: worst cosine {:.7} for {:?}", worst.0, worst.1);
+}
+
+/// The default engine (sqm's own, bf16 products, AVX-512 where present).
+#[test]
+fn matches_the_reference_implementation() {
+    check_against_reference(model(), "default");
+}
+
+/// The other engines: sqm's own without AVX-512 and on one thread, and
+/// candle's f32 BERT.
+#[test]
+fn every_engine_matches_the_reference_implementation() {
+    let engines = [
+        ("portable, 2 threads", EngineChoice::Own { threads: 2, portable: true }),
+        ("one thread", EngineChoice::Own { threads: 1, portable: false }),
+        ("candle", EngineChoice::Candle),
+    ];
+    for (name, engine) in engines {
+        let m = MiniLm::load_with(&model_dir(), candle_core::Device::Cpu, engine).unwrap();
+        check_against_reference(&m, name);
+    }
+}
+
+/// A weights file missing one tensor, or with one of the wrong shape, is
+/// refused naming the file and the tensor.
+#[test]
+fn bad_tensors_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(model_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    let all = candle_core::safetensors::load(model_dir().join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let cases: [(&str, fn(&mut std::collections::HashMap<String, candle_core::Tensor>)); 2] = [
+        ("encoder.layer.3.output.dense.weight", |t| {
+            t.remove("encoder.layer.3.output.dense.weight");
+        }),
+        ("encoder.layer.2.attention.self.key.bias", |t| {
+            let short = candle_core::Tensor::zeros(100, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+            t.insert("encoder.layer.2.attention.self.key.bias".into(), short);
+        }),
+    ];
+    for (tensor, edit) in cases {
+        let mut tensors = all.clone();
+        edit(&mut tensors);
+        candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+        match MiniLm::load(dir.path(), candle_core::Device::Cpu) {
+            Err(e @ EmbedError::Load { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("model.safetensors") && msg.contains(tensor), "{msg}");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("loaded without {tensor}"),
+        }
+    }
 }
 
 #[test]
