@@ -143,6 +143,12 @@ pub(crate) fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
     if args.status || args.shutdown {
         return talk(&args);
     }
+    // CPU image work (candle's products) runs on rayon's global pool: its
+    // threads, like the render lane's, yield the cores to the embed lane.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("sqm-image-{i}"))
+        .start_handler(|_| crate::daemon::scheduler::background_priority())
+        .build_global();
     let setup = setup(&args, announce)?;
     let runtime = server::runtime()?;
     let socket = args.socket.clone();

@@ -164,7 +164,10 @@ impl RenderLane {
         let worker = lane.clone();
         std::thread::Builder::new()
             .name("sqm-render".into())
-            .spawn(move || worker.run(backend))
+            .spawn(move || {
+                background_priority();
+                worker.run(backend)
+            })
             .expect("spawn render lane");
         if let Some(every) = busy_every {
             let beater = lane.clone();
@@ -518,6 +521,9 @@ enum EmbedWork {
     WarmUp,
 }
 
+/// The most queued embed requests one forward pass takes.
+const MAX_EMBED_BATCH: usize = 64;
+
 /// The embed lane.
 pub(crate) struct EmbedLane {
     state: Mutex<(VecDeque<(EmbedWork, Waiter)>, bool)>,
@@ -599,7 +605,16 @@ impl EmbedLane {
                 let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
                     if let Some(item) = st.0.pop_front() {
-                        break Some(item);
+                        // Embeds queued behind this one run with it, in one
+                        // forward pass (no waiting for more to arrive).
+                        let mut batch = vec![item];
+                        while batch.len() < MAX_EMBED_BATCH
+                            && matches!(batch[0].0, EmbedWork::Embed(_))
+                            && matches!(st.0.front(), Some((EmbedWork::Embed(_), _)))
+                        {
+                            batch.extend(st.0.pop_front());
+                        }
+                        break Some(batch);
                     }
                     if st.1 {
                         break None;
@@ -607,64 +622,109 @@ impl EmbedLane {
                     st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            let Some((work, mut waiter)) = next else { return };
+            let Some(mut batch) = next else { return };
             self.stats.busy.store(true, Ordering::Release);
-            match work {
-                EmbedWork::WarmUp => {
-                    let started = Instant::now();
-                    let was_warm = model.is_some();
-                    let result = if was_warm {
-                        Ok(())
-                    } else {
-                        loader().map(|m| {
-                            model = Some(m);
-                        })
-                    };
-                    self.stats.warm.store(model.is_some(), Ordering::Release);
-                    let reply = result
-                        .map(|()| {
-                            wire::result_value(&WorkerWarmUp {
-                                worker: "embed".into(),
-                                status: if was_warm { WarmUpStatus::AlreadyWarm } else { WarmUpStatus::Warm },
-                                warmup_ms: if was_warm { 0 } else { started.elapsed().as_millis() as u64 },
-                                backend: None,
-                                model: Some(self.model_name.clone()),
-                            })
-                        })
-                        .map_err(|e| LaneError::Failed(Work::WarmUp, e.to_string()).into());
-                    waiter.finish(reply, Queue::Embed);
-                }
-                EmbedWork::Embed(text) => {
-                    waiter.conn.send(Outgoing::Heartbeat(Queue::Embed, LaneState::Busy));
-                    waiter.busy_sent = true;
-                    if model.is_none() {
-                        match loader() {
-                            Ok(m) => model = Some(m),
-                            Err(e) => {
-                                self.stats.depth.fetch_sub(1, Ordering::AcqRel);
-                                waiter.finish(Err(LaneError::Failed(Work::Embed, e.to_string()).into()), Queue::Embed);
-                                self.stats.busy.store(false, Ordering::Release);
-                                continue;
-                            }
-                        }
-                    }
-                    self.stats.warm.store(true, Ordering::Release);
-                    let m = model.as_mut().expect("loaded above");
-                    let started = Instant::now();
-                    let result = m.embed(&text);
-                    let latency = started.elapsed().as_millis() as u64;
-                    self.stats.depth.fetch_sub(1, Ordering::AcqRel);
-                    let reply = result
-                        .map(|embedding| {
-                            let model = m.model_name().to_owned();
-                            wire::result_value(&Embedding { embedding, model, latency_ms: latency })
-                        })
-                        .map_err(|e| LaneError::Failed(Work::Embed, e.to_string()).into());
-                    waiter.finish(reply, Queue::Embed);
-                }
+            if let (EmbedWork::WarmUp, _) = &batch[0] {
+                let (_, waiter) = batch.remove(0);
+                self.warm_up(&mut model, &mut loader, waiter);
+            } else {
+                self.embed_batch(&mut model, &mut loader, batch);
             }
             self.stats.busy.store(false, Ordering::Release);
         }
+    }
+
+    fn warm_up(&self, model: &mut Option<Box<dyn Embedder>>, loader: &mut EmbedLoader, waiter: Waiter) {
+        let started = Instant::now();
+        let was_warm = model.is_some();
+        let result = if was_warm {
+            Ok(())
+        } else {
+            loader().map(|m| {
+                *model = Some(m);
+            })
+        };
+        self.stats.warm.store(model.is_some(), Ordering::Release);
+        let reply = result
+            .map(|()| {
+                wire::result_value(&WorkerWarmUp {
+                    worker: "embed".into(),
+                    status: if was_warm { WarmUpStatus::AlreadyWarm } else { WarmUpStatus::Warm },
+                    warmup_ms: if was_warm { 0 } else { started.elapsed().as_millis() as u64 },
+                    backend: None,
+                    model: Some(self.model_name.clone()),
+                })
+            })
+            .map_err(|e| LaneError::Failed(Work::WarmUp, e.to_string()).into());
+        waiter.finish(reply, Queue::Embed);
+    }
+
+    /// Embeds a batch of queued texts in one call; if the batch fails, each
+    /// text runs alone so an error reaches only the request that caused it.
+    fn embed_batch(
+        &self,
+        model: &mut Option<Box<dyn Embedder>>,
+        loader: &mut EmbedLoader,
+        batch: Vec<(EmbedWork, Waiter)>,
+    ) {
+        let mut texts = Vec::with_capacity(batch.len());
+        let mut waiters = Vec::with_capacity(batch.len());
+        for (work, mut waiter) in batch {
+            if let EmbedWork::Embed(text) = work {
+                waiter.conn.send(Outgoing::Heartbeat(Queue::Embed, LaneState::Busy));
+                waiter.busy_sent = true;
+                texts.push(text);
+                waiters.push(waiter);
+            }
+        }
+        let done = |waiters: Vec<Waiter>, reply: &dyn Fn(usize) -> Result<Value, WireError>| {
+            for (i, w) in waiters.into_iter().enumerate() {
+                self.stats.depth.fetch_sub(1, Ordering::AcqRel);
+                w.finish(reply(i), Queue::Embed);
+            }
+        };
+        if model.is_none() {
+            match loader() {
+                Ok(m) => *model = Some(m),
+                Err(e) => {
+                    let message = e.to_string();
+                    done(waiters, &|_| Err(LaneError::Failed(Work::Embed, message.clone()).into()));
+                    return;
+                }
+            }
+        }
+        self.stats.warm.store(true, Ordering::Release);
+        let m = model.as_mut().expect("loaded above");
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let results: Vec<Result<Vec<f32>, String>> = match m.embed_many(&refs) {
+            Ok(vectors) if vectors.len() == refs.len() => vectors.into_iter().map(Ok).collect(),
+            _ => refs.iter().map(|t| m.embed(t).map_err(|e| e.to_string())).collect(),
+        };
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let name = m.model_name().to_owned();
+        done(waiters, &|i| match &results[i] {
+            Ok(embedding) => {
+                Ok(wire::result_value(&Embedding { embedding: embedding.clone(), model: name.clone(), latency_ms }))
+            }
+            Err(message) => Err(LaneError::Failed(Work::Embed, message.clone()).into()),
+        });
+    }
+}
+
+/// Lowers the calling thread's CPU priority (nice 19 on Linux; nothing
+/// elsewhere): renders are throughput work and yield the cores to the
+/// connections and the embed lane, whose answers someone is waiting for.
+/// Without contention the thread runs at full speed.
+pub(crate) fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id
+    // changes only that thread's nice value (Linux applies PRIO_PROCESS to
+    // one task). A failure leaves the priority as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, now.max(19));
     }
 }
 

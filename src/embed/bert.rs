@@ -79,6 +79,9 @@ struct Scratch {
     packed: Vec<u32>,
 }
 
+/// Removes one named tensor of the given shape from a checkpoint's set.
+type Take<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, BertError> + 'a;
+
 /// Weights read from a checkpoint, by tensor name, as f32 with their shapes.
 pub(crate) type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
@@ -106,7 +109,7 @@ impl Bert {
         if shape.position_embedding_type != "absolute" {
             return Err(BertError::Unsupported(format!("position embedding {:?}", shape.position_embedding_type)));
         }
-        if shape.num_attention_heads == 0 || h % shape.num_attention_heads != 0 {
+        if shape.num_attention_heads == 0 || !h.is_multiple_of(shape.num_attention_heads) {
             return Err(BertError::Unsupported(format!("{h} wide with {} heads", shape.num_attention_heads)));
         }
         let segment_all = tensors
@@ -151,10 +154,7 @@ impl Bert {
                 bias.extend(take(&format!("{p}.attention.self.{part}.bias"), &[h])?);
             }
             let qkv = Linear::new(&weight, &bias, 3 * h, h).map_err(shape_err(format!("{p} attention")))?;
-            let dense = |take: &mut dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, BertError>,
-                         name: String,
-                         n: usize,
-                         k: usize| {
+            let dense = |take: &mut Take<'_>, name: String, n: usize, k: usize| {
                 let w = take(&format!("{name}.weight"), &[n, k])?;
                 let b = take(&format!("{name}.bias"), &[n])?;
                 Linear::new(&w, &b, n, k).map_err(shape_err(name))
@@ -188,6 +188,12 @@ impl Bert {
             pool,
             scratch: Mutex::new(Scratch::default()),
         })
+    }
+
+    /// Runs `f` on the model's thread pool (so rayon work inside it, such
+    /// as batch tokenizing, uses the model's threads, not the global pool).
+    pub(crate) fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
     }
 
     /// Largest token count per text (the position table's length).

@@ -65,10 +65,10 @@ pub(crate) enum ShapeError {
 impl Linear {
     /// `weight`: row-major `[n, k]`; `bias`: `[n]`.
     pub(crate) fn new(weight: &[f32], bias: &[f32], n: usize, k: usize) -> Result<Linear, ShapeError> {
-        if k % 2 != 0 {
+        if !k.is_multiple_of(2) {
             return Err(ShapeError::OddInput(k));
         }
-        if n % BLOCK != 0 || n == 0 {
+        if !n.is_multiple_of(BLOCK) || n == 0 {
             return Err(ShapeError::Output(n));
         }
         if weight.len() != n * k {
@@ -125,7 +125,7 @@ impl Linear {
 /// Rounds `x[m, k]` (row-major f32) to bf16 pairs, the left operand of
 /// [`Linear::forward`]. `out` is resized to `m * k/2`.
 pub(crate) fn pack_rows(isa: Isa, x: &[f32], out: &mut Vec<u32>) {
-    debug_assert!(x.len() % 2 == 0);
+    debug_assert!(x.len().is_multiple_of(2));
     out.clear();
     out.resize(x.len() / 2, 0);
     out.par_chunks_mut(4096).zip(x.par_chunks(8192)).for_each(|(o, i)| simd::to_bf16_pairs(isa, i, o));
@@ -148,6 +148,7 @@ impl SendPtr {
 ///
 /// # Safety
 /// `c` must be valid for writes of `rows` rows of 64 values at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile(isa: Isa, rows: usize, a: &[u32], pairs: usize, weights: &[u32], bias: &[f32], c: *mut f32, ldc: usize) {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512Bf16 {

@@ -153,7 +153,7 @@ fn missing(dir: &Path) -> String {
 /// Which engine runs the encoder.
 enum Engine {
     /// sqm's own CPU encoder (bf16 products, no padding; [`bert`]).
-    Cpu(bert::Bert),
+    Cpu(Box<bert::Bert>),
     /// candle's BERT, on any candle device, in f32.
     Candle(Box<BertModel>, Device),
 }
@@ -228,7 +228,7 @@ impl MiniLm {
             if model.max_tokens() < MAX_TOKENS {
                 return Err(err("config.json", format!("max_position_embeddings below {MAX_TOKENS}")));
             }
-            return Ok(MiniLm { engine: Engine::Cpu(model), tokenizer });
+            return Ok(MiniLm { engine: Engine::Cpu(Box::new(model)), tokenizer });
         }
         let config: Config = serde_json::from_str(&config_text).map_err(|e| err("config.json", e.to_string()))?;
         // SAFETY: the file is memory-mapped read-only; sqm does not modify
@@ -249,11 +249,18 @@ impl MiniLm {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let encodings = if texts.len() == 1 {
-            vec![self.tokenizer.encode(texts[0], true).map_err(|e| EmbedError::Tokenize(e.to_string()))?]
-        } else {
-            self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Tokenize(e.to_string()))?
+        let tokenize = || {
+            if texts.len() == 1 {
+                self.tokenizer.encode(texts[0], true).map(|e| vec![e])
+            } else {
+                self.tokenizer.encode_batch(texts.to_vec(), true)
+            }
         };
+        let encodings = match &self.engine {
+            Engine::Cpu(model) if texts.len() > 1 => model.install(tokenize),
+            _ => tokenize(),
+        }
+        .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
         match &self.engine {
             Engine::Cpu(model) => {
                 let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();

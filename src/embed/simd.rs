@@ -38,11 +38,14 @@ fn detect() -> Isa {
 macro_rules! multiversion {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
         $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
         pub(crate) fn $name(isa: Isa, $($arg: $ty),*) {
             #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
             unsafe fn wide($($arg: $ty),*) {
                 body($($arg),*)
             }
@@ -86,7 +89,7 @@ pub(crate) fn erf(x: f32) -> f32 {
     let s = x * x;
     let num = x
         * (-1.609_603_3e-2
-            + s * (-2.954_600e-3
+            + s * (-2.954_6e-3
                 + s * (-7.349_906_3e-4
                     + s * (-5.692_506_4e-5 + s * (-2.101_024e-6 + s * (2.770_681_4e-8 + s * -2.726_142_3e-10))))));
     let den =

@@ -367,6 +367,40 @@ fn reference_vector(text: &str) -> Vec<f64> {
         .unwrap()
 }
 
+/// Many clients embedding at once (the lane runs queued texts in one
+/// forward pass): each gets the vector of its own text.
+#[test]
+fn concurrent_embeds_each_get_their_own_vector() {
+    let model = common::embed_model();
+    let d = Daemon::start(&["--embed-model", &model]);
+    let data =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/embed_reference.jsonl")).unwrap();
+    let texts: Vec<String> =
+        data.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].as_str().unwrap().to_owned()).collect();
+    let chunks: Vec<&[String]> = texts.chunks(4).collect();
+    let barrier = std::sync::Barrier::new(chunks.len());
+    std::thread::scope(|s| {
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let (d, barrier) = (&d, &barrier);
+            s.spawn(move || {
+                let mut c = d.connect();
+                barrier.wait();
+                for (j, text) in chunk.iter().enumerate() {
+                    let id = format!("{i}-{j}");
+                    c.send(&serde_json::json!({"id": id, "method": "embed", "params": {"text": text}}).to_string());
+                    let reply = c.reply();
+                    assert_eq!(reply["id"], id);
+                    let v: Vec<f64> =
+                        reply["result"]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+                    let expected = reference_vector(text);
+                    let dot: f64 = v.iter().zip(&expected).map(|(a, b)| a * b).sum();
+                    assert!(dot >= 0.9999, "{text:?}: cosine {dot}");
+                }
+            });
+        }
+    });
+}
+
 #[test]
 fn embed_method_with_the_real_model() {
     let model = common::embed_model();

@@ -360,7 +360,7 @@ pub(crate) fn vae_config(files: &FluxFiles) -> Result<autoencoder::Config, Model
     cfg.out_ch = d.out_channels.unwrap_or(cfg.out_ch);
     cfg.scale_factor = d.scaling_factor.unwrap_or(cfg.scale_factor);
     cfg.shift_factor = d.shift_factor.unwrap_or(cfg.shift_factor);
-    if cfg.ch % 32 != 0 {
+    if !cfg.ch.is_multiple_of(32) {
         return Err(invalid(path, format!("the autoencoder's channels ({}) must be a multiple of 32", cfg.ch)));
     }
     Ok(cfg)

@@ -57,7 +57,8 @@ fn the_daemon_answers_compose_failed_and_keeps_serving() {
     let (_dir, pack) = copy_pack();
     std::fs::write(pack.join("visual_style.yaml"), laughs()).unwrap();
     let packs = pack.parent().unwrap().to_str().unwrap().to_owned();
-    let d = Daemon::start(&["--no-warmup", "--genre-packs", &packs]);
+    // A process of its own: the limit must not bind the whole test binary.
+    let d = Daemon::spawn(&["--no-warmup", "--genre-packs", &packs]);
     // The same 2 GB address-space limit, applied to the running daemon.
     let lim = libc::rlimit { rlim_cur: 2_000_000_000, rlim_max: 2_000_000_000 };
     // SAFETY: prlimit on our own child with a valid rlimit.
