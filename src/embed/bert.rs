@@ -301,8 +301,9 @@ impl Bert {
                 if n == 0 {
                     return;
                 }
-                resize(kt, d * n);
-                resize(scores, n);
+                let (kt_len, scores_len) = simd::attend_scratch(n, d);
+                resize(kt, kt_len);
+                resize(scores, scores_len);
                 resize(ctx, d * n);
                 let start = starts[t];
                 let rows = &qkv[start * 3 * h..(start + n) * 3 * h];

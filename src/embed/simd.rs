@@ -168,51 +168,89 @@ fn lanes_sum(x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + x.chunks_exact(16).remainder().iter().sum::<f32>()
 }
 
+/// Scratch lengths [`attend`] needs for `n` tokens of a `d`-wide head:
+/// `(kt, scores)`.
+pub(crate) fn attend_scratch(n: usize, d: usize) -> (usize, usize) {
+    let padded = n.next_multiple_of(16);
+    (d * padded, padded)
+}
+
 multiversion! {
     /// One head of scaled dot-product attention over one sequence, no mask.
-    /// `q`, `k`, `v` are rows of `stride` values whose head slice starts at
-    /// the given offset and is `d` wide; `out` rows (same stride/offset
-    /// convention, `out_stride`) receive `softmax(q kᵀ · scale) v`.
-    /// `kt` (≥ d·n) and `scores` (≥ n) are scratch.
+    /// `qkv` rows are `stride` values; the head's query, key and value
+    /// start at `offsets` and are `d` wide. `out` rows (`out_stride` apart,
+    /// from `out_offset`) receive `softmax(q kᵀ · scale) v`. `kt` and
+    /// `scores` are scratch of the lengths [`attend_scratch`] gives.
+    ///
+    /// Scores are computed 16 keys at a time and the weighted values 16
+    /// dimensions at a time, each in a register-sized accumulator.
     fn attend(
         qkv: &[f32], stride: usize, n: usize, d: usize, offsets: [usize; 3], scale: f32,
         out: &mut [f32], out_stride: usize, out_offset: usize, kt: &mut [f32], scores: &mut [f32]
     ) {
         let [qo, ko, vo] = offsets;
-        for j in 0..n {
-            let key = &qkv[j * stride + ko..][..d];
-            for (t, &kv) in key.iter().enumerate() {
-                kt[t * n + j] = kv;
+        let padded = n.next_multiple_of(16);
+        // Keys transposed: row t holds dimension t of every key, zero padded.
+        let kt = &mut kt[..d * padded];
+        for (t, row) in kt.chunks_exact_mut(padded).enumerate() {
+            for (j, slot) in row[..n].iter_mut().enumerate() {
+                *slot = qkv[j * stride + ko + t];
             }
+            row[n..].fill(0.0);
         }
-        let scores = &mut scores[..n];
+        let scores = &mut scores[..padded];
         for i in 0..n {
             let q = &qkv[i * stride + qo..][..d];
-            scores.fill(0.0);
-            for (t, &qv) in q.iter().enumerate() {
-                let qs = qv * scale;
-                for (s, &kv) in scores.iter_mut().zip(&kt[t * n..][..n]) {
-                    *s += qs * kv;
+            for (jb, chunk) in scores.chunks_exact_mut(16).enumerate() {
+                let mut acc = [0f32; 16];
+                for (t, &qv) in q.iter().enumerate() {
+                    let keys: &[f32; 16] = kt[t * padded + 16 * jb..][..16].try_into().expect("16 keys");
+                    for (a, k) in acc.iter_mut().zip(keys) {
+                        *a += qv * k;
+                    }
+                }
+                for (c, a) in chunk.iter_mut().zip(acc) {
+                    *c = a * scale;
                 }
             }
-            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-            for s in scores.iter_mut() {
+            let live = &mut scores[..n];
+            let max = lanes_max(live);
+            for s in live.iter_mut() {
                 *s = exp(*s - max);
             }
-            let inv = 1.0 / lanes_sum(scores);
+            let inv = 1.0 / lanes_sum(live);
             let row = &mut out[i * out_stride + out_offset..][..d];
-            row.fill(0.0);
-            for (j, &p) in scores.iter().enumerate() {
-                let value = &qkv[j * stride + vo..][..d];
-                for (o, &vv) in row.iter_mut().zip(value) {
-                    *o += p * vv;
+            let wide = d - d % 16;
+            for db in (0..wide).step_by(16) {
+                let mut acc = [0f32; 16];
+                for (j, &p) in live.iter().enumerate() {
+                    let value: &[f32; 16] = qkv[j * stride + vo + db..][..16].try_into().expect("16 values");
+                    for (a, v) in acc.iter_mut().zip(value) {
+                        *a += p * v;
+                    }
+                }
+                for (o, a) in row[db..db + 16].iter_mut().zip(acc) {
+                    *o = a * inv;
                 }
             }
-            for o in row.iter_mut() {
-                *o *= inv;
+            for (t, o) in row.iter_mut().enumerate().skip(wide) {
+                *o = live.iter().enumerate().map(|(j, &p)| p * qkv[j * stride + vo + t]).sum::<f32>() * inv;
             }
         }
     }
+}
+
+/// The largest value, in 16 interleaved partial maxima (so it vectorises).
+#[inline(always)]
+fn lanes_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    for chunk in x.chunks_exact(16) {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    let tail = x.chunks_exact(16).remainder().iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    acc.iter().fold(tail, |m, &v| if v > m { v } else { m })
 }
 
 #[cfg(test)]
@@ -257,7 +295,8 @@ mod tests {
             let mut n = data.clone();
             norm(isa, &mut n, &gamma, &beta, 1e-12);
             let mut out = vec![0f32; 7 * 384];
-            let (mut kt, mut sc) = (vec![0f32; 32 * 7], vec![0f32; 7]);
+            let (k, sc) = attend_scratch(7, 32);
+            let (mut kt, mut sc) = (vec![0f32; k], vec![0f32; sc]);
             attend(isa, &data, 384, 7, 32, [0, 32, 64], 0.17, &mut out, 384, 96, &mut kt, &mut sc);
             (g, n, out)
         };
@@ -271,19 +310,28 @@ mod tests {
 
     #[test]
     fn attention_matches_a_direct_softmax() {
-        let (n, d, stride) = (5, 4, 12);
-        let qkv: Vec<f32> = (0..n * stride).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect();
-        let mut out = vec![0f32; n * d];
-        let (mut kt, mut sc) = (vec![0f32; d * n], vec![0f32; n]);
-        attend(Isa::Portable, &qkv, stride, n, d, [0, 4, 8], 0.5, &mut out, d, 0, &mut kt, &mut sc);
-        for i in 0..n {
-            let s: Vec<f64> = (0..n)
-                .map(|j| (0..d).map(|t| f64::from(qkv[i * stride + t] * qkv[j * stride + 4 + t])).sum::<f64>() * 0.5)
-                .collect();
-            let z: f64 = s.iter().map(|v| v.exp()).sum();
-            for t in 0..d {
-                let want: f64 = (0..n).map(|j| s[j].exp() / z * f64::from(qkv[j * stride + 8 + t])).sum();
-                assert!((f64::from(out[i * d + t]) - want).abs() < 1e-5);
+        // Head widths below, at and past 16 (the vector part and the tail),
+        // token counts below and past 16.
+        for (n, d) in [(5, 4), (19, 16), (33, 20)] {
+            let stride = 3 * d;
+            let qkv: Vec<f32> = (0..n * stride).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect();
+            let mut out = vec![0f32; n * d];
+            let (k, sc) = attend_scratch(n, d);
+            let (mut kt, mut sc) = (vec![0f32; k], vec![0f32; sc]);
+            for isa in [Isa::Portable, detect()] {
+                attend(isa, &qkv, stride, n, d, [0, d, 2 * d], 0.5, &mut out, d, 0, &mut kt, &mut sc);
+                for i in 0..n {
+                    let s: Vec<f64> = (0..n)
+                        .map(|j| {
+                            (0..d).map(|t| f64::from(qkv[i * stride + t] * qkv[j * stride + d + t])).sum::<f64>() * 0.5
+                        })
+                        .collect();
+                    let z: f64 = s.iter().map(|v| v.exp()).sum();
+                    for t in 0..d {
+                        let want: f64 = (0..n).map(|j| s[j].exp() / z * f64::from(qkv[j * stride + 2 * d + t])).sum();
+                        assert!((f64::from(out[i * d + t]) - want).abs() < 1e-5, "{isa:?} n {n} d {d}");
+                    }
+                }
             }
         }
     }
