@@ -98,6 +98,14 @@ pub struct Args {
     /// daemon (0 = only at the start).
     #[arg(long, default_value_t = 15.0, value_name = "SECS")]
     pub busy_heartbeat_interval: f64,
+    /// Longest a render may run before it is stopped and answered
+    /// RENDER_TIMEOUT (0 = no limit; cache hits and warm-ups are exempt).
+    #[arg(long, env = "SQM_RENDER_TIMEOUT", default_value_t = 300.0, value_name = "SECS")]
+    pub render_timeout: f64,
+    /// After a render timeout, how long the backend may take to stop before
+    /// it is abandoned and a fresh one loaded.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub render_timeout_grace: f64,
     /// Ask a running daemon for its status and exit.
     #[arg(long, conflicts_with = "shutdown")]
     pub status: bool,
@@ -131,6 +139,8 @@ impl Args {
 pub struct Setup {
     pub config: Config,
     pub backend: Box<dyn crate::render::Backend>,
+    /// Builds a fresh backend (after a render that never returned).
+    pub rebuild: crate::daemon::scheduler::BackendFactory,
     pub embed_model: String,
     pub embed_loader: crate::daemon::scheduler::EmbedLoader,
 }
@@ -157,8 +167,8 @@ pub(crate) fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
         let _in_runtime = runtime.enter();
         stop_on_signals(socket)
     };
-    let Setup { config, backend, embed_model, embed_loader } = setup;
-    match runtime.block_on(server::run(config, backend, embed_model, embed_loader, shutdown)) {
+    let Setup { config, backend, rebuild, embed_model, embed_loader } = setup;
+    match runtime.block_on(server::run(config, (backend, Some(rebuild)), embed_model, embed_loader, shutdown)) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("error: {e}");
@@ -191,6 +201,20 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
     if !(busy.is_finite() && (busy == 0.0 || busy >= 0.1)) {
         anyhow::bail!("--busy-heartbeat-interval must be 0 (off) or a number of seconds ≥ 0.1");
     }
+    let timeout = args.render_timeout;
+    if !(timeout.is_finite() && (timeout == 0.0 || timeout >= 0.1)) {
+        anyhow::bail!("--render-timeout must be 0 (off) or a number of seconds ≥ 0.1");
+    }
+    let grace = args.render_timeout_grace;
+    if !(grace.is_finite() && grace >= 0.0) {
+        anyhow::bail!("--render-timeout-grace must be a number of seconds ≥ 0");
+    }
+    if args.no_heartbeat && (timeout == 0.0 || timeout >= 600.0) {
+        tracing::warn!(
+            "heartbeats are off and --render-timeout is {}: a client that gives up after 600 s of silence may drop long renders",
+            if timeout == 0.0 { "off".to_owned() } else { format!("{timeout} s") }
+        );
+    }
     let config = Config {
         socket: args.socket.clone(),
         output_dir,
@@ -199,6 +223,8 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
         heartbeat: !args.no_heartbeat,
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
         busy_heartbeat_interval: (busy > 0.0).then(|| Duration::from_secs_f64(busy)),
+        render_timeout: (timeout > 0.0).then(|| Duration::from_secs_f64(timeout)),
+        render_timeout_grace: Duration::from_secs_f64(grace),
         // What `status` reports: flux's --device (empty: the best one
         // available); the sketch and null backends draw on the CPU.
         device: match (args.backend.as_str(), args.flux.device.as_str()) {
@@ -241,6 +267,10 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
     };
     let backend =
         crate::render::backend_by_name(&args.backend, &args.flux.options()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A fresh instance, for when a timed-out render never returns.
+    let (name, options) = (args.backend.clone(), args.flux.options());
+    let rebuild: crate::daemon::scheduler::BackendFactory =
+        Box::new(move || crate::render::backend_by_name(&name, &options).map_err(|e| e.to_string()));
     let explicit = args.embed_model.clone();
     let loader: crate::daemon::scheduler::EmbedLoader = Box::new(move || {
         let dir = crate::embed::resolve(explicit.as_deref())?;
@@ -248,7 +278,7 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
         let model = crate::embed::MiniLm::load(&dir, candle_core::Device::Cpu)?;
         Ok(Box::new(model) as Box<dyn crate::embed::Embedder>)
     });
-    Ok(Setup { config, backend, embed_model: crate::embed::MODEL_NAME.into(), embed_loader: loader })
+    Ok(Setup { config, backend, rebuild, embed_model: crate::embed::MODEL_NAME.into(), embed_loader: loader })
 }
 
 /// The daemon's stop signal: resolves at the first SIGTERM or SIGINT. A

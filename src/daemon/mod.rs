@@ -12,6 +12,7 @@
 //! * [`client`] — talking to a running daemon (`sqm serve --status`).
 
 pub(crate) mod audio;
+pub(crate) mod backend_thread;
 pub mod client;
 pub(crate) mod connection;
 pub(crate) mod dispatch;

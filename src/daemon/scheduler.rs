@@ -22,11 +22,15 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+pub use super::backend_thread::BackendFactory;
+use super::backend_thread::BackendThread;
 use super::wire::{
     self, Embedding, LaneError, LaneState, Priority, Queue, WarmUpStatus, WireError, Work, WorkerWarmUp,
 };
-use crate::render::pipeline::{execute, planned_path, PreparedJob};
+use crate::render::output::output_path;
+use crate::render::pipeline::{execute, PreparedJob};
 use crate::render::{Backend, RenderError};
+use std::sync::mpsc as mpsc_std;
 
 /// A line to write on a connection. Heartbeats are rendered when written,
 /// so their depth and timestamp are those at emit time.
@@ -112,6 +116,26 @@ struct RenderState {
     abort: bool,
     /// Set when the lane thread has ended.
     closed: bool,
+    /// Counts started renders: a backend call acts (progress, cancel, file)
+    /// only while its render is the current one.
+    generation: u64,
+    /// The current render passed `--render-timeout` and was answered.
+    timed_out: bool,
+}
+
+/// `--render-timeout` and its grace period.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Watchdog {
+    pub timeout: Duration,
+    pub grace: Duration,
+}
+
+/// What became of the backend after a render.
+#[derive(Debug, PartialEq, Eq)]
+enum Health {
+    Fine,
+    /// It did not return (or died): a fresh one must be built.
+    Lost,
 }
 
 /// Counters shared with `status` and heartbeats.
@@ -138,6 +162,11 @@ pub(crate) struct RenderLane {
     /// Queued requests per priority, for `status`.
     pub queued_interactive: AtomicUsize,
     pub queued_batch: AtomicUsize,
+    watchdog: Option<Watchdog>,
+    /// Set when the lane could not recover from a render timeout: the
+    /// daemon stops and exits 75.
+    pub failed: AtomicBool,
+    stop: tokio::sync::watch::Sender<Option<String>>,
 }
 
 fn shutting_down() -> WireError {
@@ -145,10 +174,19 @@ fn shutting_down() -> WireError {
 }
 
 impl RenderLane {
-    /// Starts the lane thread, which takes ownership of `backend`.
+    /// Starts the lane thread and the backend's own thread.
     /// `busy_every`: repeat `image/busy` this often during a render, on a
     /// thread of its own (a denoising step may take longer than that).
-    pub(crate) fn start(backend: Box<dyn Backend>, out_dir: PathBuf, busy_every: Option<Duration>) -> Arc<RenderLane> {
+    /// `rebuild` makes a fresh backend when a timed-out render never
+    /// returns (without it the lane fails); `stop` asks the daemon to stop.
+    pub(crate) fn start(
+        backend: Box<dyn Backend>,
+        rebuild: Option<BackendFactory>,
+        out_dir: PathBuf,
+        busy_every: Option<Duration>,
+        watchdog: Option<Watchdog>,
+        stop: tokio::sync::watch::Sender<Option<String>>,
+    ) -> Arc<RenderLane> {
         let lane = Arc::new(RenderLane {
             state: Mutex::new(RenderState::default()),
             wake: Condvar::new(),
@@ -160,14 +198,14 @@ impl RenderLane {
             out_dir,
             queued_interactive: AtomicUsize::new(0),
             queued_batch: AtomicUsize::new(0),
+            watchdog,
+            failed: AtomicBool::new(false),
+            stop,
         });
         let worker = lane.clone();
         std::thread::Builder::new()
-            .name("sqm-render".into())
-            .spawn(move || {
-                background_priority();
-                worker.run(backend)
-            })
+            .name("sqm-render-lane".into())
+            .spawn(move || worker.run(backend, rebuild))
             .expect("spawn render lane");
         if let Some(every) = busy_every {
             let beater = lane.clone();
@@ -363,7 +401,8 @@ impl RenderLane {
         st.running.is_none() && st.queue.is_empty()
     }
 
-    fn run(self: Arc<Self>, mut backend: Box<dyn Backend>) {
+    fn run(self: Arc<Self>, backend: Box<dyn Backend>, mut rebuild: Option<BackendFactory>) {
+        let mut thread = BackendThread::spawn(backend);
         loop {
             let entry = {
                 let mut st = self.lock();
@@ -397,6 +436,8 @@ impl RenderLane {
                             }
                         }
                         st.running = Some(Running { key, waiters: Vec::new(), next_beat: None });
+                        st.generation += 1;
+                        st.timed_out = false;
                         self.count_queued(&st);
                         break Some((e, waiters));
                     }
@@ -412,56 +453,153 @@ impl RenderLane {
                 return;
             };
             self.stats.busy.store(true, Ordering::Release);
-            match entry.work {
-                RenderWork::Render { job, .. } => self.run_render(&mut *backend, &job, waiters),
-                RenderWork::WarmUp { name } => self.run_warmup(&mut *backend, &name, waiters),
+            let health = match entry.work {
+                RenderWork::Render { job, key } => self.run_render(&thread, job, &key, waiters),
+                RenderWork::WarmUp { name } => self.run_warmup(&thread, &name, waiters),
+            };
+            if health == Health::Lost {
+                match self.rebuild(&mut rebuild) {
+                    Ok(fresh) => thread = fresh,
+                    Err(cause) => {
+                        self.fail(&cause);
+                        self.stats.busy.store(false, Ordering::Release);
+                        return;
+                    }
+                }
             }
             self.stats.busy.store(false, Ordering::Release);
         }
     }
 
-    fn run_render(&self, backend: &mut dyn Backend, job: &PreparedJob, waiters: Vec<Waiter>) {
+    /// A fresh backend on a fresh thread, warmed up (`image` reads `cold`
+    /// meanwhile and the queue waits).
+    fn rebuild(&self, rebuild: &mut Option<BackendFactory>) -> Result<BackendThread, String> {
+        self.stats.warm.store(false, Ordering::Release);
+        let factory = rebuild.as_mut().ok_or("no way to build a new backend")?;
+        let thread = BackendThread::spawn(factory()?);
+        let warmed = thread.call(|b| b.warm_up().map(|()| b.is_loaded()).map_err(|e| e.to_string()));
+        let loaded = warmed.recv().map_err(|_| "the new backend stopped while warming up".to_owned())??;
+        self.stats.warm.store(loaded, Ordering::Release);
+        tracing::info!(backend = self.backend_name, "render backend reloaded after a render timeout");
+        Ok(thread)
+    }
+
+    /// The lane cannot go on: queued renders are answered, later ones are
+    /// refused, and the daemon stops with exit status 75.
+    fn fail(&self, cause: &str) {
+        let message = format!("render lane failed to recover after a render timeout: {cause}");
+        tracing::error!(%cause, "render lane failed to recover after a render timeout; stopping (exit 75)");
+        self.failed.store(true, Ordering::Release);
+        let queued = {
+            let mut st = self.lock();
+            st.shutting_down = true;
+            st.running = None;
+            st.closed = true;
+            let queued = std::mem::take(&mut st.queue);
+            self.count_queued(&st);
+            queued
+        };
+        self.beat.notify_all();
+        for e in queued {
+            let is_render = matches!(e.work, RenderWork::Render { .. });
+            if is_render {
+                self.stats.depth.fetch_sub(e.waiters.len(), Ordering::AcqRel);
+            }
+            let work = if is_render { Work::Render } else { Work::WarmUp };
+            for w in e.waiters {
+                w.finish(Err(LaneError::Failed(work, message.clone()).into()), Queue::Image);
+            }
+        }
+        self.stop.send_if_modified(|v| {
+            if v.is_none() {
+                *v = Some("render lane failed".into());
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn run_render(
+        self: &Arc<Self>,
+        thread: &BackendThread,
+        job: Box<PreparedJob>,
+        key: &str,
+        waiters: Vec<Waiter>,
+    ) -> Health {
         // Busy heartbeats first, then the waiters join the running record
         // so that cancel and coalescing see them.
         for w in &waiters {
             w.conn.send(Outgoing::Heartbeat(Queue::Image, LaneState::Busy));
         }
-        let cached_before = planned_path(&self.out_dir, backend, &job.job).1.is_file();
+        let path = output_path(&self.out_dir, self.backend_name, key);
+        let cached_before = path.is_file();
         let started = Instant::now();
-        {
+        let generation = {
             let mut st = self.lock();
             let running = st.running.as_mut().expect("running set");
             running.waiters.extend(waiters);
             running.next_beat = self.busy_every.map(|d| started + d);
-        }
+            st.generation
+        };
         self.beat.notify_all();
-        let result = {
+        let tier = job.job.tier;
+        let lane = self.clone();
+        let answer = thread.call(move |backend| {
+            let current = |st: &RenderState| st.generation == generation && !st.timed_out;
             let mut progress = |step: u32, steps: u32| {
-                let st = self.lock();
-                if let Some(r) = st.running.as_ref() {
+                let st = lane.lock();
+                if let Some(r) = st.running.as_ref().filter(|_| current(&st)) {
                     for w in r.waiters.iter().filter(|w| w.stream && !w.cancelled) {
                         w.conn.send(Outgoing::Line(wire::progress(&w.request_id, step, steps)));
                     }
                 }
             };
             let cancel = || {
-                let st = self.lock();
-                st.abort || st.running.as_ref().is_some_and(|r| r.waiters.iter().all(|w| w.cancelled))
+                let st = lane.lock();
+                !current(&st) || st.abort || st.running.as_ref().is_some_and(|r| r.waiters.iter().all(|w| w.cancelled))
             };
-            if cached_before {
+            let result = if cached_before {
                 // A cache hit emits no progress events.
-                execute(job, backend, &self.out_dir, &mut |_, _| {}, &cancel)
+                execute(&job, backend, &lane.out_dir, &mut |_, _| {}, &cancel)
             } else {
-                execute(job, backend, &self.out_dir, &mut progress, &cancel)
+                execute(&job, backend, &lane.out_dir, &mut progress, &cancel)
+            };
+            // A render answered RENDER_TIMEOUT leaves no file, even if the
+            // backend finished after all.
+            if let Ok(o) = &result {
+                if !o.cached && !current(&lane.lock()) {
+                    let _ = std::fs::remove_file(&o.image_path);
+                }
+            }
+            (result, backend.is_loaded())
+        });
+        let limit = self.watchdog.filter(|_| !cached_before);
+        let got = match limit {
+            Some(w) => answer.recv_timeout(w.timeout),
+            None => answer.recv().map_err(|_| mpsc_std::RecvTimeoutError::Disconnected),
+        };
+        let mut lost = false;
+        let (result, loaded) = match got {
+            Ok(done) => done,
+            Err(mpsc_std::RecvTimeoutError::Timeout) => {
+                let w = limit.expect("a timeout needs a limit");
+                return self.time_out(thread, answer, w, tier, started);
+            }
+            Err(mpsc_std::RecvTimeoutError::Disconnected) => {
+                tracing::error!(backend = self.backend_name, "the render backend stopped (panicked) during a render");
+                lost = true;
+                let message = "the render backend stopped unexpectedly".to_owned();
+                (Err(RenderError::Backend { backend: self.backend_name, message }), false)
             }
         };
-        self.stats.warm.store(backend.is_loaded(), Ordering::Release);
+        self.stats.warm.store(loaded, Ordering::Release);
         let waiters = self.lock().running.take().map(|r| r.waiters).unwrap_or_default();
         self.stats.depth.fetch_sub(waiters.len(), Ordering::AcqRel);
         let elapsed = started.elapsed();
         match &result {
             Ok(o) => tracing::info!(
-                backend = backend.name(),
+                backend = self.backend_name,
                 cached = o.cached,
                 elapsed_ms = elapsed.as_millis() as u64,
                 waiters = waiters.len(),
@@ -487,27 +625,90 @@ impl RenderLane {
             };
             w.finish(reply, Queue::Image);
         }
+        if lost {
+            Health::Lost
+        } else {
+            Health::Fine
+        }
     }
 
-    fn run_warmup(&self, backend: &mut dyn Backend, name: &str, waiters: Vec<Waiter>) {
-        let was_warm = backend.is_loaded();
+    /// The running render passed its deadline: every waiter is answered
+    /// RENDER_TIMEOUT now, the backend is told to stop (its cancel flag
+    /// reads true from here on) and given the grace period to return.
+    fn time_out<R>(
+        &self,
+        thread: &BackendThread,
+        answer: mpsc_std::Receiver<R>,
+        watchdog: Watchdog,
+        tier: crate::interpret::Tier,
+        started: Instant,
+    ) -> Health {
+        let waiters = {
+            let mut st = self.lock();
+            st.timed_out = true;
+            // The record stays (the lane is busy until the backend returns)
+            // but takes no joiners and sends no more beats.
+            let running = st.running.as_mut().expect("running set");
+            running.key = None;
+            running.next_beat = None;
+            std::mem::take(&mut running.waiters)
+        };
+        self.stats.depth.fetch_sub(waiters.len(), Ordering::AcqRel);
+        let secs = watchdog.timeout.as_secs_f64();
+        let timeout_s = if secs.fract() == 0.0 { secs as u64 } else { secs.ceil() as u64 };
+        let count = waiters.len();
+        for w in waiters {
+            let err = if w.cancelled { LaneError::Cancelled } else { LaneError::TimedOut(timeout_s) };
+            w.finish(Err(err.into()), Queue::Image);
+        }
+        let returned = answer.recv_timeout(watchdog.grace).is_ok();
+        let health = if returned {
+            // Free what the stopped render left; the weights stay.
+            let _ = thread.call(|b| b.reset()).recv();
+            Health::Fine
+        } else {
+            Health::Lost
+        };
+        tracing::warn!(
+            tier = %tier,
+            backend = self.backend_name,
+            timeout_s,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            waiters = count,
+            recovery = if returned { "cancelled" } else { "reloaded" },
+            "render timed out"
+        );
+        self.lock().running = None;
+        health
+    }
+
+    fn run_warmup(&self, thread: &BackendThread, name: &str, waiters: Vec<Waiter>) -> Health {
         let started = Instant::now();
-        let result = backend.warm_up();
-        self.stats.warm.store(backend.is_loaded(), Ordering::Release);
+        let answer = thread.call(|backend| {
+            let was_warm = backend.is_loaded();
+            let result = backend.warm_up().map_err(|e| e.to_string());
+            (was_warm, result, backend.is_loaded(), backend.model())
+        });
+        let (was_warm, result, loaded, model, health) = match answer.recv() {
+            Ok((was, result, loaded, model)) => (was, result, loaded, model, Health::Fine),
+            Err(_) => (false, Err("the render backend stopped unexpectedly".to_owned()), false, None, Health::Lost),
+        };
+        self.stats.warm.store(loaded, Ordering::Release);
         self.lock().running = None;
         let reply = match result {
             Ok(()) => Ok(wire::result_value(&WorkerWarmUp {
                 worker: name.to_owned(),
                 status: if was_warm { WarmUpStatus::AlreadyWarm } else { WarmUpStatus::Warm },
                 warmup_ms: if was_warm { 0 } else { started.elapsed().as_millis() as u64 },
-                backend: Some(backend.name().to_owned()),
-                model: backend.model(),
+                backend: Some(self.backend_name.to_owned()),
+                model,
             })),
-            Err(e) => Err(LaneError::Failed(Work::WarmUp, e.to_string()).into()),
+            Err(e) => Err(LaneError::Failed(Work::WarmUp, e).into()),
         };
         for w in waiters {
             w.finish(reply.clone(), Queue::Image);
         }
+        health
     }
 }
 

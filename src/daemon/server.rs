@@ -49,6 +49,11 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How often a render's waiters hear `image/busy` again; `None`: once.
     pub busy_heartbeat_interval: Option<Duration>,
+    /// `--render-timeout`: the longest a render may run (None: no limit).
+    pub render_timeout: Option<Duration>,
+    /// `--render-timeout-grace`: how long a timed-out render may take to
+    /// stop before its backend is abandoned and rebuilt.
+    pub render_timeout_grace: Duration,
     pub device: String,
     /// Audio plays into the null sink even when a device exists.
     pub audio_null_sink: bool,
@@ -220,7 +225,7 @@ fn raise_fd_limit() {
 /// are the caller's business: the CLI turns SIGTERM/SIGINT into `shutdown`.
 pub async fn run(
     config: Config,
-    backend: Box<dyn Backend>,
+    (backend, rebuild): (Box<dyn Backend>, Option<super::scheduler::BackendFactory>),
     embed_model: String,
     embed_loader: EmbedLoader,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -232,9 +237,12 @@ pub async fn run(
     }
     let (listener, claim) = Claim::take(&mut config)?;
     let busy_every = config.busy_heartbeat_interval.filter(|_| config.heartbeat);
-    let render = RenderLane::start(backend, claim.output.path.clone(), busy_every);
-    let embed = EmbedLane::start(embed_model, embed_loader);
     let (shutdown_tx, mut shutdown_rx) = watch::channel(None::<String>);
+    let watchdog =
+        config.render_timeout.map(|timeout| super::scheduler::Watchdog { timeout, grace: config.render_timeout_grace });
+    let render =
+        RenderLane::start(backend, rebuild, claim.output.path.clone(), busy_every, watchdog, shutdown_tx.clone());
+    let embed = EmbedLane::start(embed_model, embed_loader);
     let ctx = Arc::new(Ctx {
         styles: StyleSource::new(config.genre_packs.clone()),
         audio: Arc::new(super::audio::AudioService::new(
@@ -296,6 +304,10 @@ pub async fn run(
             .await;
     connections.abort_all();
     claim.release();
+    if ctx.render.failed.load(std::sync::atomic::Ordering::Acquire) {
+        tracing::error!("stopped: the render lane failed (exit 75)");
+        return Ok(75);
+    }
     tracing::info!("stopped");
     Ok(0)
 }

@@ -30,6 +30,8 @@ pub enum Code {
     AudioFailed,
     /// ZeroMQ worker: no library track matches an AudioRenderRequest.
     NoAudioMatch,
+    /// A render passed `--render-timeout` (extra `timeout_s`).
+    RenderTimeout,
 }
 
 /// An error reply body.
@@ -155,6 +157,8 @@ pub(crate) enum LaneError {
     Failed(Work, String),
     #[error("internal error: the work lane stopped before answering")]
     Lost(Work),
+    #[error("render exceeded {0} s (--render-timeout)")]
+    TimedOut(u64),
 }
 
 /// The one mapping from a lane's failure to the wire.
@@ -162,6 +166,9 @@ impl From<LaneError> for WireError {
     fn from(e: LaneError) -> WireError {
         let code = match &e {
             LaneError::Cancelled => Code::Cancelled,
+            LaneError::TimedOut(secs) => {
+                return WireError::new(Code::RenderTimeout, e.to_string()).with("timeout_s", *secs)
+            }
             LaneError::ShuttingDown(w) | LaneError::Failed(w, _) | LaneError::Lost(w) => w.failure(),
         };
         WireError::new(code, e.to_string())

@@ -463,6 +463,8 @@ fn the_server_runs_in_process_and_stops_on_its_shutdown_future() {
         heartbeat: false,
         drain_timeout: Duration::from_secs(5),
         busy_heartbeat_interval: None,
+        render_timeout: None,
+        render_timeout_grace: Duration::from_secs(30),
         device: "cpu".into(),
         audio_null_sink: true,
         default_genre: None,
@@ -478,7 +480,7 @@ fn the_server_runs_in_process_and_stops_on_its_shutdown_future() {
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = std::thread::spawn(move || {
-        server::runtime().unwrap().block_on(server::run(config, backend, "none".into(), loader, async {
+        server::runtime().unwrap().block_on(server::run(config, (backend, None), "none".into(), loader, async {
             let _ = stopped.await;
         }))
     });

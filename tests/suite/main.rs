@@ -20,4 +20,5 @@ mod interpret_cli;
 mod otlp;
 mod prerender;
 mod validate_pack;
+mod watchdog;
 mod zmq;

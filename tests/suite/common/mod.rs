@@ -60,10 +60,10 @@ impl Daemon {
         let mut setup = sqm::cli::serve::setup(&args, false).unwrap();
         setup.config.output_pointer = Some(dir.path().join(".sidequest/daemon-output-dir"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let sqm::cli::serve::Setup { config, backend, embed_model, embed_loader } = setup;
+        let sqm::cli::serve::Setup { config, backend, rebuild, embed_model, embed_loader } = setup;
         let thread = std::thread::spawn(move || {
             let rt = sqm::daemon::server::runtime().unwrap();
-            rt.block_on(sqm::daemon::server::run(config, backend, embed_model, embed_loader, async {
+            rt.block_on(sqm::daemon::server::run(config, (backend, Some(rebuild)), embed_model, embed_loader, async {
                 let _ = stopped.await;
             }))
         });
@@ -170,6 +170,17 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Stops the spawned daemon (SIGTERM) and returns what it wrote on stderr.
+    pub fn stop_and_stderr(mut self) -> String {
+        self.signal(libc::SIGTERM);
+        let _ = self.wait(Duration::from_secs(10));
+        let mut text = String::new();
+        if let Some(mut err) = self.child().stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut err, &mut text);
+        }
+        text
     }
 
     pub fn pngs(&self) -> Vec<PathBuf> {

@@ -95,6 +95,9 @@ pub trait Backend: Send {
     fn warm_up(&mut self) -> Result<(), RenderError> {
         self.load()
     }
+    /// Frees what one render left behind (buffers, caches), keeping the
+    /// weights: called after a render the watchdog cancelled.
+    fn reset(&mut self) {}
     /// The model that renders `job` (for PNG metadata).
     fn model_for(&self, _job: &RenderJob) -> Option<String> {
         self.model()

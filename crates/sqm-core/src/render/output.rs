@@ -36,7 +36,7 @@ pub fn render_key(backend: &str, model: Option<&str>, job: &RenderJob) -> String
 }
 
 /// `<out>/<backend>/render_<key16>.png`
-pub(crate) fn output_path(out_dir: &Path, backend: &str, key16: &str) -> PathBuf {
+pub fn output_path(out_dir: &Path, backend: &str, key16: &str) -> PathBuf {
     out_dir.join(backend).join(format!("render_{key16}.png"))
 }
 

@@ -386,6 +386,10 @@ pub fn execute(
                 Some(p) => super::post::apply_post(&p.post, &img, p.width, p.height),
                 None => img,
             };
+            // Cancelled while the last step ran (or timed out): no file.
+            if cancel() {
+                return Err(RenderError::Cancelled);
+            }
             let model = backend.model_for(job).unwrap_or_else(|| name.clone());
             let meta = serde_json::json!({"backend": name, "model": model, "job": job, "clip_prompt": prepared.clip_prompt, "worker_type": prepared.worker_type});
             write_png(&path, &img, &parameters_text(job, &model), &meta.to_string())?;

@@ -13,21 +13,36 @@ pub struct SketchBackend {
     /// A pause before drawing, for tests of long renders (the hidden knob
     /// `SQM_TEST_SKETCH_DELAY_MS`): slept in 50 ms slices, honouring cancel.
     delay: std::time::Duration,
+    /// `SQM_TEST_SKETCH_IGNORE_CANCEL=1`: the pause does not look at cancel
+    /// (a backend stuck in one long step, for the render watchdog's tests).
+    ignore_cancel: bool,
+    /// `SQM_TEST_SKETCH_DELAY_ONLY=WORD`: only prompts containing WORD wait.
+    delay_only: Option<String>,
 }
 
 impl Default for SketchBackend {
     fn default() -> Self {
         let ms = std::env::var("SQM_TEST_SKETCH_DELAY_MS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        SketchBackend { loaded: false, delay: std::time::Duration::from_millis(ms.min(3_600_000)) }
+        let ignore_cancel = std::env::var("SQM_TEST_SKETCH_IGNORE_CANCEL").is_ok_and(|v| v == "1");
+        let delay_only = std::env::var("SQM_TEST_SKETCH_DELAY_ONLY").ok().filter(|w| !w.is_empty());
+        SketchBackend {
+            loaded: false,
+            delay: std::time::Duration::from_millis(ms.min(3_600_000)),
+            ignore_cancel,
+            delay_only,
+        }
     }
 }
 
 impl SketchBackend {
     /// Sleeps out the test delay; `false` when cancelled meanwhile.
-    fn pause(&self, cancel: &dyn Fn() -> bool) -> bool {
+    fn pause(&self, job: &RenderJob, cancel: &dyn Fn() -> bool) -> bool {
+        if self.delay_only.as_ref().is_some_and(|w| !job.positive_prompt.contains(w.as_str())) {
+            return true;
+        }
         let until = std::time::Instant::now() + self.delay;
         while let Some(left) = until.checked_duration_since(std::time::Instant::now()).filter(|d| !d.is_zero()) {
-            if cancel() {
+            if !self.ignore_cancel && cancel() {
                 return false;
             }
             std::thread::sleep(left.min(std::time::Duration::from_millis(50)));
@@ -61,7 +76,7 @@ impl Backend for SketchBackend {
         cancel: &dyn Fn() -> bool,
     ) -> Result<Option<Image>, RenderError> {
         super::validate_job(job)?;
-        if cancel() || !self.pause(cancel) || cancel() {
+        if cancel() || !self.pause(job, cancel) || cancel() {
             return Err(RenderError::Cancelled);
         }
         self.loaded = true;
