@@ -507,7 +507,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__serve)
-            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --embed-model --warmup --no-warmup --audio-null-sink --zmq --zmq-work --zmq-results --zmq-events --zmq-priority --pack --world --input-dir --max-connections --no-heartbeat --drain-timeout --busy-heartbeat-interval --render-timeout --render-timeout-grace --status --send --shutdown --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --embed-model --warmup --no-warmup --audio-null-sink --zmq --zmq-work --zmq-results --zmq-events --zmq-priority --pack --world --input-dir --max-connections --no-heartbeat --drain-timeout --busy-heartbeat-interval --watcher-url --no-watcher --render-timeout --render-timeout-grace --status --send --shutdown --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -582,6 +582,10 @@ _sqm() {
                     return 0
                     ;;
                 --busy-heartbeat-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --watcher-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

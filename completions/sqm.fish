@@ -61,6 +61,7 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l input-dir -d 'The only
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l max-connections -d 'Most client connections served at once; extra ones get one error line and are closed' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l drain-timeout -d 'Seconds running work may take to finish when stopping' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l busy-heartbeat-interval -d 'Repeat the `image` busy heartbeat this often to the connections waiting on a render, so a long render never looks like a dead daemon (0 = only at the start)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l watcher-url -d 'The game server whose watcher endpoint (`<URL>/internal/watcher/emit`) hears about compose failures and render timeouts' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l render-timeout -d 'Longest a render may run before it is stopped and answered RENDER_TIMEOUT (0 = no limit; cache hits and warm-ups are exempt)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l render-timeout-grace -d 'After a render timeout, how long the backend may take to stop before it is abandoned and a fresh one loaded' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l send -d 'Send one request line to a running daemon, print every line it answers with (heartbeats and progress included) up to the reply, and exit (1 when the reply is an error)' -r
@@ -69,6 +70,7 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-warmup -d 'Do not w
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l audio-null-sink -d 'Audio methods play into the silent real-time null sink even when a sound device exists'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq -d 'Also work for a ZeroMQ controller (experimance\'s render protocol), beside the Unix socket'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-heartbeat -d 'Send no heartbeat event lines (only for clients that read exactly one line per request)'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-watcher -d 'Send no watcher events'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l status -d 'Ask a running daemon for its status and exit'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l shutdown -d 'Ask a running daemon to stop and exit'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l json -d 'Machine-readable output for --status and --shutdown'

@@ -98,6 +98,13 @@ pub struct Args {
     /// daemon (0 = only at the start).
     #[arg(long, default_value_t = 15.0, value_name = "SECS")]
     pub busy_heartbeat_interval: f64,
+    /// The game server whose watcher endpoint (`<URL>/internal/watcher/emit`) hears about
+    /// compose failures and render timeouts.
+    #[arg(long, env = "SIDEQUEST_SERVER_URL", default_value = "http://127.0.0.1:8765", value_name = "URL")]
+    pub watcher_url: String,
+    /// Send no watcher events.
+    #[arg(long)]
+    pub no_watcher: bool,
     /// Longest a render may run before it is stopped and answered
     /// RENDER_TIMEOUT (0 = no limit; cache hits and warm-ups are exempt).
     #[arg(long, env = "SQM_RENDER_TIMEOUT", default_value_t = 300.0, value_name = "SECS")]
@@ -215,6 +222,10 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
             if timeout == 0.0 { "off".to_owned() } else { format!("{timeout} s") }
         );
     }
+    let url = args.watcher_url.trim();
+    if !(args.no_watcher || url.starts_with("http://") || url.starts_with("https://")) {
+        anyhow::bail!("--watcher-url (or SIDEQUEST_SERVER_URL) must be an http:// or https:// URL");
+    }
     let config = Config {
         socket: args.socket.clone(),
         output_dir,
@@ -224,6 +235,7 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
         busy_heartbeat_interval: (busy > 0.0).then(|| Duration::from_secs_f64(busy)),
         render_timeout: (timeout > 0.0).then(|| Duration::from_secs_f64(timeout)),
+        watcher_url: (!args.no_watcher).then(|| crate::daemon::watcher::endpoint(url)),
         render_timeout_grace: Duration::from_secs_f64(grace),
         // What `status` reports: flux's --device (empty: the best one
         // available); the sketch and null backends draw on the CPU.

@@ -14,7 +14,7 @@ use super::wire::{
     self, parse_render, Ack, Cancelled, Code, LaneError, Method, Request, Skipped, SkippedStatus, WarmUp, WarmUpStatus,
     WireError, Work, WorkerWarmUp, MAX_EMBED_BYTES,
 };
-use crate::render::pipeline::{prepare, Prepared};
+use crate::render::pipeline::{prepare, PrepareError, Prepared};
 
 /// Requests answered on the spot, without a task: `ping`, `status` and
 /// `cancel` ([`Method::is_inline`]). `None` for every other method.
@@ -110,6 +110,7 @@ async fn render(
     tracing::Span::current().record("tier", params.request.tier.as_str());
     let styles = ctx.styles.clone();
     let request = params.request;
+    let (genre, world) = (request.genre.clone(), request.world.clone());
     let prepared = tokio::task::spawn_blocking(move || prepare(&request, &styles)).await;
     let job = match prepared {
         Ok(Ok(Prepared::Skipped { reason })) => {
@@ -119,7 +120,25 @@ async fn render(
             )
         }
         Ok(Ok(Prepared::Job(job))) => job,
-        Ok(Err(e)) => return (Err(e.into()), None),
+        Ok(Err(e)) => {
+            if let (PrepareError::Compose(err, tier), Some(watcher)) = (&e, &ctx.watcher) {
+                let mut message = err.message.clone();
+                wire::truncate_utf8(&mut message, 512);
+                let render_id = req.params.get("render_id").and_then(Value::as_str).unwrap_or("");
+                watcher.emit(
+                    "daemon_compose_failed",
+                    serde_json::json!({
+                        "tier": tier.as_deref().unwrap_or(""),
+                        "error_type": err.kind.as_str(),
+                        "error_message": message,
+                        "world": world,
+                        "genre": genre,
+                        "render_id": render_id,
+                    }),
+                );
+            }
+            return (Err(e.into()), None);
+        }
         Err(e) => return (Err(WireError::new(Code::GenerationFailed, format!("internal error: {e}"))), None),
     };
     if ctx.is_shutting_down() {

@@ -19,5 +19,6 @@ pub(crate) mod dispatch;
 pub mod scheduler;
 pub mod server;
 pub(crate) mod state;
+pub(crate) mod watcher;
 pub mod wire;
 pub(crate) mod zmq;

@@ -131,11 +131,50 @@ pub(crate) struct Watchdog {
 }
 
 /// What became of the backend after a render.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Health {
     Fine,
-    /// It did not return (or died): a fresh one must be built.
-    Lost,
+    /// It did not return (or died): a fresh one must be built. After a
+    /// timeout, the report is logged and sent once the rebuild's outcome
+    /// is known.
+    Lost(Option<TimeoutReport>),
+}
+
+/// One render timeout, for the log and the `daemon.render_timeout` event.
+#[derive(Debug)]
+struct TimeoutReport {
+    tier: String,
+    backend: &'static str,
+    timeout_s: u64,
+    elapsed_ms: u64,
+    waiters: usize,
+}
+
+impl TimeoutReport {
+    fn emit(&self, recovery: &str, watcher: Option<&super::watcher::Watcher>) {
+        tracing::warn!(
+            tier = %self.tier,
+            backend = self.backend,
+            timeout_s = self.timeout_s,
+            elapsed_ms = self.elapsed_ms,
+            waiters = self.waiters,
+            recovery,
+            "render timed out"
+        );
+        if let Some(w) = watcher {
+            w.emit(
+                "daemon.render_timeout",
+                serde_json::json!({
+                    "tier": self.tier,
+                    "backend": self.backend,
+                    "timeout_s": self.timeout_s,
+                    "elapsed_ms": self.elapsed_ms,
+                    "waiters": self.waiters,
+                    "recovery": recovery,
+                }),
+            );
+        }
+    }
 }
 
 /// Counters shared with `status` and heartbeats.
@@ -167,6 +206,7 @@ pub(crate) struct RenderLane {
     /// daemon stops and exits 75.
     pub failed: AtomicBool,
     stop: tokio::sync::watch::Sender<Option<String>>,
+    watcher: Option<super::watcher::Watcher>,
 }
 
 fn shutting_down() -> WireError {
@@ -186,6 +226,7 @@ impl RenderLane {
         busy_every: Option<Duration>,
         watchdog: Option<Watchdog>,
         stop: tokio::sync::watch::Sender<Option<String>>,
+        watcher: Option<super::watcher::Watcher>,
     ) -> Arc<RenderLane> {
         let lane = Arc::new(RenderLane {
             state: Mutex::new(RenderState::default()),
@@ -201,6 +242,7 @@ impl RenderLane {
             watchdog,
             failed: AtomicBool::new(false),
             stop,
+            watcher,
         });
         let worker = lane.clone();
         std::thread::Builder::new()
@@ -457,8 +499,12 @@ impl RenderLane {
                 RenderWork::Render { job, key } => self.run_render(&thread, job, &key, waiters),
                 RenderWork::WarmUp { name } => self.run_warmup(&thread, &name, waiters),
             };
-            if health == Health::Lost {
-                match self.rebuild(&mut rebuild) {
+            if let Health::Lost(report) = health {
+                let rebuilt = self.rebuild(&mut rebuild);
+                if let Some(report) = report {
+                    report.emit(if rebuilt.is_ok() { "reloaded" } else { "failed" }, self.watcher.as_ref());
+                }
+                match rebuilt {
                     Ok(fresh) => thread = fresh,
                     Err(cause) => {
                         self.fail(&cause);
@@ -626,7 +672,7 @@ impl RenderLane {
             w.finish(reply, Queue::Image);
         }
         if lost {
-            Health::Lost
+            Health::Lost(None)
         } else {
             Health::Fine
         }
@@ -661,25 +707,23 @@ impl RenderLane {
             let err = if w.cancelled { LaneError::Cancelled } else { LaneError::TimedOut(timeout_s) };
             w.finish(Err(err.into()), Queue::Image);
         }
+        let report = TimeoutReport {
+            tier: tier.to_string(),
+            backend: self.backend_name,
+            timeout_s,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            waiters: count,
+        };
         let returned = answer.recv_timeout(watchdog.grace).is_ok();
-        let health = if returned {
+        self.lock().running = None;
+        if returned {
             // Free what the stopped render left; the weights stay.
             let _ = thread.call(|b| b.reset()).recv();
+            report.emit("cancelled", self.watcher.as_ref());
             Health::Fine
         } else {
-            Health::Lost
-        };
-        tracing::warn!(
-            tier = %tier,
-            backend = self.backend_name,
-            timeout_s,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            waiters = count,
-            recovery = if returned { "cancelled" } else { "reloaded" },
-            "render timed out"
-        );
-        self.lock().running = None;
-        health
+            Health::Lost(Some(report))
+        }
     }
 
     fn run_warmup(&self, thread: &BackendThread, name: &str, waiters: Vec<Waiter>) -> Health {
@@ -691,7 +735,9 @@ impl RenderLane {
         });
         let (was_warm, result, loaded, model, health) = match answer.recv() {
             Ok((was, result, loaded, model)) => (was, result, loaded, model, Health::Fine),
-            Err(_) => (false, Err("the render backend stopped unexpectedly".to_owned()), false, None, Health::Lost),
+            Err(_) => {
+                (false, Err("the render backend stopped unexpectedly".to_owned()), false, None, Health::Lost(None))
+            }
         };
         self.stats.warm.store(loaded, Ordering::Release);
         self.lock().running = None;

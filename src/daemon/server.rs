@@ -49,6 +49,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How often a render's waiters hear `image/busy` again; `None`: once.
     pub busy_heartbeat_interval: Option<Duration>,
+    /// Where watcher events go (`<base>/internal/watcher/emit`); None:
+    /// `--no-watcher`.
+    pub watcher_url: Option<String>,
     /// `--render-timeout`: the longest a render may run (None: no limit).
     pub render_timeout: Option<Duration>,
     /// `--render-timeout-grace`: how long a timed-out render may take to
@@ -240,8 +243,16 @@ pub async fn run(
     let (shutdown_tx, mut shutdown_rx) = watch::channel(None::<String>);
     let watchdog =
         config.render_timeout.map(|timeout| super::scheduler::Watchdog { timeout, grace: config.render_timeout_grace });
-    let render =
-        RenderLane::start(backend, rebuild, claim.output.path.clone(), busy_every, watchdog, shutdown_tx.clone());
+    let watcher = config.watcher_url.clone().map(super::watcher::Watcher::start);
+    let render = RenderLane::start(
+        backend,
+        rebuild,
+        claim.output.path.clone(),
+        busy_every,
+        watchdog,
+        shutdown_tx.clone(),
+        watcher.clone(),
+    );
     let embed = EmbedLane::start(embed_model, embed_loader);
     let ctx = Arc::new(Ctx {
         styles: StyleSource::new(config.genre_packs.clone()),
@@ -258,6 +269,7 @@ pub async fn run(
         next_conn: AtomicU64::new(1),
         next_arrival: AtomicU64::new(0),
         line_budget: super::connection::Budget::new(LINE_BUDGET),
+        watcher,
     });
     let zmq_worker = match &config.zmq {
         Some(z) => match super::zmq::ZmqWorker::start(z.clone(), ctx.clone(), tokio::runtime::Handle::current()) {
@@ -303,6 +315,9 @@ pub async fn run(
         tokio::time::timeout(Duration::from_millis(500), async { while connections.join_next().await.is_some() {} })
             .await;
     connections.abort_all();
+    if let Some(w) = ctx.watcher.clone() {
+        let _ = tokio::task::spawn_blocking(move || w.flush(Duration::from_secs(2))).await;
+    }
     claim.release();
     if ctx.render.failed.load(std::sync::atomic::Ordering::Acquire) {
         tracing::error!("stopped: the render lane failed (exit 75)");

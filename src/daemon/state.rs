@@ -27,6 +27,8 @@ pub(crate) struct Ctx {
     pub(super) next_arrival: AtomicU64,
     /// Bytes of partial request lines buffered by all connections.
     pub line_budget: super::connection::Budget,
+    /// Events to the game server's watcher endpoint (None: `--no-watcher`).
+    pub watcher: Option<super::watcher::Watcher>,
 }
 
 impl Ctx {
@@ -97,6 +99,7 @@ impl Ctx {
                     interactive: self.render.queued_interactive.load(Ordering::Relaxed),
                     batch: self.render.queued_batch.load(Ordering::Relaxed),
                 },
+                watcher: self.watcher.as_ref().map(|w| w.status()),
             }),
         }
     }

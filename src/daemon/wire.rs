@@ -281,6 +281,8 @@ pub(crate) struct SqmStatus {
     pub embed_model: String,
     pub heartbeat: bool,
     pub queued: Queued,
+    /// Watcher events to the game server (null with `--no-watcher`).
+    pub watcher: Option<super::watcher::WatcherStatus>,
 }
 
 /// The `status` result (protocol.md §3.1), written by the daemon and read

@@ -464,6 +464,7 @@ fn the_server_runs_in_process_and_stops_on_its_shutdown_future() {
         drain_timeout: Duration::from_secs(5),
         busy_heartbeat_interval: None,
         render_timeout: None,
+        watcher_url: None,
         render_timeout_grace: Duration::from_secs(30),
         device: "cpu".into(),
         audio_null_sink: true,

@@ -21,4 +21,5 @@ mod otlp;
 mod prerender;
 mod validate_pack;
 mod watchdog;
+mod watcher;
 mod zmq;

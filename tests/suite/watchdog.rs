@@ -134,6 +134,7 @@ fn a_failed_reload_stops_the_daemon_with_status_75() {
         drain_timeout: Duration::from_secs(5),
         busy_heartbeat_interval: None,
         render_timeout: Some(Duration::from_millis(300)),
+        watcher_url: None,
         render_timeout_grace: Duration::from_millis(200),
         device: "cpu".into(),
         audio_null_sink: true,
