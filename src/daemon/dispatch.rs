@@ -119,7 +119,22 @@ async fn render(
                 None,
             )
         }
-        Ok(Ok(Prepared::Job(job))) => job,
+        Ok(Ok(Prepared::Job(job))) => {
+            if let (Some(report), Some(watcher)) = (&job.report, &ctx.watcher) {
+                let mut fields = serde_json::to_value(report).expect("a report serializes");
+                // The weight-free backends have no model variant: their name stands in.
+                let name = ctx.render.backend_name;
+                let model_variant = match (name, &ctx.render.model) {
+                    ("sketch" | "null", _) | (_, None) => name.to_owned(),
+                    (_, Some(model)) => model.clone(),
+                };
+                fields["fidelity"] = Value::Null;
+                fields["model_variant"] = Value::String(model_variant);
+                fields["steps"] = job.job.steps.into();
+                watcher.emit("render.prompt_composed", fields);
+            }
+            job
+        }
         Ok(Err(e)) => {
             if let (PrepareError::Compose(err, tier), Some(watcher)) = (&e, &ctx.watcher) {
                 let mut message = err.message.clone();

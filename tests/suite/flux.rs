@@ -118,6 +118,7 @@ fn pipeline_writes_png_with_flux_metadata() {
         composer: "verbatim",
         layers: Vec::new(),
         evicted: Vec::new(),
+        report: None,
     };
     let o = execute(&prepared, &mut b, out.path(), &mut |_, _| {}, &|| false).unwrap();
     assert!(!o.cached);

@@ -236,3 +236,38 @@ fn a_render_timeout_is_posted_with_its_recovery() {
     assert!(f["elapsed_ms"].as_u64().unwrap() >= 1000, "{body}");
     assert_eq!(body["component"], "daemon");
 }
+
+/// Example 6: composer v2's example 1 is reported as `render.prompt_composed`
+/// with its layers and their token estimates.
+#[test]
+fn a_v2_composition_is_posted_with_its_layers() {
+    let rx = Receiver::start(ANSWER);
+    let packs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/composer_v2");
+    let d = Daemon::start(&["--no-warmup", "--genre-packs", packs.to_str().unwrap(), "--watcher-url", &rx.base]);
+    let ok = d.call(r#"{"id":1,"method":"render","params":{"tier":"portrait","subject":"Rux","characters":["npc:rux"],"genre":"testgenre","world":"testworld"}}"#);
+    assert!(ok["result"]["image_path"].is_string(), "{ok}");
+    assert!(wait_for(|| !rx.bodies().is_empty(), Duration::from_secs(3)), "no event arrived");
+    let layer =
+        |slot: &str, source: &str, tokens: u64| json!({"slot": slot, "source": source, "estimated_tokens": tokens});
+    assert_eq!(
+        rx.bodies()[0],
+        json!({
+            "event_type": "render.prompt_composed",
+            "fields": {
+                "kind": "portrait", "world": "testworld", "genre": "testgenre", "total_estimated_tokens": 58,
+                "layers": [
+                    layer("ART_SENSIBILITY.GENRE", "genre:testgenre", 10),
+                    layer("ART_SENSIBILITY.WORLD", "world:testgenre/testworld", 6),
+                    layer("CASTING", "npc:rux", 26),
+                    layer("DIRECTION_ACTION", "npc:rux.default_pose", 6),
+                    layer("DIRECTION_CAMERA", "portrait_3q", 0),
+                    layer("ART_SENSIBILITY.CULTURE", "culture:testgenre/testworld/ironhand", 10),
+                ],
+                "dropped_layers": [], "warnings": [],
+                "genre_style_applied": true, "world_style_applied": true,
+                "fidelity": null, "model_variant": "sketch", "steps": 12
+            },
+            "component": "daemon"
+        })
+    );
+}

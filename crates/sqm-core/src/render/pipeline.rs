@@ -85,6 +85,8 @@ pub struct PreparedJob {
     /// Composer v2's layers (`<slot>:<source>`) and evictions; empty otherwise.
     pub layers: Vec<String>,
     pub evicted: Vec<String>,
+    /// Composer v2's account of its work; None for the other composers.
+    pub report: Option<crate::prompt::layered::Report>,
 }
 
 /// What preparation decided.
@@ -260,6 +262,7 @@ fn layered_job(
         composer: "v2",
         layers: c.layers,
         evicted: c.evicted,
+        report: Some(c.report),
     })
 }
 
@@ -320,7 +323,15 @@ fn flux_era_job(
         mood: cue.mood.clone(),
         post: None,
     };
-    Ok(PreparedJob { job, clip_prompt: clip, worker_type, composer, layers: Vec::new(), evicted: Vec::new() })
+    Ok(PreparedJob {
+        job,
+        clip_prompt: clip,
+        worker_type,
+        composer,
+        layers: Vec::new(),
+        evicted: Vec::new(),
+        report: None,
+    })
 }
 
 fn preferred_or_flux(preferred: &str) -> String {

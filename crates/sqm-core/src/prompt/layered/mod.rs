@@ -70,6 +70,29 @@ pub struct Request {
     pub world: String,
 }
 
+/// What the composer did, for the game master's panel (the
+/// `render.prompt_composed` event, remote-and-telemetry.md §4.2).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Report {
+    pub kind: &'static str,
+    pub world: String,
+    pub genre: String,
+    pub total_estimated_tokens: usize,
+    pub layers: Vec<LayerReport>,
+    pub dropped_layers: Vec<String>,
+    pub warnings: Vec<String>,
+    pub genre_style_applied: bool,
+    pub world_style_applied: bool,
+}
+
+/// One layer of a [`Report`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LayerReport {
+    pub slot: &'static str,
+    pub source: String,
+    pub estimated_tokens: usize,
+}
+
 /// The layered composer's result.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Composed {
@@ -84,6 +107,7 @@ pub struct Composed {
     pub camera: String,
     pub post: Option<Post>,
     pub total: usize,
+    pub report: Report,
 }
 
 pub(crate) const BUDGET: usize = 512;
@@ -162,7 +186,22 @@ pub fn compose(root: &Path, req: &Request) -> Result<Composed, ComposeError> {
         world_text = has_world_text,
         "prompt_composed"
     );
+    let report = Report {
+        kind: shot.kind.name(),
+        world: world.to_owned(),
+        genre: genre.to_owned(),
+        total_estimated_tokens: fitted.total,
+        layers: layers
+            .iter()
+            .map(|l| LayerReport { slot: l.slot.name(), source: l.source.clone(), estimated_tokens: est(&l.text) })
+            .collect(),
+        dropped_layers: fitted.evicted.clone(),
+        warnings: fitted.warnings.clone(),
+        genre_style_applied: genre_text.as_deref().is_some_and(|t| !t.is_empty()),
+        world_style_applied: has_world_text,
+    };
     Ok(Composed {
+        report,
         positive_prompt: assemble::positive(layers),
         negative_prompt,
         clip_prompt,
