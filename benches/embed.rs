@@ -307,7 +307,7 @@ fn main() {
         Some(r) => println!(", daemon/reference p50 {:.2}x (target ≤ 0.50x)", p50 / r.p50),
         None => println!(),
     }
-    let idle = concurrent_p99(&socket, &texts, 8, 40);
+    let idle = concurrent_p99(&socket, &texts, 8, 100);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (busy, renders) = std::thread::scope(|s| {
         let renderer = s.spawn(|| {
@@ -321,7 +321,7 @@ fn main() {
             n
         });
         std::thread::sleep(Duration::from_millis(200));
-        let p99 = concurrent_p99(&socket, &texts, 8, 40);
+        let p99 = concurrent_p99(&socket, &texts, 8, 100);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         (p99, renderer.join().unwrap())
     });

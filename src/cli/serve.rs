@@ -161,7 +161,7 @@ pub(crate) fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
         return talk(&args);
     }
     // CPU image work (candle's products) runs on rayon's global pool: its
-    // threads, like the render lane's, yield the cores to the embed lane.
+    // threads, like the render backend's, yield the cores to the embed lane.
     let _ = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("sqm-image-{i}"))
         .start_handler(|_| crate::daemon::scheduler::background_priority())
