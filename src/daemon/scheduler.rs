@@ -959,24 +959,21 @@ impl EmbedLane {
     }
 }
 
-/// Lowers the calling thread's CPU priority (on Linux SCHED_IDLE, the
-/// lowest CFS weight, which also lets any other thread preempt it at once;
-/// nice 19 where that is refused; nothing elsewhere): renders are
-/// throughput work and yield the cores to the connections and the embed
-/// lane, whose answers someone is waiting for. Without contention the
-/// thread runs at full speed.
+/// Lowers the calling thread's CPU priority to nice 10 (Linux; nothing
+/// elsewhere): renders are throughput work, so under contention they take
+/// about a tenth of the share of the connections and the embed lane, whose
+/// answers someone is waiting for, yet still progress when other programs
+/// keep the cores busy (SCHED_IDLE or nice 19 starved them behind two busy
+/// processes). Without contention the thread runs at full speed.
 pub(crate) fn background_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: gettid has no preconditions; setpriority and
-    // sched_setscheduler on our own thread id change only that thread (Linux
-    // applies both to one task); `param` outlives the call. A failure leaves
-    // the priority as it was.
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id
+    // changes only that thread's nice value (Linux applies PRIO_PROCESS to
+    // one task). A failure leaves the priority as it was.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, now.max(19));
-        let param = libc::sched_param { sched_priority: 0 };
-        libc::sched_setscheduler(tid as libc::pid_t, libc::SCHED_IDLE, &param);
+        libc::setpriority(libc::PRIO_PROCESS, tid, now.max(10));
     }
 }
 

@@ -531,7 +531,9 @@ fn busy_heartbeats_repeat_during_a_long_render() {
     assert!(reply["result"]["image_path"].is_string(), "{reply}");
     let after = c.line().unwrap();
     assert_eq!((after["queue"].as_str(), after["state"].as_str()), (Some("image"), Some("ready")), "{after}");
-    assert_eq!(busy_at.len(), 4, "busy at {busy_at:?}");
+    // Four in a quiet run; a loaded run may finish the drawing (at the
+    // lowest CPU priority) later and hear more, on the same cadence.
+    assert!(busy_at.len() >= 4, "busy at {busy_at:?}");
     for (k, t) in busy_at.iter().enumerate() {
         assert!((t - k as f64).abs() < 0.4, "busy heartbeat {k} at {t:.2} s: {busy_at:?}");
     }
