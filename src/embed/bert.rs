@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::linear::{pack_rows, Linear, ShapeError};
+use super::linear::{pack_rows, Linear, SendPtr, ShapeError};
 use super::simd::{self, Isa};
 
 /// The shape fields of a BERT `config.json` this engine reads.
@@ -333,17 +333,4 @@ fn resize(v: &mut Vec<f32>, len: usize) {
         v.resize(len, 0.0);
     }
     v.truncate(len);
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: hands disjoint parts of one buffer to rayon tasks (see `attention`).
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }

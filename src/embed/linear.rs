@@ -131,15 +131,19 @@ pub(crate) fn pack_rows(isa: Isa, x: &[f32], out: &mut Vec<u32>) {
     out.par_chunks_mut(4096).zip(x.par_chunks(8192)).for_each(|(o, i)| simd::to_bf16_pairs(isa, i, o));
 }
 
+/// An output buffer's address, handed to rayon tasks that each write a
+/// part of it no other task writes (output rectangles here, head columns
+/// in the encoder's attention).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only to hand disjoint output rectangles to rayon tasks.
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: only used for writes to disjoint parts of a buffer that outlives
+// the parallel loop (each use says which parts).
 unsafe impl Send for SendPtr {}
-// SAFETY: as above; the pointer is only read, never dereferenced shared.
+// SAFETY: as above; the pointer itself is only copied.
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }

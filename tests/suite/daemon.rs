@@ -452,29 +452,10 @@ fn missing_embed_model_fails_the_request_not_the_daemon() {
 
 #[test]
 fn the_server_runs_in_process_and_stops_on_its_shutdown_future() {
-    use sqm::daemon::server::{self, Config};
+    use sqm::daemon::server;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("inproc.sock");
-    let config = Config {
-        socket: socket.clone(),
-        output_dir: Some(dir.path().join("out")),
-        genre_packs: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs"),
-        warmup: None,
-        heartbeat: false,
-        drain_timeout: Duration::from_secs(5),
-        busy_heartbeat_interval: None,
-        render_timeout: None,
-        watcher_url: None,
-        render_timeout_grace: Duration::from_secs(30),
-        device: "cpu".into(),
-        audio_null_sink: true,
-        default_genre: None,
-        zmq: None,
-        input_dir: None,
-        max_connections: server::DEFAULT_MAX_CONNECTIONS,
-        announce: false,
-        output_pointer: None,
-    };
+    let config = common::server_config(dir.path(), &socket);
     let backend = Box::new(sqm::render::sketch::SketchBackend::default());
     let loader: sqm::daemon::scheduler::EmbedLoader = Box::new(|| {
         Err(sqm::embed::EmbedError::NotFound { searched: vec!["nowhere (this test has no model)".into()] })

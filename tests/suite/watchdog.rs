@@ -124,29 +124,12 @@ impl sqm::render::Backend for Stuck {
 /// GENERATION_FAILED naming the cause and the daemon stops with status 75.
 #[test]
 fn a_failed_reload_stops_the_daemon_with_status_75() {
-    use sqm::daemon::server::{self, Config};
+    use sqm::daemon::server;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("stuck.sock");
-    let config = Config {
-        socket: socket.clone(),
-        output_dir: Some(dir.path().join("out")),
-        genre_packs: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs"),
-        warmup: None,
-        heartbeat: false,
-        drain_timeout: Duration::from_secs(5),
-        busy_heartbeat_interval: None,
-        render_timeout: Some(Duration::from_millis(300)),
-        watcher_url: None,
-        render_timeout_grace: Duration::from_millis(200),
-        device: "cpu".into(),
-        audio_null_sink: true,
-        default_genre: None,
-        zmq: None,
-        input_dir: None,
-        max_connections: server::DEFAULT_MAX_CONNECTIONS,
-        announce: false,
-        output_pointer: None,
-    };
+    let mut config = crate::common::server_config(dir.path(), &socket);
+    config.render_timeout = Some(Duration::from_millis(300));
+    config.render_timeout_grace = Duration::from_millis(200);
     let rebuild: sqm::daemon::scheduler::BackendFactory = Box::new(|| Err("the weights are gone".into()));
     let loader: sqm::daemon::scheduler::EmbedLoader =
         Box::new(|| Err(sqm::embed::EmbedError::NotFound { searched: vec!["nowhere".into()] }));

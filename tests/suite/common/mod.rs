@@ -283,6 +283,32 @@ impl Conn {
 
 /// A copy of the example pack at `<temp>/packs/ashfall` (without its
 /// prerender cache): (temp dir, pack path).
+/// A daemon configuration for tests that call `server::run` themselves:
+/// the socket and output under `dir`, the example packs, no heartbeats, no
+/// watchdog, no watcher.
+pub fn server_config(dir: &Path, socket: &Path) -> sqm::daemon::server::Config {
+    sqm::daemon::server::Config {
+        socket: socket.to_path_buf(),
+        output_dir: Some(dir.join("out")),
+        genre_packs: Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs"),
+        warmup: None,
+        heartbeat: false,
+        drain_timeout: Duration::from_secs(5),
+        busy_heartbeat_interval: None,
+        watcher_url: None,
+        render_timeout: None,
+        render_timeout_grace: Duration::from_secs(30),
+        device: "cpu".into(),
+        audio_null_sink: true,
+        default_genre: None,
+        zmq: None,
+        input_dir: None,
+        max_connections: sqm::daemon::server::DEFAULT_MAX_CONNECTIONS,
+        announce: false,
+        output_pointer: None,
+    }
+}
+
 pub fn copy_example_pack() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("packs").join("ashfall");
