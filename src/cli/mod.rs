@@ -12,6 +12,8 @@ pub(crate) mod embed;
 pub(crate) mod interpret;
 pub(crate) mod interrupt;
 #[cfg(feature = "engines")]
+pub mod object_store;
+#[cfg(feature = "engines")]
 pub(crate) mod play;
 pub(crate) mod prerender_pack;
 pub(crate) mod render;

@@ -105,6 +105,16 @@ pub struct Args {
     /// Send no watcher events.
     #[arg(long)]
     pub no_watcher: bool,
+    #[command(flatten)]
+    pub store: super::object_store::StoreArgs,
+    /// Bound the output folder: above this many GiB the least recently used renders are removed
+    /// down to 80 % (0 = unbounded; default 2 with --zmq or an object store, else unbounded, as the
+    /// game server links earlier renders by their path).
+    #[arg(long, env = "SQM_MAX_CACHE_SIZE_GB", value_name = "GB")]
+    pub max_cache_size_gb: Option<f64>,
+    /// Renders written or hit this recently are never removed by the bound.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub cache_min_age: f64,
     /// Longest a render may run before it is stopped and answered
     /// RENDER_TIMEOUT (0 = no limit; cache hits and warm-ups are exempt).
     #[arg(long, env = "SQM_RENDER_TIMEOUT", default_value_t = 300.0, value_name = "SECS")]
@@ -226,7 +236,19 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
     if !(args.no_watcher || url.starts_with("http://") || url.starts_with("https://")) {
         anyhow::bail!("--watcher-url (or SIDEQUEST_SERVER_URL) must be an http:// or https:// URL");
     }
+    let cache_max_bytes = match args.max_cache_size_gb {
+        None => None,
+        Some(gb) if (0.0..1e9).contains(&gb) => Some((gb * (1u64 << 30) as f64).round() as u64),
+        Some(_) => anyhow::bail!("--max-cache-size-gb must be a number of GiB ≥ 0 (0 = unbounded)"),
+    };
+    let min_age = args.cache_min_age;
+    if !(min_age.is_finite() && min_age >= 0.0) {
+        anyhow::bail!("--cache-min-age must be a number of seconds ≥ 0");
+    }
     let config = Config {
+        object_store: args.store.resolve()?,
+        cache_max_bytes,
+        cache_min_age: Duration::from_secs_f64(min_age),
         socket: args.socket.clone(),
         output_dir,
         genre_packs,

@@ -159,6 +159,10 @@ async fn render(
     if ctx.is_shutting_down() {
         return (Err(LaneError::ShuttingDown(Work::Render).into()), None);
     }
+    let tier = job.job.tier;
+    // Queued, running and uploading renders keep their file.
+    let _pin = ctx.cache.as_ref().map(|c| c.pin(&ctx.planned_path(&job.job)));
+    let _pending = ctx.uploader.as_ref().map(|_| super::publish::Pending::enter(&ctx.publishing));
     let (tx, rx) = oneshot::channel();
     ctx.render.submit_render(
         *job,
@@ -167,7 +171,11 @@ async fn render(
         Waiter::new(req.id.clone(), conn.clone(), params.stream, tx),
     );
     let r = lane_wait(rx, Work::Render).await;
-    (r.result, r.ready_after)
+    let result = match r.result {
+        Ok(v) => super::publish::after_render(ctx, &req.params, tier, v).await,
+        Err(e) => Err(e),
+    };
+    (result, r.ready_after)
 }
 
 async fn embed(req: &Request, ctx: &Arc<Ctx>, conn: &ConnHandle) -> (Result<Value, WireError>, Option<wire::Queue>) {

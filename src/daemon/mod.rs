@@ -6,6 +6,9 @@
 //! * [`connection`] — framing, in-order replies, events, disconnects;
 //! * [`dispatch`] — one request to its reply;
 //! * [`scheduler`] — the render and embed lanes;
+//! * [`publish`] — after a render: the cache and the object-store upload;
+//! * [`cache`] — the bounded output folder;
+//! * [`watcher`] — events to the game server's GM panel;
 //! * [`audio`] — the audio control methods and the live mixer;
 //! * [`server`] — startup checks, accept loop, graceful drain;
 //! * [`zmq`] — the ZeroMQ worker mode (experimance's render protocol);
@@ -13,9 +16,11 @@
 
 pub(crate) mod audio;
 pub(crate) mod backend_thread;
+pub(crate) mod cache;
 pub mod client;
 pub(crate) mod connection;
 pub(crate) mod dispatch;
+pub(crate) mod publish;
 pub mod scheduler;
 pub mod server;
 pub(crate) mod state;

@@ -52,6 +52,13 @@ pub struct Config {
     /// Where watcher events go (`<base>/internal/watcher/emit`); None:
     /// `--no-watcher`.
     pub watcher_url: Option<String>,
+    /// Uploads to an S3-compatible object store (None: off).
+    pub object_store: Option<crate::store::StoreConfig>,
+    /// `--max-cache-size-gb` in bytes (0: unbounded; None: the default,
+    /// 2 GiB with ZeroMQ or an object store, else unbounded).
+    pub cache_max_bytes: Option<u64>,
+    /// `--cache-min-age`: renders written or hit this recently stay.
+    pub cache_min_age: Duration,
     /// `--render-timeout`: the longest a render may run (None: no limit).
     pub render_timeout: Option<Duration>,
     /// `--render-timeout-grace`: how long a timed-out render may take to
@@ -88,6 +95,10 @@ impl Config {
         self.output_dir.as_deref().unwrap_or(Path::new(""))
     }
 }
+
+/// The output folder's bound with ZeroMQ or an object store (2 GiB, as
+/// experimance's `max_cache_size_gb`).
+pub(crate) const DEFAULT_BOUNDED_CACHE: u64 = 2 << 30;
 
 /// Default of [`Config::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -243,6 +254,23 @@ pub async fn run(
     let (shutdown_tx, mut shutdown_rx) = watch::channel(None::<String>);
     let watchdog =
         config.render_timeout.map(|timeout| super::scheduler::Watchdog { timeout, grace: config.render_timeout_grace });
+    let uploader = match config.object_store.clone().map(crate::store::Uploader::new).transpose() {
+        Ok(u) => u.map(Arc::new),
+        Err(e) => {
+            claim.release();
+            return Err(start_err(2, e.to_string()));
+        }
+    };
+    let cache_max = config.cache_max_bytes.unwrap_or(if config.zmq.is_some() || uploader.is_some() {
+        DEFAULT_BOUNDED_CACHE
+    } else {
+        0
+    });
+    let cache = (cache_max > 0).then(|| {
+        let c = super::cache::OutputCache::start(claim.output.path.clone(), cache_max, config.cache_min_age);
+        c.kick();
+        c
+    });
     let watcher = config.watcher_url.clone().map(super::watcher::Watcher::start);
     let render = RenderLane::start(
         backend,
@@ -270,6 +298,9 @@ pub async fn run(
         next_arrival: AtomicU64::new(0),
         line_budget: super::connection::Budget::new(LINE_BUDGET),
         watcher,
+        cache,
+        uploader,
+        publishing: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     });
     let zmq_worker = match &config.zmq {
         Some(z) => match super::zmq::ZmqWorker::start(z.clone(), ctx.clone(), tokio::runtime::Handle::current()) {
@@ -414,7 +445,12 @@ async fn drain(ctx: &Arc<Ctx>) {
     let drain_ctx = ctx.clone();
     let timeout = ctx.config.drain_timeout;
     let drained = tokio::task::spawn_blocking(move || {
-        let idle = || drain_ctx.render.is_idle() && drain_ctx.embed.is_idle();
+        // A render's reply may still wait on its upload.
+        let idle = || {
+            drain_ctx.render.is_idle()
+                && drain_ctx.embed.is_idle()
+                && drain_ctx.publishing.load(std::sync::atomic::Ordering::Acquire) == 0
+        };
         if super::scheduler::wait_idle(idle, timeout) {
             return true;
         }

@@ -29,6 +29,12 @@ pub(crate) struct Ctx {
     pub line_budget: super::connection::Budget,
     /// Events to the game server's watcher endpoint (None: `--no-watcher`).
     pub watcher: Option<super::watcher::Watcher>,
+    /// The bounded output folder (None: unbounded).
+    pub cache: Option<Arc<super::cache::OutputCache>>,
+    /// Uploads to the object store (None: no store configured).
+    pub uploader: Option<Arc<crate::store::Uploader>>,
+    /// Renders whose reply may still wait on an upload.
+    pub publishing: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Ctx {
@@ -56,6 +62,12 @@ impl Ctx {
                 false
             }
         });
+    }
+
+    /// Where a job's image will be written.
+    pub(crate) fn planned_path(&self, job: &crate::render::RenderJob) -> std::path::PathBuf {
+        let key = crate::render::output::render_key(self.render.backend_name, self.render.model.as_deref(), job);
+        crate::render::output::output_path(self.config.output_dir(), self.render.backend_name, &key)
     }
 
     pub(crate) fn heartbeat_line(&self, queue: Queue, state: LaneState) -> String {
@@ -100,6 +112,11 @@ impl Ctx {
                     batch: self.render.queued_batch.load(Ordering::Relaxed),
                 },
                 watcher: self.watcher.as_ref().map(|w| w.status()),
+                object_store: Some(match &self.uploader {
+                    Some(u) => u.status(),
+                    None => crate::store::Uploader::disabled_status(),
+                }),
+                cache: self.cache.as_ref().map(|c| c.status()),
             }),
         }
     }

@@ -175,6 +175,14 @@ impl From<LaneError> for WireError {
     }
 }
 
+/// The one mapping from a failed upload to the wire: the render failed at
+/// its upload stage (its file stays cached).
+impl From<&crate::store::UploadError> for WireError {
+    fn from(e: &crate::store::UploadError) -> WireError {
+        WireError::new(Code::GenerationFailed, format!("upload failed: {}", e.reason)).with("stage", "upload")
+    }
+}
+
 /// The one mapping from the pipeline's refusals to the wire
 /// (COMPOSE_FAILED carries `error_type` and `tier`).
 impl From<PrepareError> for WireError {
@@ -283,6 +291,12 @@ pub(crate) struct SqmStatus {
     pub queued: Queued,
     /// Watcher events to the game server (null with `--no-watcher`).
     pub watcher: Option<super::watcher::WatcherStatus>,
+    /// Uploads to the object store (`enabled` false without one).
+    #[serde(default)]
+    pub object_store: Option<crate::store::StoreStatus>,
+    /// The bounded output folder (null when unbounded).
+    #[serde(default)]
+    pub cache: Option<super::cache::CacheStatus>,
 }
 
 /// The `status` result (protocol.md §3.1), written by the daemon and read

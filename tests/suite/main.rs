@@ -8,6 +8,7 @@ mod common;
 mod adversarial;
 mod architecture;
 mod audio;
+mod cache;
 mod composer_v2;
 mod daemon;
 mod daemon_load;
@@ -16,6 +17,7 @@ mod embed;
 mod first_hour;
 mod flux;
 mod interpret_cli;
+mod object_store;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod prerender;

@@ -10,19 +10,19 @@ use std::time::{Duration, Instant};
 use crate::common::Daemon;
 use serde_json::{json, Value};
 
-const ANSWER: u8 = 0;
+pub(crate) const ANSWER: u8 = 0;
 const STALL: u8 = 1;
 
 /// Records each POST's body and answers 204, or, while stalled, reads the
 /// request and never answers.
-struct Receiver {
-    base: String,
+pub(crate) struct Receiver {
+    pub(crate) base: String,
     bodies: Arc<Mutex<Vec<Value>>>,
     mode: Arc<AtomicU8>,
 }
 
 impl Receiver {
-    fn start(mode: u8) -> Receiver {
+    pub(crate) fn start(mode: u8) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -37,7 +37,7 @@ impl Receiver {
         Receiver { base, bodies, mode }
     }
 
-    fn bodies(&self) -> Vec<Value> {
+    pub(crate) fn bodies(&self) -> Vec<Value> {
         self.bodies.lock().unwrap().clone()
     }
 }

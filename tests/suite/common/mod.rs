@@ -183,6 +183,13 @@ impl Daemon {
         text
     }
 
+    /// Stops the spawned daemon and hands back its folder (for a restart
+    /// on the same output dir) and what it wrote on stderr.
+    pub fn stop_keeping_dir(mut self) -> (tempfile::TempDir, String) {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (dir, self.stop_and_stderr())
+    }
+
     pub fn pngs(&self) -> Vec<PathBuf> {
         let dir = self.out.join("sketch");
         let mut v: Vec<PathBuf> =
@@ -281,13 +288,14 @@ impl Conn {
     }
 }
 
-/// A copy of the example pack at `<temp>/packs/ashfall` (without its
-/// prerender cache): (temp dir, pack path).
 /// A daemon configuration for tests that call `server::run` themselves:
 /// the socket and output under `dir`, the example packs, no heartbeats, no
 /// watchdog, no watcher.
 pub fn server_config(dir: &Path, socket: &Path) -> sqm::daemon::server::Config {
     sqm::daemon::server::Config {
+        object_store: None,
+        cache_max_bytes: None,
+        cache_min_age: std::time::Duration::from_secs(60),
         socket: socket.to_path_buf(),
         output_dir: Some(dir.join("out")),
         genre_packs: Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs"),
@@ -309,6 +317,8 @@ pub fn server_config(dir: &Path, socket: &Path) -> sqm::daemon::server::Config {
     }
 }
 
+/// A copy of the example pack at `<temp>/packs/ashfall` (without its
+/// prerender cache): (temp dir, pack path).
 pub fn copy_example_pack() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("packs").join("ashfall");
