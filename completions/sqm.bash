@@ -507,7 +507,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__serve)
-            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --embed-model --warmup --no-warmup --audio-null-sink --zmq --zmq-work --zmq-results --zmq-events --zmq-priority --pack --world --input-dir --max-connections --no-heartbeat --drain-timeout --busy-heartbeat-interval --watcher-url --no-watcher --render-timeout --render-timeout-grace --status --send --shutdown --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --embed-model --warmup --no-warmup --audio-null-sink --zmq --zmq-work --zmq-results --zmq-events --zmq-priority --pack --zmq-include-image-data --zmq-image-data-max-bytes --zmq-session --zmq-generators --world --input-dir --max-connections --no-heartbeat --drain-timeout --busy-heartbeat-interval --watcher-url --no-watcher --object-store-endpoint --no-object-store --object-store-bucket --object-store-region --object-store-virtual-hosted --object-store-public-url --upload-timeout --upload-failure --max-cache-size-gb --cache-min-age --render-timeout --render-timeout-grace --status --send --shutdown --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -565,6 +565,18 @@ _sqm() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --zmq-image-data-max-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --zmq-session)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --zmq-generators)
+                    COMPREPLY=($(compgen -W "sketch null flux" -- "${cur}"))
+                    return 0
+                    ;;
                 --world)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -586,6 +598,38 @@ _sqm() {
                     return 0
                     ;;
                 --watcher-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --object-store-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --object-store-bucket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --object-store-region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --object-store-public-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-failure)
+                    COMPREPLY=($(compgen -W "error keep-local" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-cache-size-gb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-min-age)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

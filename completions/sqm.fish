@@ -56,12 +56,26 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-events -d 'The con
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-priority -d 'Scheduler priority of ZeroMQ renders' -r -f -a "interactive\t''
 batch\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l pack -d 'Genre pack whose audio library answers AudioRenderRequest (default: the built-in pack)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-image-data-max-bytes -d 'Larger PNGs are left out of `image_data` (with a warning in the result)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-session -d 'Session segment of uploaded results\' keys (artifacts/zmq/<SESSION>/scenes/<sha256>.png)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-generators -d 'Backends a RenderRequest\'s `generator` may choose (comma-separated; default: --backend, sketch and null). At most one of them may load weights (flux)' -r -f -a "sketch\t''
+null\t''
+flux\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l world -d 'World whose audio.yaml replaces the genre\'s for AudioRenderRequest' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l input-dir -d 'The only folder whose image files requests may name (reference and depth images, by path or file:// URI); without it only inline images (data URL or base64) are accepted' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l max-connections -d 'Most client connections served at once; extra ones get one error line and are closed' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l drain-timeout -d 'Seconds running work may take to finish when stopping' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l busy-heartbeat-interval -d 'Repeat the `image` busy heartbeat this often to the connections waiting on a render, so a long render never looks like a dead daemon (0 = only at the start)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l watcher-url -d 'The game server whose watcher endpoint (`<URL>/internal/watcher/emit`) hears about compose failures and render timeouts' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l object-store-endpoint -d 'Upload every render to this S3-compatible store (R2, AWS, MinIO) and answer its key as `r2_key`. Credentials: R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY, else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l object-store-bucket -d 'Bucket the renders go to' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l object-store-region -d 'Region to sign for (default: $AWS_REGION, else `auto`, as R2 expects)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l object-store-public-url -d 'Where anyone can read the bucket\'s objects (ZeroMQ results then carry <URL>/<key>)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l upload-timeout -d 'Longest a whole upload may take, retries included' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l upload-failure -d 'A failed upload fails the render (`error`; the file stays cached, so a resend only uploads again) or answers the local file with `upload_error` (`keep-local`)' -r -f -a "error\t''
+keep-local\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l max-cache-size-gb -d 'Bound the output folder: above this many GiB the least recently used renders are removed down to 80 % (0 = unbounded; default 2 with --zmq or an object store, else unbounded, as the game server links earlier renders by their path)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l cache-min-age -d 'Renders written or hit this recently are never removed by the bound' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l render-timeout -d 'Longest a render may run before it is stopped and answered RENDER_TIMEOUT (0 = no limit; cache hits and warm-ups are exempt)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l render-timeout-grace -d 'After a render timeout, how long the backend may take to stop before it is abandoned and a fresh one loaded' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l send -d 'Send one request line to a running daemon, print every line it answers with (heartbeats and progress included) up to the reply, and exit (1 when the reply is an error)' -r
@@ -69,8 +83,11 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l quantized -d 'Use the 
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-warmup -d 'Do not warm anything up at start'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l audio-null-sink -d 'Audio methods play into the silent real-time null sink even when a sound device exists'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq -d 'Also work for a ZeroMQ controller (experimance\'s render protocol), beside the Unix socket'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-include-image-data -d 'ImageReady results carry the PNG itself (`image_data`, base64) besides its URI'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-heartbeat -d 'Send no heartbeat event lines (only for clients that read exactly one line per request)'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-watcher -d 'Send no watcher events'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-object-store -d 'Upload nothing, even when R2_S3_ENDPOINT is set'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l object-store-virtual-hosted -d 'Address the bucket as a host name (<bucket>.<endpoint host>) instead of a path'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l status -d 'Ask a running daemon for its status and exit'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l shutdown -d 'Ask a running daemon to stop and exit'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l json -d 'Machine-readable output for --status and --shutdown'

@@ -77,6 +77,19 @@ pub struct Args {
     /// Genre pack whose audio library answers AudioRenderRequest (default: the built-in pack).
     #[arg(long, value_name = "DIR", requires = "zmq")]
     pub pack: Option<PathBuf>,
+    /// ImageReady results carry the PNG itself (`image_data`, base64) besides its URI.
+    #[arg(long, requires = "zmq")]
+    pub zmq_include_image_data: bool,
+    /// Larger PNGs are left out of `image_data` (with a warning in the result).
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES", requires = "zmq")]
+    pub zmq_image_data_max_bytes: usize,
+    /// Session segment of uploaded results' keys (artifacts/zmq/<SESSION>/scenes/<sha256>.png).
+    #[arg(long, default_value = "default", value_name = "SESSION", requires = "zmq")]
+    pub zmq_session: String,
+    /// Backends a RenderRequest's `generator` may choose (comma-separated; default: --backend,
+    /// sketch and null). At most one of them may load weights (flux).
+    #[arg(long, value_delimiter = ',', value_parser = crate::render::BACKENDS, value_name = "LIST", requires = "zmq")]
+    pub zmq_generators: Option<Vec<String>>,
     /// World whose audio.yaml replaces the genre's for AudioRenderRequest.
     #[arg(long, requires = "zmq")]
     pub world: Option<String>,
@@ -282,6 +295,10 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
                     None => crate::pack::embedded::default_pack().context("cannot unpack the built-in example pack")?,
                 },
                 world: args.world.clone(),
+                image_data_max: args.zmq_include_image_data.then_some(args.zmq_image_data_max_bytes),
+                session: args.zmq_session.clone(),
+                generators: zmq_generators(&args.backend, args.zmq_generators.as_deref())?,
+                flux: args.flux.options(),
             })
         } else {
             None
@@ -313,6 +330,29 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
         Ok(Box::new(model) as Box<dyn crate::embed::Embedder>)
     });
     Ok(Setup { config, backend, rebuild, embed_model: crate::embed::MODEL_NAME.into(), embed_loader: loader })
+}
+
+/// The backends a ZeroMQ request's `generator` may choose. Renders of
+/// every lane share the machine, so at most one backend with weights (a
+/// GPU's worth of memory) may be among them and the configured one.
+fn zmq_generators(configured: &str, list: Option<&[String]>) -> anyhow::Result<Vec<String>> {
+    let mut enabled = match list {
+        Some(l) => l.to_vec(),
+        None => crate::daemon::zmq::generator::default_enabled(configured),
+    };
+    enabled.sort();
+    enabled.dedup();
+    let mut weighted: Vec<&str> =
+        enabled.iter().map(String::as_str).chain([configured]).filter(|b| !matches!(*b, "sketch" | "null")).collect();
+    weighted.sort_unstable();
+    weighted.dedup();
+    if weighted.len() > 1 {
+        anyhow::bail!(
+            "--zmq-generators: at most one backend with weights may run on this worker (got {})",
+            weighted.join(", ")
+        );
+    }
+    Ok(enabled)
 }
 
 /// The daemon's stop signal: resolves at the first SIGTERM or SIGINT. A

@@ -301,6 +301,7 @@ pub async fn run(
         cache,
         uploader,
         publishing: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        extra_lanes: std::sync::Mutex::new(Vec::new()),
     });
     let zmq_worker = match &config.zmq {
         Some(z) => match super::zmq::ZmqWorker::start(z.clone(), ctx.clone(), tokio::runtime::Handle::current()) {
@@ -440,6 +441,10 @@ async fn accept_until_stopped(
 /// Stops taking work and waits for the lanes to go idle; past
 /// `--drain-timeout` the running render is cancelled.
 async fn drain(ctx: &Arc<Ctx>) {
+    let extra = ctx.extra_lanes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for lane in &extra {
+        lane.begin_shutdown();
+    }
     ctx.render.begin_shutdown();
     ctx.embed.begin_shutdown();
     let drain_ctx = ctx.clone();
@@ -447,7 +452,8 @@ async fn drain(ctx: &Arc<Ctx>) {
     let drained = tokio::task::spawn_blocking(move || {
         // A render's reply may still wait on its upload.
         let idle = || {
-            drain_ctx.render.is_idle()
+            extra.iter().all(|l| l.is_idle())
+                && drain_ctx.render.is_idle()
                 && drain_ctx.embed.is_idle()
                 && drain_ctx.publishing.load(std::sync::atomic::Ordering::Acquire) == 0
         };
@@ -456,6 +462,9 @@ async fn drain(ctx: &Arc<Ctx>) {
         }
         tracing::warn!("drain timeout: cancelling running work");
         drain_ctx.render.abort_running();
+        for lane in &extra {
+            lane.abort_running();
+        }
         super::scheduler::wait_idle(idle, Duration::from_secs(10))
     })
     .await

@@ -33,6 +33,8 @@ pub(crate) struct Ctx {
     pub cache: Option<Arc<super::cache::OutputCache>>,
     /// Uploads to the object store (None: no store configured).
     pub uploader: Option<Arc<crate::store::Uploader>>,
+    /// Lanes of the backends ZeroMQ requests' `generator` chose.
+    pub extra_lanes: std::sync::Mutex<Vec<Arc<RenderLane>>>,
     /// Renders whose reply may still wait on an upload.
     pub publishing: Arc<std::sync::atomic::AtomicUsize>,
 }

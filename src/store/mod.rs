@@ -8,4 +8,4 @@ mod key;
 
 pub use client::{StoreStatus, UploadError, Uploaded, Uploader};
 pub use config::{check_url, ConfigError, Credentials, OnFailure, StoreConfig};
-pub(crate) use key::{kind, object_key, sha256_hex, Place};
+pub(crate) use key::{kind, object_key, segment, sha256_hex, Place};

@@ -363,3 +363,84 @@ fn without_a_store_replies_keep_their_shape() {
     assert_eq!(status["result"]["sqm"]["object_store"]["enabled"], false);
     let _: Value = status;
 }
+
+fn scene(id: &str, prompt: &str, generator: Value) -> Value {
+    json!({"type": "RenderRequest", "request_id": id, "generator": generator, "prompt": prompt,
+           "width": 512, "height": 512, "seed": 11})
+}
+
+fn decode_base64(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+/// Example 9: `image_data` is the PNG at `uri` (or left out, with a
+/// warning, over its cap); `generator` picks an enabled sqm backend,
+/// refuses a disabled one and falls back, warning, for foreign names.
+#[test]
+fn zeromq_inlines_images_and_honours_generator() {
+    let c = crate::common::Controller::bind(None);
+    let d = c.worker(&["--zmq-include-image-data"]);
+    c.send(&scene("i1", "a ruined watchtower", Value::Null));
+    let r = c.recv();
+    let path = r["uri"].as_str().unwrap().strip_prefix("file://").unwrap().to_owned();
+    assert_eq!(decode_base64(r["image_data"].as_str().unwrap()), std::fs::read(&path).unwrap());
+    assert_eq!(r["format"], "png");
+    drop(d);
+    let _d = c.worker(&["--zmq-include-image-data", "--zmq-image-data-max-bytes", "100"]);
+    c.send(&scene("i2", "a ruined watchtower", Value::Null));
+    let r = c.recv();
+    let size = std::fs::metadata(r["uri"].as_str().unwrap().strip_prefix("file://").unwrap()).unwrap().len();
+    assert!(r.get("image_data").is_none(), "{r}");
+    assert_eq!(r["warnings"], json!([format!("image_data: omitted, PNG is {size} bytes (limit 100)")]));
+
+    c.send(&scene("g1", "a ruined watchtower", json!("null")));
+    let r = c.recv();
+    assert_eq!((r["type"].clone(), r["backend"].clone()), (json!("ImageReady"), json!("null")), "{r}");
+    c.send(&scene("g2", "a ruined watchtower", json!("flux")));
+    let r = c.recv();
+    assert_eq!(r["error"]["code"], "INVALID_REQUEST", "{r}");
+    assert_eq!(r["error"]["message"], "generator 'flux' is not enabled on this worker (enabled: null, sketch)");
+    c.send(&scene("g3", "a ruined watchtower", json!("vastai")));
+    let r = c.recv();
+    assert_eq!(r["backend"], "sketch", "{r}");
+    assert!(
+        r["warnings"].as_array().unwrap().contains(&json!("generator: 'vastai' is not an sqm backend; used 'sketch'")),
+        "{r}"
+    );
+}
+
+/// Example 9 (store) and the acceptance's two workers: each uploads its
+/// results; the controller reads every one from the store by key (the
+/// workers share no folder), and `uri` is the public URL.
+#[test]
+fn two_zeromq_workers_upload_and_the_controller_reads_the_store() {
+    let Some(s3) = S3::start() else { return };
+    let c = crate::common::Controller::bind(None);
+    let extra = ["--object-store-public-url", "http://cdn.test/"];
+    let mut env = s3.env();
+    env.push(("SQM_TEST_SKETCH_DELAY_MS", "150".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let workers: Vec<Daemon> =
+        (0..2).map(|_| Daemon::spawn_with_env(tempfile::tempdir().unwrap(), &c.worker_args(&extra), &env)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..6 {
+        c.send(&scene(&format!("w{i}"), &format!("a ruined watchtower, view {i}"), Value::Null));
+    }
+    let mut by_worker = [0usize; 2];
+    for _ in 0..6 {
+        let r = c.recv();
+        let key = r["r2_key"].as_str().unwrap_or_else(|| panic!("{r}"));
+        assert!(key.starts_with("artifacts/zmq/default/scenes/") && key.ends_with(".png"), "{key}");
+        assert_eq!(r["uri"], format!("http://cdn.test/{key}"));
+        let local = r["local_uri"].as_str().unwrap().strip_prefix("file://").unwrap().to_owned();
+        let (bytes, content_type, _) = s3.get(key);
+        assert!(bytes == std::fs::read(&local).unwrap(), "the object is the worker's file");
+        assert_eq!(key, format!("artifacts/zmq/default/scenes/{}.png", sha256_hex(&bytes)));
+        assert_eq!(content_type, "image/png");
+        let w =
+            workers.iter().position(|w| local.starts_with(w.dir.path().to_str().unwrap())).expect("a worker's file");
+        by_worker[w] += 1;
+    }
+    assert!(by_worker.iter().all(|n| *n > 0), "both workers rendered: {by_worker:?}");
+}

@@ -4,18 +4,19 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use super::generator::{self, Choice};
 use super::messages::{
-    error_result, file_uri, frame, render_request, safe_id, AudioMatch, AudioMetadata, AudioReady, ImageReady,
+    error_result, failed, file_uri, frame, render_request, safe_id, AudioMatch, AudioMetadata, AudioReady, ImageReady,
 };
 use super::{new_conn, WorkerState};
 use crate::audio::matching::{self, AudioCandidate};
-use crate::daemon::scheduler::Waiter;
+use crate::daemon::scheduler::{RenderLane, Waiter};
 use crate::daemon::wire::{Code, WireError};
 use crate::render::pipeline::{prepare, Prepared, PreparedJob, RenderOutcome};
 
@@ -60,6 +61,15 @@ impl WorkerState {
             Ok(r) => r,
             Err(e) => return fail(e.code, e.message),
         };
+        let (lane, mut warnings) =
+            match generator::choose(msg.get("generator"), self.ctx.render.backend_name, &self.cfg.generators) {
+                Ok(Choice::Configured(warning)) => (self.ctx.render.clone(), warning.into_iter().collect::<Vec<_>>()),
+                Ok(Choice::Other(name)) => match self.lane_for(name) {
+                    Ok(lane) => (lane, Vec::new()),
+                    Err(m) => return fail(Code::GenerationFailed, m),
+                },
+                Err(e) => return fail(e.code, e.message),
+            };
         // The same pipeline entry as the socket's `render`.
         let styles = self.ctx.styles.clone();
         let prepared = match blocking(move || prepare(&request, &styles)).await {
@@ -73,15 +83,6 @@ impl WorkerState {
             }
             None => return fail(Code::GenerationFailed, "internal error: the request could not be prepared".into()),
         };
-        if let Some(g) = msg.get("generator").and_then(Value::as_str) {
-            if g != self.ctx.render.backend_name {
-                tracing::warn!(
-                    generator = g,
-                    backend = self.ctx.render.backend_name,
-                    "generator not served here; using the configured backend"
-                );
-            }
-        }
         if msg.get("clear_queue").and_then(Value::as_bool) == Some(true) {
             // Retire the handle queued work hangs off: the lane drops those
             // waiters before they start, and their tasks answer CANCELLED.
@@ -92,26 +93,51 @@ impl WorkerState {
         if self.ctx.is_shutting_down() {
             return fail(Code::GenerationFailed, "daemon shutting down".into());
         }
-        let key = crate::render::output::render_key(
-            self.ctx.render.backend_name,
-            self.ctx.render.model.as_deref(),
-            &prepared.job,
-        );
+        let key = crate::render::output::render_key(lane.backend_name, lane.model.as_deref(), &prepared.job);
+        let out_dir = self.ctx.config.output_dir().to_path_buf();
+        let planned = crate::render::output::output_path(&out_dir, lane.backend_name, &key);
+        let dst = out_dir.join("zmq").join(format!(
+            "{}_{}.png",
+            safe_id(id.as_str().unwrap_or("")),
+            &key[..12.min(key.len())]
+        ));
+        // Queued, running and uploading results keep their files.
+        let _pins = self.ctx.cache.as_ref().map(|c| (c.pin(&planned), c.pin(&dst)));
+        let _pending = self.ctx.uploader.as_ref().map(|_| crate::daemon::publish::Pending::enter(&self.ctx.publishing));
         let prompt = prepared.job.positive_prompt.clone();
-        let outcome = match self.submit(&id, prepared).await {
+        let outcome = match self.submit(&lane, &id, prepared).await {
             Ok(v) => v,
             Err(e) => return fail(e.code, e.message),
         };
-        let mut warnings = Vec::new();
         let src = PathBuf::from(&outcome.image_path);
-        let uri = if src.as_os_str() == "/dev/null" || src.as_os_str().is_empty() {
-            None
-        } else {
-            let dst = self.ctx.config.output_dir().join("zmq").join(format!(
-                "{}_{}.png",
-                safe_id(id.as_str().unwrap_or("")),
-                &key[..12.min(key.len())]
-            ));
+        let mut ready = ImageReady {
+            kind: "ImageReady",
+            request_id: id.clone(),
+            prompt,
+            uri: None,
+            era: msg.get("era").filter(|v| !v.is_null()).cloned(),
+            biome: msg.get("biome").filter(|v| !v.is_null()).cloned(),
+            width: outcome.width,
+            height: outcome.height,
+            seed: outcome.seed,
+            backend: outcome.backend.clone(),
+            elapsed_ms: outcome.elapsed_ms,
+            cached: outcome.cached,
+            r2_key: None,
+            local_uri: None,
+            upload_error: None,
+            image_data: None,
+            format: None,
+            warnings: Vec::new(),
+        };
+        if !(src.as_os_str() == "/dev/null" || src.as_os_str().is_empty()) {
+            if let Some(cache) = &self.ctx.cache {
+                if outcome.cached {
+                    cache.touch(&src);
+                } else {
+                    cache.kick();
+                }
+            }
             let (from, to) = (src.clone(), dst.clone());
             let linked = blocking(move || link_atomic(&from, &to))
                 .await
@@ -119,32 +145,118 @@ impl WorkerState {
             if let Err(e) = linked {
                 return fail(Code::GenerationFailed, format!("cannot write {}: {e}", dst.display()));
             }
-            warnings = self.store_inputs(msg, &dst).await;
-            Some(file_uri(&dst))
-        };
-        let echo = |k: &str| msg.get(k).filter(|v| !v.is_null()).cloned();
-        frame(&ImageReady {
-            kind: "ImageReady",
-            request_id: id.clone(),
-            prompt,
-            uri,
-            era: echo("era"),
-            biome: echo("biome"),
-            width: outcome.width,
-            height: outcome.height,
-            seed: outcome.seed,
-            backend: outcome.backend,
-            elapsed_ms: outcome.elapsed_ms,
-            cached: outcome.cached,
-            warnings,
-        })
+            warnings.extend(self.store_inputs(msg, &dst).await);
+            ready.uri = Some(file_uri(&dst));
+            if let Err(e) = self.deliver(&id, &dst, &mut ready, &mut warnings).await {
+                return failed("ImageReady", &id, &prompt_v, e);
+            }
+        }
+        ready.warnings = warnings;
+        frame(&ready)
     }
 
-    /// Queues a render on the lane and waits for its result.
-    async fn submit(&self, id: &Value, prepared: PreparedJob) -> Result<RenderOutcome, WireError> {
+    /// Uploads the result and inlines its bytes, as configured
+    /// (remote-and-telemetry.md §2.1–§2.2). An error fails the result.
+    async fn deliver(
+        &self,
+        id: &Value,
+        file: &Path,
+        ready: &mut ImageReady,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), WireError> {
+        let uploader = self.ctx.uploader.as_ref();
+        if uploader.is_none() && self.cfg.image_data_max.is_none() {
+            return Ok(());
+        }
+        let bytes = tokio::fs::read(file)
+            .await
+            .map_err(|_| WireError::new(Code::GenerationFailed, "the rendered file could not be read"))?;
+        if let Some(max) = self.cfg.image_data_max {
+            if bytes.len() > max {
+                warnings.push(format!("image_data: omitted, PNG is {} bytes (limit {max})", bytes.len()));
+            } else {
+                use base64::Engine;
+                ready.image_data = Some(base64::engine::general_purpose::STANDARD.encode(&bytes));
+                ready.format = Some("png");
+            }
+        }
+        let Some(uploader) = uploader else { return Ok(()) };
+        let session = crate::store::segment(&self.cfg.session);
+        let key = crate::store::object_key("zmq", &session, "scenes", &crate::store::sha256_hex(&bytes));
+        match uploader.put_png(&key, bytes).await {
+            Ok(_) => {
+                ready.local_uri = ready.uri.take();
+                ready.uri = Some(uploader.public_url(&key).unwrap_or_else(|| file_uri(file)));
+                ready.r2_key = Some(key);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e.reason, attempts = e.attempts, "upload failed");
+                if let Some(w) = &self.ctx.watcher {
+                    w.emit(
+                        "daemon.upload_failed",
+                        serde_json::json!({
+                            "tier": "scene_illustration",
+                            "r2_key": key,
+                            "error_class": e.class,
+                            "error_message": e.reason,
+                            "attempts": e.attempts,
+                            "elapsed_ms": e.elapsed.as_millis() as u64,
+                            "request_id": id,
+                        }),
+                    );
+                }
+                match uploader.config().on_failure {
+                    crate::store::OnFailure::Error => Err(WireError::from(&e)),
+                    crate::store::OnFailure::KeepLocal => {
+                        ready.upload_error = Some(e.reason);
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// The lane of another enabled backend, built on first use and kept.
+    fn lane_for(&self, name: &'static str) -> Result<Arc<RenderLane>, String> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lane) = lanes.get(name) {
+            return Ok(lane.clone());
+        }
+        if self.ctx.is_shutting_down() {
+            return Err("daemon shutting down".into());
+        }
+        let options = self.cfg.flux.clone();
+        let backend = crate::render::backend_by_name(name, &options).map_err(|e| {
+            tracing::warn!(backend = name, error = %e, "cannot build the generator's backend");
+            format!("generator '{name}' could not be started on this worker")
+        })?;
+        let rebuild: crate::daemon::scheduler::BackendFactory =
+            Box::new(move || crate::render::backend_by_name(name, &options).map_err(|e| e.to_string()));
+        let config = &self.ctx.config;
+        let watchdog = config
+            .render_timeout
+            .map(|timeout| crate::daemon::scheduler::Watchdog { timeout, grace: config.render_timeout_grace });
+        let lane = RenderLane::start(
+            backend,
+            Some(rebuild),
+            config.output_dir().to_path_buf(),
+            None,
+            watchdog,
+            self.ctx.shutdown_tx.clone(),
+            self.ctx.watcher.clone(),
+        );
+        self.ctx.extra_lanes.lock().unwrap_or_else(|e| e.into_inner()).push(lane.clone());
+        lanes.insert(name, lane.clone());
+        tracing::info!(backend = name, "started a render lane for a ZeroMQ generator");
+        Ok(lane)
+    }
+
+    /// Queues a render on a lane and waits for its result.
+    async fn submit(&self, lane: &RenderLane, id: &Value, prepared: PreparedJob) -> Result<RenderOutcome, WireError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (tx, rx) = oneshot::channel();
-        self.ctx.render.submit_render(
+        lane.submit_render(
             prepared,
             self.cfg.priority,
             self.ctx.next_arrival(),

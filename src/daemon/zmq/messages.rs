@@ -31,6 +31,20 @@ pub(super) struct ImageReady {
     pub backend: String,
     pub elapsed_ms: u64,
     pub cached: bool,
+    /// The object's key, when the result was uploaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r2_key: Option<String>,
+    /// The local file, when `uri` names the uploaded object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_uri: Option<String>,
+    /// Why the upload failed (`--upload-failure keep-local`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_error: Option<String>,
+    /// The PNG's bytes, standard padded base64 (`--zmq-include-image-data`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
@@ -84,6 +98,9 @@ struct Failed {
 struct FailedError {
     code: Code,
     message: String,
+    /// `upload` when the render was made but its upload failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<Value>,
 }
 
 /// A reply as the frame sent to the controller.
@@ -98,8 +115,12 @@ pub(super) fn error_result(
     code: Code,
     message: impl Into<String>,
 ) -> Value {
-    let e = WireError::new(code, message);
-    let error = FailedError { code: e.code, message: e.message };
+    failed(kind, id, prompt, WireError::new(code, message))
+}
+
+/// A failed result from a wire error (its `stage`, when it has one, kept).
+pub(super) fn failed(kind: &'static str, id: &Value, prompt: &Value, e: WireError) -> Value {
+    let error = FailedError { code: e.code, stage: e.extra.get("stage").cloned(), message: e.message };
     frame(&Failed { kind, request_id: id.clone(), uri: None, prompt: prompt.clone(), error })
 }
 

@@ -29,6 +29,7 @@ use super::scheduler::ConnHandle;
 use super::state::Ctx;
 use super::wire::Priority;
 
+pub(crate) mod generator;
 mod handlers;
 mod messages;
 
@@ -42,6 +43,15 @@ pub struct ZmqConfig {
     /// The pack whose audio library answers `AudioRenderRequest`.
     pub pack: PathBuf,
     pub world: Option<String>,
+    /// `ImageReady` carries the PNG's bytes (base64) up to this many bytes
+    /// (`--zmq-include-image-data`, `--zmq-image-data-max-bytes`).
+    pub image_data_max: Option<usize>,
+    /// The session segment of uploaded results' keys (`--zmq-session`).
+    pub session: String,
+    /// Backends a request's `generator` may name (`--zmq-generators`).
+    pub generators: Vec<String>,
+    /// How the backends `generator` names are built.
+    pub flux: crate::render::FluxOptions,
 }
 
 /// Largest number of results kept while the controller is unreachable.
@@ -129,6 +139,7 @@ impl ZmqWorker {
             cfg: cfg.clone(),
             conn: Mutex::new(new_conn()),
             library: Arc::new(Mutex::new(None)),
+            lanes: Mutex::new(std::collections::HashMap::new()),
         });
 
         let sender = {
@@ -257,4 +268,6 @@ struct WorkerState {
     /// The handle queued renders hang off; `clear_queue` retires it.
     conn: Mutex<ConnHandle>,
     library: Arc<Mutex<Option<Vec<crate::audio::matching::AudioCandidate>>>>,
+    /// Lanes of the other backends requests named, built on first use.
+    lanes: Mutex<std::collections::HashMap<&'static str, Arc<super::scheduler::RenderLane>>>,
 }

@@ -389,7 +389,7 @@ impl Controller {
         Daemon::spawn(&self.worker_args(extra))
     }
 
-    fn worker_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+    pub fn worker_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
         let mut args =
             vec!["--no-warmup", "--no-heartbeat", "--zmq", "--zmq-work", &self.work, "--zmq-results", &self.results];
         args.extend_from_slice(extra);
