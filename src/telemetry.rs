@@ -1,8 +1,11 @@
 //! Optional OpenTelemetry export of tracing spans (cargo feature `otlp`).
 //!
 //! With the feature built in and `OTEL_EXPORTER_OTLP_ENDPOINT` set (for
-//! example `http://localhost:4318`), every span — one per daemon request,
-//! with method, id, tier, queue wait, work time and outcome — is batched
+//! example `http://localhost:4318`), every span — one `request` per daemon
+//! request (method, id, tier, queue wait, work time, outcome) and the
+//! reference daemon's named spans (`daemon.dispatch.render`,
+//! `render.completed`, `daemon.r2.upload.*`, `daemon.dispatch.embed`,
+//! `scene_interpreter.*`, `compose.failed`, `sqm.backend.*`) — is batched
 //! and sent over OTLP/HTTP (protobuf) under the service name `sqm`
 //! (`OTEL_SERVICE_NAME` overrides it). The standard `OTEL_EXPORTER_OTLP_*`
 //! variables configure the exporter. Without the variable nothing is
@@ -34,7 +37,15 @@ where
         .build();
     let tracer = provider.tracer("sqm");
     let _ = PROVIDER.set(provider);
-    Some(tracing_opentelemetry::layer().with_tracer(tracer))
+    // Attributes are exactly the spans' own fields (the reference's key
+    // sets): no code location, thread or busy/idle time attributes.
+    Some(
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false),
+    )
 }
 
 /// Flushes and stops the exporter (at process exit).

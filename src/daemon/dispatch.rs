@@ -51,7 +51,9 @@ fn inline_result(req: &Request, ctx: &Ctx) -> Result<Value, WireError> {
 
 /// Handles one request and returns the lines to write, in order.
 pub(crate) async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle, arrival: u64) -> Vec<Outgoing> {
-    let span = tracing::info_span!("request", method = %req.method, id = %req.id, conn = conn.id, tier = tracing::field::Empty);
+    let span = tracing::info_span!(parent: None, "request", method = %req.method, id = %req.id, conn = conn.id,
+        tier = tracing::field::Empty, queue_wait_ms = tracing::field::Empty, work_ms = tracing::field::Empty,
+        outcome = tracing::field::Empty);
     let started = Instant::now();
     let id = req.id.clone();
     let (result, ready_after) = async {
@@ -77,6 +79,7 @@ pub(crate) async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle
     .instrument(span.clone())
     .await;
     let _enter = span.enter();
+    span.record("outcome", if result.is_ok() { "ok" } else { "error" });
     match &result {
         Ok(_) => tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ok"),
         Err(e) => {
@@ -94,7 +97,11 @@ pub(crate) async fn handle_request(req: Request, ctx: Arc<Ctx>, conn: ConnHandle
 }
 
 async fn lane_wait(rx: oneshot::Receiver<LaneResult>, work: Work) -> LaneResult {
-    rx.await.unwrap_or_else(|_| LaneResult { result: Err(LaneError::Lost(work).into()), ready_after: None })
+    rx.await.unwrap_or_else(|_| LaneResult {
+        result: Err(LaneError::Lost(work).into()),
+        ready_after: None,
+        queue_wait: None,
+    })
 }
 
 async fn render(
@@ -136,21 +143,25 @@ async fn render(
             job
         }
         Ok(Err(e)) => {
-            if let (PrepareError::Compose(err, tier), Some(watcher)) = (&e, &ctx.watcher) {
+            if let PrepareError::Compose(err, tier) = &e {
                 let mut message = err.message.clone();
                 wire::truncate_utf8(&mut message, 512);
-                let render_id = req.params.get("render_id").and_then(Value::as_str).unwrap_or("");
-                watcher.emit(
-                    "daemon_compose_failed",
-                    serde_json::json!({
-                        "tier": tier.as_deref().unwrap_or(""),
-                        "error_type": err.kind.as_str(),
-                        "error_message": message,
-                        "world": world,
-                        "genre": genre,
-                        "render_id": render_id,
-                    }),
-                );
+                let tier = tier.as_deref().unwrap_or("");
+                super::spans::compose_failed(tier, err.kind.as_str(), &message, &world, &genre);
+                if let Some(watcher) = &ctx.watcher {
+                    let render_id = req.params.get("render_id").and_then(Value::as_str).unwrap_or("");
+                    watcher.emit(
+                        "daemon_compose_failed",
+                        serde_json::json!({
+                            "tier": tier,
+                            "error_type": err.kind.as_str(),
+                            "error_message": message,
+                            "world": world,
+                            "genre": genre,
+                            "render_id": render_id,
+                        }),
+                    );
+                }
             }
             return (Err(e.into()), None);
         }
@@ -160,6 +171,9 @@ async fn render(
         return (Err(LaneError::ShuttingDown(Work::Render).into()), None);
     }
     let tier = job.job.tier;
+    let facts = super::spans::JobFacts::of(&job, &req.params);
+    let dispatch = super::spans::dispatch_render(tier, ctx.render.backend_name);
+    let enqueued = Instant::now();
     // Queued, running and uploading renders keep their file.
     let _pin = ctx.cache.as_ref().map(|c| c.pin(&ctx.planned_path(&job.job)));
     let _pending = ctx.uploader.as_ref().map(|_| super::publish::Pending::enter(&ctx.publishing));
@@ -168,13 +182,22 @@ async fn render(
         *job,
         params.priority,
         arrival,
-        Waiter::new(req.id.clone(), conn.clone(), params.stream, tx),
+        Waiter::new(req.id.clone(), conn.clone(), params.stream, tx).with_span(dispatch.clone()),
     );
     let r = lane_wait(rx, Work::Render).await;
+    let total = enqueued.elapsed();
+    let wait = r.queue_wait.unwrap_or(total);
+    super::spans::record_times(&[&dispatch, &tracing::Span::current()], wait, total.saturating_sub(wait));
     let result = match r.result {
-        Ok(v) => super::publish::after_render(ctx, &req.params, tier, v).await,
+        Ok(v) => super::publish::after_render(ctx, &req.params, tier, v, &dispatch).await,
         Err(e) => Err(e),
     };
+    super::spans::record_outcome(&dispatch, &result);
+    if let Ok(v) = &result {
+        dispatch.record("cached", v.get("cached").and_then(Value::as_bool).unwrap_or(false));
+        let key = v.get("r2_key").and_then(Value::as_str).unwrap_or("");
+        super::spans::render_completed(&dispatch, &req.params, tier, &facts, key);
+    }
     (result, r.ready_after)
 }
 
@@ -189,9 +212,18 @@ async fn embed(req: &Request, ctx: &Arc<Ctx>, conn: &ConnHandle) -> (Result<Valu
     if ctx.is_shutting_down() {
         return (Err(LaneError::ShuttingDown(Work::Embed).into()), None);
     }
+    let dispatch = super::spans::dispatch_embed(text.len());
+    let enqueued = Instant::now();
     let (tx, rx) = oneshot::channel();
     ctx.embed.submit_embed(text, Waiter::new(req.id.clone(), conn.clone(), false, tx));
     let r = lane_wait(rx, Work::Embed).await;
+    let total = enqueued.elapsed();
+    let wait = r.queue_wait.unwrap_or(total);
+    // The reference's embed span has exactly three keys: the queue wait
+    // goes on the request's own span.
+    super::spans::record_times(&[&tracing::Span::current()], wait, total.saturating_sub(wait));
+    dispatch.record("work_ms", total.saturating_sub(wait).as_millis() as i64);
+    super::spans::record_outcome(&dispatch, &r.result);
     (r.result, r.ready_after)
 }
 

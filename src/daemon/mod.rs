@@ -9,6 +9,7 @@
 //! * [`publish`] — after a render: the cache and the object-store upload;
 //! * [`cache`] — the bounded output folder;
 //! * [`watcher`] — events to the game server's GM panel;
+//! * [`spans`] — the reference's span names and attributes;
 //! * [`audio`] — the audio control methods and the live mixer;
 //! * [`server`] — startup checks, accept loop, graceful drain;
 //! * [`zmq`] — the ZeroMQ worker mode (experimance's render protocol);
@@ -23,6 +24,7 @@ pub(crate) mod dispatch;
 pub(crate) mod publish;
 pub mod scheduler;
 pub mod server;
+pub(crate) mod spans;
 pub(crate) mod state;
 pub(crate) mod watcher;
 pub mod wire;

@@ -37,6 +37,7 @@ pub(crate) async fn after_render(
     params: &Map<String, Value>,
     tier: Tier,
     result: Value,
+    span: &tracing::Span,
 ) -> Result<Value, WireError> {
     if let (Some(cache), Some(path)) = (&ctx.cache, result.get("image_path").and_then(Value::as_str)) {
         if result.get("cached").and_then(Value::as_bool) == Some(true) {
@@ -46,7 +47,12 @@ pub(crate) async fn after_render(
         }
     }
     match &ctx.uploader {
-        Some(uploader) => publish(ctx, uploader, params, tier, result).await,
+        Some(uploader) => {
+            let started = std::time::Instant::now();
+            let r = publish(ctx, uploader, params, tier, result, span).await;
+            span.record("upload_ms", started.elapsed().as_millis() as i64);
+            r
+        }
         None => Ok(result),
     }
 }
@@ -59,6 +65,7 @@ async fn publish(
     params: &Map<String, Value>,
     tier: Tier,
     mut result: Value,
+    span: &tracing::Span,
 ) -> Result<Value, WireError> {
     let Some(path) = result.get("image_path").and_then(Value::as_str).filter(|p| !p.is_empty()) else {
         return Ok(result);
@@ -83,8 +90,16 @@ async fn publish(
     let _pin = ctx.cache.as_ref().map(|c| c.pin(std::path::Path::new(path)));
     let outcome = match tokio::fs::read(path).await {
         Ok(bytes) => {
-            let key = store::object_key(&place.world, &place.session, store::kind(tier), &store::sha256_hex(&bytes));
-            uploader.put_png(&key, bytes).await.map_err(|e| (key, e))
+            let kind = store::kind(tier);
+            let key = store::object_key(&place.world, &place.session, kind, &store::sha256_hex(&bytes));
+            let len = bytes.len();
+            super::spans::upload_start(span, kind, &place.world, &place.session, len);
+            let up = uploader.put_png(&key, bytes).await;
+            match &up {
+                Ok(u) => super::spans::upload_success(span, kind, &key, std::time::Duration::from_millis(u.ms), len),
+                Err(e) => super::spans::upload_failure(span, kind, e),
+            }
+            up.map_err(|e| (key, e))
         }
         Err(e) => {
             tracing::warn!(error = %e, "the rendered file could not be read for upload");

@@ -65,6 +65,8 @@ impl ConnHandle {
 pub(crate) struct LaneResult {
     pub result: Result<Value, WireError>,
     pub ready_after: Option<Queue>,
+    /// From queueing to the start of the work (None: it never started).
+    pub queue_wait: Option<Duration>,
 }
 
 /// One client waiting on a lane.
@@ -75,16 +77,41 @@ pub(crate) struct Waiter {
     pub reply: oneshot::Sender<LaneResult>,
     cancelled: bool,
     busy_sent: bool,
+    created: Instant,
+    started: Option<Instant>,
+    /// The request's dispatch span: the backend's render span hangs under it.
+    span: tracing::Span,
 }
 
 impl Waiter {
     pub(crate) fn new(request_id: Value, conn: ConnHandle, stream: bool, reply: oneshot::Sender<LaneResult>) -> Self {
-        Waiter { request_id, conn, stream, reply, cancelled: false, busy_sent: false }
+        Waiter {
+            request_id,
+            conn,
+            stream,
+            reply,
+            cancelled: false,
+            busy_sent: false,
+            created: Instant::now(),
+            started: None,
+            span: tracing::Span::none(),
+        }
+    }
+
+    /// The span the backend's work is recorded under.
+    pub(crate) fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
+    fn start(&mut self, at: Instant) {
+        self.started.get_or_insert(at);
     }
 
     fn finish(self, result: Result<Value, WireError>, queue: Queue) {
         let ready_after = self.busy_sent.then_some(queue);
-        let _ = self.reply.send(LaneResult { result, ready_after });
+        let queue_wait = self.started.map(|s| s.saturating_duration_since(self.created));
+        let _ = self.reply.send(LaneResult { result, ready_after, queue_wait });
     }
 }
 
@@ -338,6 +365,7 @@ impl RenderLane {
             let mut waiter = waiter;
             waiter.conn.send(Outgoing::Heartbeat(Queue::Image, LaneState::Busy));
             waiter.busy_sent = true;
+            waiter.start(Instant::now());
             running.waiters.push(waiter);
             return;
         }
@@ -581,6 +609,11 @@ impl RenderLane {
         let path = output_path(&self.out_dir, self.backend_name, key);
         let cached_before = path.is_file();
         let started = Instant::now();
+        let mut waiters = waiters;
+        for w in waiters.iter_mut() {
+            w.start(started);
+        }
+        let span = self.backend_span(&job, waiters.first().map(|w| &w.span));
         let generation = {
             let mut st = self.lock();
             let running = st.running.as_mut().expect("running set");
@@ -605,12 +638,18 @@ impl RenderLane {
                 let st = lane.lock();
                 !current(&st) || st.abort || st.running.as_ref().is_some_and(|r| r.waiters.iter().all(|w| w.cancelled))
             };
+            let entered = span.enter();
             let result = if cached_before {
                 // A cache hit emits no progress events.
                 execute(&job, backend, &lane.out_dir, &mut |_, _| {}, &cancel)
             } else {
                 execute(&job, backend, &lane.out_dir, &mut progress, &cancel)
             };
+            span.record("render.elapsed_ms", started.elapsed().as_millis() as i64);
+            if result.is_err() {
+                span.record("otel.status_code", "ERROR");
+            }
+            drop(entered);
             // A render answered RENDER_TIMEOUT leaves no file, even if the
             // backend finished after all.
             if let Ok(o) = &result {
@@ -726,11 +765,53 @@ impl RenderLane {
         }
     }
 
+    /// The backend's render span (the reference's `zimage_mlx.render`,
+    /// `sqm.backend.render` for the other backends), under the dispatch
+    /// span of the render's first waiter.
+    fn backend_span(&self, job: &PreparedJob, parent: Option<&tracing::Span>) -> tracing::Span {
+        let j = &job.job;
+        let variant = self.model.clone().unwrap_or_else(|| self.backend_name.to_owned());
+        let parent = parent.and_then(|p| p.id());
+        tracing::info_span!(parent: parent, "sqm.backend.render",
+            model.variant = %variant,
+            worker.fidelity = "",
+            render.tier = j.tier.name(),
+            render.seed = i64::from(j.seed),
+            render.width = i64::from(j.width),
+            render.height = i64::from(j.height),
+            render.steps = i64::from(j.steps),
+            render.guidance = j.guidance as f64,
+            render.prompt_length = j.positive_prompt.chars().count() as i64,
+            render.negative_length = j.negative_prompt.chars().count() as i64,
+            render.elapsed_ms = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        )
+    }
+
     fn run_warmup(&self, thread: &BackendThread, name: &str, waiters: Vec<Waiter>) -> Health {
         let started = Instant::now();
-        let answer = thread.call(|backend| {
+        let answer = thread.call(move |backend| {
             let was_warm = backend.is_loaded();
+            let span = |span_name: &'static str| {
+                let model = backend.model().unwrap_or_else(|| backend.name().to_owned());
+                // Root spans, as the reference's load and warm-up spans.
+                let span = if span_name == "sqm.backend.load_model" {
+                    tracing::info_span!(parent: None, "sqm.backend.load_model", model.name = %model, model.variant = %model,
+                        worker.fidelity = "", model.quantize = backend.quantized())
+                } else {
+                    tracing::info_span!(parent: None, "sqm.backend.warm_up", model.name = %model, model.variant = %model,
+                        worker.fidelity = "", model.quantize = backend.quantized(), warmup.elapsed_ms = tracing::field::Empty)
+                };
+                span
+            };
+            let warm_span = span("sqm.backend.warm_up");
+            let load_span = (!was_warm).then(|| span("sqm.backend.load_model"));
             let result = backend.warm_up().map_err(|e| e.to_string());
+            warm_span.record("warmup.elapsed_ms", started.elapsed().as_millis() as i64);
+            if result.is_err() {
+                warm_span.record("otel.status_code", "ERROR");
+            }
+            drop(load_span);
             (was_warm, result, backend.is_loaded(), backend.model())
         });
         let (was_warm, result, loaded, model, health) = match answer.recv() {
@@ -915,7 +996,7 @@ impl EmbedLane {
         batch: Vec<(EmbedWork, Waiter)>,
     ) {
         let mut texts = Vec::with_capacity(batch.len());
-        let mut waiters = Vec::with_capacity(batch.len());
+        let mut waiters: Vec<Waiter> = Vec::with_capacity(batch.len());
         for (work, mut waiter) in batch {
             if let EmbedWork::Embed(text) = work {
                 waiter.conn.send(Outgoing::Heartbeat(Queue::Embed, LaneState::Busy));
@@ -944,6 +1025,9 @@ impl EmbedLane {
         let m = model.as_mut().expect("loaded above");
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let started = Instant::now();
+        for w in waiters.iter_mut() {
+            w.start(started);
+        }
         let results: Vec<Result<Vec<f32>, String>> = match m.embed_many(&refs) {
             Ok(vectors) if vectors.len() == refs.len() => vectors.into_iter().map(Ok).collect(),
             _ => refs.iter().map(|t| m.embed(t).map_err(|e| e.to_string())).collect(),

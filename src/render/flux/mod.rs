@@ -353,6 +353,10 @@ impl Backend for FluxBackend {
         self.loaded.is_some()
     }
 
+    fn quantized(&self) -> bool {
+        self.opts.quantized
+    }
+
     /// Loads every variant, then renders "black" once (1 step, 512×512,
     /// seed 0, no guidance) so the first real render pays no first-call cost.
     fn warm_up(&mut self) -> Result<(), RenderError> {

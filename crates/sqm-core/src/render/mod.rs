@@ -90,6 +90,10 @@ pub trait Backend: Send {
     /// fast. Idempotent.
     fn load(&mut self) -> Result<(), RenderError>;
     fn is_loaded(&self) -> bool;
+    /// True when the weights are quantized (spans report it).
+    fn quantized(&self) -> bool {
+        false
+    }
     /// Loads and primes the backend (the daemon's `warm_up`). By default
     /// the same as [`Backend::load`].
     fn warm_up(&mut self) -> Result<(), RenderError> {

@@ -184,6 +184,11 @@ fn cue_of(req: &RenderRequest) -> Result<(Cue, Option<String>, Tier), PrepareErr
         if !caller_has_visual {
             let cues = Session::new().interpret(&stripped, &req.game_state);
             if let Some(first) = cues.into_iter().next() {
+                // The reference's interpreter spans (remote-and-telemetry.md §5): roots.
+                let subject: String = first.subject.chars().take(120).collect();
+                tracing::info_span!(parent: None, "scene_interpreter.classified",
+                    tier = first.tier.name(), subject = %subject, source = "rule_match")
+                .in_scope(|| {});
                 cue.subject = first.subject;
                 cue.mood = first.mood;
                 cue.tags = first.tags;
@@ -195,6 +200,10 @@ fn cue_of(req: &RenderRequest) -> Result<(Cue, Option<String>, Tier), PrepareErr
                     "SubjectExtractor returned no visual subject from narration. No fallback — refusing to render narrative prose directly.".into(),
                 ));
             }
+        } else {
+            tracing::info_span!(parent: None, "scene_interpreter.skipped",
+                reason = "server_supplied_visual_block", tier = %req.tier)
+            .in_scope(|| {});
         }
     }
     let tier = Tier::parse(&tier_name).ok_or_else(|| PrepareError::Generation(tier_error(&tier_name)))?;
