@@ -39,7 +39,8 @@ pub(crate) async fn after_render(
     result: Value,
     span: &tracing::Span,
 ) -> Result<Value, WireError> {
-    if let (Some(cache), Some(path)) = (&ctx.cache, result.get("image_path").and_then(Value::as_str)) {
+    let file = result.get("image_path").and_then(Value::as_str).filter(|p| !p.is_empty() && *p != "/dev/null");
+    if let (Some(cache), Some(path)) = (&ctx.cache, file) {
         if result.get("cached").and_then(Value::as_bool) == Some(true) {
             cache.touch(std::path::Path::new(path));
         } else {
@@ -67,7 +68,9 @@ async fn publish(
     mut result: Value,
     span: &tracing::Span,
 ) -> Result<Value, WireError> {
-    let Some(path) = result.get("image_path").and_then(Value::as_str).filter(|p| !p.is_empty()) else {
+    // The null backend answers `/dev/null`: nothing to upload.
+    let Some(path) = result.get("image_path").and_then(Value::as_str).filter(|p| !p.is_empty() && *p != "/dev/null")
+    else {
         return Ok(result);
     };
     let render_id = params.get("render_id").and_then(Value::as_str).unwrap_or("").to_owned();

@@ -444,3 +444,54 @@ fn two_zeromq_workers_upload_and_the_controller_reads_the_store() {
     }
     assert!(by_worker.iter().all(|n| *n > 0), "both workers rendered: {by_worker:?}");
 }
+
+/// The `null` backend writes no file: nothing is uploaded, no `r2_key`.
+/// A ZeroMQ result whose upload fails is an error result at its upload
+/// stage. A drain waits for a running upload instead of cutting it off.
+#[test]
+fn no_file_no_upload_zeromq_failures_and_drains() {
+    let Some(s3) = S3::start() else { return };
+    let d = spawn(tempfile::tempdir().unwrap(), &["--no-watcher", "--backend", "null"], &s3.env());
+    let reply = d.call(RANGER);
+    assert!(reply["result"].is_object() && reply["result"].get("r2_key").is_none(), "{reply}");
+    assert_eq!(d.call(r#"{"id":"s","method":"status"}"#)["result"]["sqm"]["object_store"]["uploads"], 0);
+    assert_eq!(std::fs::read_dir(s3.root.path().join("sidequest")).unwrap().count(), 0);
+
+    let env = vec![
+        ("R2_S3_ENDPOINT", closed_port()),
+        ("R2_ACCESS_KEY_ID", KEY_ID.into()),
+        ("R2_SECRET_ACCESS_KEY", "x".into()),
+    ];
+    let c = crate::common::Controller::bind(None);
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _w = Daemon::spawn_with_env(tempfile::tempdir().unwrap(), &c.worker_args(&["--no-watcher"]), &env_ref);
+    c.send(&scene("f1", "a ruined watchtower", Value::Null));
+    let r = c.recv();
+    assert_eq!((r["type"].clone(), r["uri"].clone()), (json!("ImageReady"), Value::Null), "{r}");
+    assert_eq!(
+        (r["error"]["code"].clone(), r["error"]["stage"].clone()),
+        (json!("GENERATION_FAILED"), json!("upload"))
+    );
+    assert!(r["error"]["message"].as_str().unwrap().starts_with("upload failed: "), "{r}");
+
+    // A store that never answers: SIGTERM during the upload still answers
+    // the render with the upload's own outcome, then the daemon exits 0.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let env =
+        vec![("R2_S3_ENDPOINT", endpoint), ("R2_ACCESS_KEY_ID", KEY_ID.into()), ("R2_SECRET_ACCESS_KEY", "x".into())];
+    let mut d = spawn(tempfile::tempdir().unwrap(), &["--no-watcher", "--upload-timeout", "2"], &env);
+    let mut conn = d.connect();
+    conn.send(RANGER);
+    std::thread::sleep(Duration::from_millis(500));
+    d.signal(libc::SIGTERM);
+    let reply = conn.reply();
+    assert_eq!(reply["error"]["message"], "upload failed: timed out after 2 s", "{reply}");
+    assert_eq!(d.wait(Duration::from_secs(10)), Some(0));
+}
