@@ -355,7 +355,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__prerender__subcmd__pack)
-            opts="-j -v -q -h -V --out --backend --model-dir --quantized --device --jobs --dry-run --json --verbose --quiet --help --version"
+            opts="-j -v -q -h -V --out --backend --model-dir --quantized --device --memory-budget --jobs --dry-run --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -377,6 +377,10 @@ _sqm() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --memory-budget)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --jobs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -393,7 +397,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__render)
-            opts="-v -q -h -V --tier --genre-packs --genre --world --camera --pc-appearance --pc-pose --pc-culture --mood --location --character --tag --backend --model-dir --quantized --device --seed --prompt --negative-prompt --width --height --guidance --steps --variant --out --output-dir --dry-run --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --tier --genre-packs --genre --world --camera --pc-appearance --pc-pose --pc-culture --mood --location --character --tag --backend --model-dir --quantized --device --memory-budget --seed --prompt --negative-prompt --width --height --guidance --steps --variant --out --output-dir --dry-run --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -459,6 +463,10 @@ _sqm() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --memory-budget)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --seed)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -507,7 +515,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__serve)
-            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --embed-model --warmup --no-warmup --audio-null-sink --zmq --zmq-work --zmq-results --zmq-events --zmq-priority --pack --zmq-include-image-data --zmq-image-data-max-bytes --zmq-session --zmq-generators --world --input-dir --max-connections --no-heartbeat --drain-timeout --busy-heartbeat-interval --watcher-url --no-watcher --object-store-endpoint --no-object-store --object-store-bucket --object-store-region --object-store-virtual-hosted --object-store-public-url --upload-timeout --upload-failure --max-cache-size-gb --cache-min-age --render-timeout --render-timeout-grace --status --send --shutdown --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --memory-budget --embed-model --warmup --no-warmup --audio-null-sink --zmq --zmq-work --zmq-results --zmq-events --zmq-priority --pack --zmq-include-image-data --zmq-image-data-max-bytes --zmq-session --zmq-generators --world --input-dir --max-connections --no-heartbeat --drain-timeout --busy-heartbeat-interval --watcher-url --no-watcher --object-store-endpoint --no-object-store --object-store-bucket --object-store-region --object-store-virtual-hosted --object-store-public-url --upload-timeout --upload-failure --max-cache-size-gb --cache-min-age --render-timeout --render-timeout-grace --status --send --shutdown --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -534,6 +542,10 @@ _sqm() {
                     return 0
                     ;;
                 --device)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --memory-budget)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -45,6 +45,7 @@ null\t''
 flux\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l model-dir -d 'Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l device -d 'Device for flux: cpu, cuda, cuda:N, metal (default: the best available)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l memory-budget -d 'Most memory the image model may hold, its working memory included: 16GiB, 24G (1024-based), 20GB (1000-based), or a share of the machine\'s memory such as 80% (default: what is free when it loads, less a 2 GiB reserve on the CPU)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l embed-model -d 'all-MiniLM-L6-v2 model folder (default: $SQM_EMBED_MODEL, then $XDG_DATA_HOME/sqm/models/, the ./.models/ (a checkout), then the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l warmup -d 'Warm up at start (default all)' -r -f -a "all\t''
 flux\t''
@@ -151,6 +152,7 @@ null\t''
 flux\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l model-dir -d 'Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l device -d 'Device for flux: cpu, cuda, cuda:N, metal (default: the best available)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l memory-budget -d 'Most memory the image model may hold, its working memory included: 16GiB, 24G (1024-based), 20GB (1000-based), or a share of the machine\'s memory such as 80% (default: what is free when it loads, less a 2 GiB reserve on the CPU)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l seed -d 'Seed, 0 to 4294967295 (default: derived from the request)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l prompt -d 'The prompt, verbatim (the daemon\'s positive_prompt): no composition, no pack style' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l negative-prompt -d 'Negative prompt to go with --prompt' -r
@@ -174,6 +176,7 @@ null\t''
 flux\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l model-dir -d 'Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l device -d 'Device for flux: cpu, cuda, cuda:N, metal (default: the best available)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l memory-budget -d 'Most memory the image model may hold, its working memory included: 16GiB, 24G (1024-based), 20GB (1000-based), or a share of the machine\'s memory such as 80% (default: what is free when it loads, less a 2 GiB reserve on the CPU)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s j -l jobs -d 'Parallel workers for CPU work (sketch renders, loudness); flux renders one at a time [default: one per CPU core]' -r
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l dry-run -d 'Print the plan (what would run, what is up to date) and do nothing'

@@ -177,6 +177,11 @@ pub struct FluxArgs {
     /// Device for flux: cpu, cuda, cuda:N, metal (default: the best available).
     #[arg(long, env = "SQM_DEVICE", default_value = "", hide_default_value = true)]
     pub device: String,
+    /// Most memory the image model may hold, its working memory included: 16GiB, 24G (1024-based),
+    /// 20GB (1000-based), or a share of the machine's memory such as 80% (default: what is free
+    /// when it loads, less a 2 GiB reserve on the CPU).
+    #[arg(long, env = "SQM_MEMORY_BUDGET", value_name = "SIZE", value_parser = crate::render::memory::MemoryBudget::parse)]
+    pub memory_budget: Option<crate::render::memory::MemoryBudget>,
 }
 
 impl FluxArgs {
@@ -185,6 +190,7 @@ impl FluxArgs {
             model_dir: self.model_dir.clone(),
             quantized: self.quantized,
             device: self.device.clone(),
+            memory_budget: self.memory_budget,
         }
     }
 }

@@ -492,4 +492,23 @@ fn print_status(s: &Value, socket: &std::path::Path) {
         st.queue_states.embed.as_str(),
         st.queue_depths.embed
     );
+    if let Some(line) = q.memory.as_ref().and_then(|m| memory_line(m, &q.loaded)) {
+        println!("  memory       {line}");
+    }
+}
+
+/// `11.6 GiB resident of 22.5 GiB budget (cpu 9.7 GiB free): transformer
+/// 11.5 GiB f32, vae_decoder 0.1 GiB f32`; None when nothing is loaded.
+fn memory_line(m: &wire::MemoryStatus, loaded: &[crate::render::Resident]) -> Option<String> {
+    use crate::render::memory::gib;
+    let first = loaded.first()?;
+    let mut line = format!("{} resident", gib(m.resident_bytes));
+    if let Some(b) = m.budget_bytes {
+        line.push_str(&format!(" of {} budget", gib(b)));
+    }
+    if let Some(free) = m.device_free_bytes {
+        line.push_str(&format!(" ({} {} free)", first.device, gib(free)));
+    }
+    let parts: Vec<String> = loaded.iter().map(|r| format!("{} {} {}", r.component, gib(r.bytes), r.dtype)).collect();
+    Some(format!("{line}: {}", parts.join(", ")))
 }

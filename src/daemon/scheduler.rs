@@ -211,6 +211,15 @@ pub(crate) struct LaneStats {
     pub depth: AtomicUsize,
     pub busy: AtomicBool,
     pub warm: AtomicBool,
+    /// What the backend holds in memory, read after each call, and its
+    /// memory budget (zimage.md §4.4).
+    pub memory: Mutex<(Vec<crate::render::Resident>, Option<u64>)>,
+}
+
+impl LaneStats {
+    fn set_memory(&self, memory: (Vec<crate::render::Resident>, Option<u64>)) {
+        *self.memory.lock().unwrap_or_else(|e| e.into_inner()) = memory;
+    }
 }
 
 /// The render lane.
@@ -657,7 +666,7 @@ impl RenderLane {
                     let _ = std::fs::remove_file(&o.image_path);
                 }
             }
-            (result, backend.is_loaded())
+            (result, backend.is_loaded(), (backend.resident(), backend.memory_budget()))
         });
         let limit = self.watchdog.filter(|_| !cached_before);
         let got = match limit {
@@ -666,7 +675,10 @@ impl RenderLane {
         };
         let mut lost = false;
         let (result, loaded) = match got {
-            Ok(done) => done,
+            Ok((result, loaded, memory)) => {
+                self.stats.set_memory(memory);
+                (result, loaded)
+            }
             Err(mpsc_std::RecvTimeoutError::Timeout) => {
                 let w = limit.expect("a timeout needs a limit");
                 return self.time_out(thread, answer, w, tier, started);
@@ -675,6 +687,7 @@ impl RenderLane {
                 tracing::error!(backend = self.backend_name, "the render backend stopped (panicked) during a render");
                 lost = true;
                 let message = "the render backend stopped unexpectedly".to_owned();
+                self.stats.set_memory((Vec::new(), None));
                 (Err(RenderError::Backend { backend: self.backend_name, message }), false)
             }
         };
@@ -812,10 +825,14 @@ impl RenderLane {
                 warm_span.record("otel.status_code", "ERROR");
             }
             drop(load_span);
-            (was_warm, result, backend.is_loaded(), backend.model())
+            let memory = (backend.resident(), backend.memory_budget());
+            (was_warm, result, backend.is_loaded(), backend.model(), memory)
         });
         let (was_warm, result, loaded, model, health) = match answer.recv() {
-            Ok((was, result, loaded, model)) => (was, result, loaded, model, Health::Fine),
+            Ok((was, result, loaded, model, memory)) => {
+                self.stats.set_memory(memory);
+                (was, result, loaded, model, Health::Fine)
+            }
             Err(_) => {
                 (false, Err("the render backend stopped unexpectedly".to_owned()), false, None, Health::Lost(None))
             }

@@ -80,8 +80,25 @@ impl Ctx {
         wire::heartbeat(queue, state, depth, monotonic_seconds())
     }
 
+    fn memory_status(&self, loaded: &[crate::render::Resident], budget: Option<u64>) -> wire::MemoryStatus {
+        use crate::render::memory;
+        let host = memory::host_available();
+        let cpu = match loaded.first() {
+            Some(r) => r.device == "cpu",
+            None => self.config.device == "cpu",
+        };
+        wire::MemoryStatus {
+            budget_bytes: budget,
+            resident_bytes: loaded.iter().map(|r| r.bytes).sum(),
+            device_free_bytes: if cpu { host } else { None },
+            device_total_bytes: if cpu { memory::host_total() } else { None },
+            host_available_bytes: host,
+        }
+    }
+
     /// The `status` result (protocol.md §3.1).
     pub(crate) fn status(&self) -> Status {
+        let (loaded, budget) = self.render.stats.memory.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let image_warm = self.render.stats.warm.load(Ordering::Acquire);
         let embed_warm = self.embed.stats.warm.load(Ordering::Acquire);
         let image = LaneState::of(image_warm, self.render.stats.busy.load(Ordering::Acquire));
@@ -119,6 +136,8 @@ impl Ctx {
                     None => crate::store::Uploader::disabled_status(),
                 }),
                 cache: self.cache.as_ref().map(|c| c.status()),
+                memory: Some(self.memory_status(&loaded, budget)),
+                loaded,
             }),
         }
     }

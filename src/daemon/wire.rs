@@ -297,6 +297,23 @@ pub(crate) struct SqmStatus {
     /// The bounded output folder (null when unbounded).
     #[serde(default)]
     pub cache: Option<super::cache::CacheStatus>,
+    /// Memory the image backend may use and holds (zimage.md §4.4).
+    #[serde(default)]
+    pub memory: Option<MemoryStatus>,
+    /// The model components in memory now (`[]` when cold).
+    #[serde(default)]
+    pub loaded: Vec<crate::render::Resident>,
+}
+
+/// `status.sqm.memory`. Device figures are the host's for the CPU; on a
+/// GPU they are not read yet (null).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MemoryStatus {
+    pub budget_bytes: Option<u64>,
+    pub resident_bytes: u64,
+    pub device_free_bytes: Option<u64>,
+    pub device_total_bytes: Option<u64>,
+    pub host_available_bytes: Option<u64>,
 }
 
 /// The `status` result (protocol.md §3.1), written by the daemon and read

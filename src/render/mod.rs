@@ -6,6 +6,7 @@ pub use sqm_core::render::*;
 
 #[cfg(feature = "engines")]
 pub mod flux;
+pub mod memory;
 
 /// How the flux backend finds and runs its weights (plain data, so the
 /// command line builds it with or without the engines).
@@ -18,6 +19,9 @@ pub struct FluxOptions {
     pub quantized: bool,
     /// `cpu`, `cuda[:N]`, `metal`, or empty for the best available.
     pub device: String,
+    /// `--memory-budget`: the most the loaded weights (and a render's
+    /// working memory) may take; None: what is free at load time.
+    pub memory_budget: Option<memory::MemoryBudget>,
 }
 
 /// The backends `backend_by_name` knows.

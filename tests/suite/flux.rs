@@ -27,7 +27,7 @@ fn shared_root() -> &'static Path {
 }
 
 fn opts(dir: &Path) -> FluxOptions {
-    FluxOptions { model_dir: Some(dir.to_path_buf()), quantized: false, device: "cpu".into() }
+    FluxOptions { model_dir: Some(dir.to_path_buf()), quantized: false, device: "cpu".into(), memory_budget: None }
 }
 
 fn backend(dir: &Path) -> FluxBackend {
@@ -234,7 +234,7 @@ fn hub_cache_layout_is_found() {
     flux::tiny::write(&snap, Variant::Schnell, false).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "0123abcd\n").unwrap();
-    let o = FluxOptions { model_dir: None, quantized: false, device: "cpu".into() };
+    let o = FluxOptions { model_dir: None, quantized: false, device: "cpu".into(), memory_budget: None };
     let files = flux::locate_in(&o, Some(hub.path().to_path_buf())).unwrap();
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].root, snap);
@@ -330,4 +330,83 @@ fn daemon_warms_up_and_renders_with_flux() {
     let (w, h, text) = sqm::render::output::read_png_text(Path::new(path)).unwrap();
     assert_eq!((w, h), (768, 512));
     assert!(text.iter().any(|(k, v)| k == "parameters" && v.contains("Model: flux1-schnell")));
+}
+
+/// zimage.md §4.4 for Flux: `loaded` lists what is really resident (none
+/// before the first load), `memory` counts it against the budget, and a
+/// budget the weights cannot fit is refused naming the figures.
+#[test]
+fn status_reports_real_residency_and_budgets_are_enforced() {
+    let root = shared_root().to_str().unwrap().to_owned();
+    let d = common::Daemon::start(&[
+        "--backend",
+        "flux",
+        "--model-dir",
+        &root,
+        "--device",
+        "cpu",
+        "--no-warmup",
+        "--memory-budget",
+        "16GiB",
+    ]);
+    let sqm = |d: &common::Daemon| d.call(r#"{"id":"s","method":"status"}"#)["result"]["sqm"].clone();
+    let cold = sqm(&d);
+    assert_eq!(cold["loaded"], serde_json::json!([]), "{cold}");
+    assert_eq!(cold["memory"]["resident_bytes"], 0);
+    let r = d.call(r#"{"id":1,"method":"warm_up","params":{"worker":"image"}}"#);
+    assert!(r["result"].is_object(), "{r}");
+    let warm = sqm(&d);
+    let loaded = warm["loaded"].as_array().unwrap();
+    let components: Vec<(&str, &str)> =
+        loaded.iter().map(|c| (c["component"].as_str().unwrap(), c["model"].as_str().unwrap())).collect();
+    assert_eq!(
+        components,
+        [
+            ("text_encoder", "t5+clip-l"),
+            ("vae_decoder", "flux1-schnell"),
+            ("transformer", "flux1-schnell"),
+            ("transformer", "flux1-dev")
+        ]
+    );
+    // The bytes are the tensors' own: f32 elements × 4, counted from the files.
+    let transformer = root.clone() + "/FLUX.1-schnell/flux1-schnell.safetensors";
+    let tensors = safetensors_elements(Path::new(&transformer));
+    assert_eq!(loaded[2]["bytes"], tensors * 4, "{loaded:?}");
+    assert!(loaded.iter().all(|c| c["device"] == "cpu" && c["dtype"] == "f32" && c["format"] == "safetensors"));
+    let sum: u64 = loaded.iter().map(|c| c["bytes"].as_u64().unwrap()).sum();
+    let m = &warm["memory"];
+    assert_eq!((m["resident_bytes"].as_u64(), m["budget_bytes"].as_u64()), (Some(sum), Some(16 << 30)), "{m}");
+    assert!(m["host_available_bytes"].as_u64().unwrap() > 0 && m["device_total_bytes"].as_u64().unwrap() > 0);
+
+    // A budget below the weights plus a render's working memory.
+    let out = std::process::Command::new(common::SQM)
+        .args(["render", "--backend", "flux", "--model-dir", &root, "--device", "cpu", "--memory-budget", "64MiB"])
+        .args(["--tier", "portrait", "--out"])
+        .arg(tempfile::tempdir().unwrap().path().join("x.png"))
+        .arg("a lighthouse keeper")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        err.contains("not enough memory for the Flux weights (flux1-schnell + flux1-dev, f32 on cpu): needs ")
+            && err.contains("within --memory-budget"),
+        "{err}"
+    );
+    let bad =
+        std::process::Command::new(common::SQM).args(["render", "--memory-budget", "lots", "x"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("'lots' is not a memory size"));
+}
+
+/// Elements of every tensor in a safetensors file, read from its header.
+fn safetensors_elements(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(_, v)| v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product::<u64>())
+        .sum()
 }

@@ -77,13 +77,6 @@ pub struct FluxFiles {
 }
 
 impl FluxFiles {
-    /// Every weight file, for size estimates.
-    pub(crate) fn weight_files(&self) -> Vec<&Path> {
-        let mut v = vec![self.transformer.path(), self.ae.as_path(), self.clip_weights.as_path()];
-        v.extend(self.t5_weights.iter().map(PathBuf::as_path));
-        v
-    }
-
     /// A short model name for PNG metadata and replies.
     pub fn model_name(&self) -> String {
         match &self.transformer {
@@ -239,6 +232,9 @@ fn t5_shards(dir: &Path) -> Result<Vec<PathBuf>, ModelFileError> {
 pub(crate) struct SafetensorsInfo {
     /// Number of scalar elements over all tensors.
     pub elements: u64,
+    /// Of those, the elements of tensors named `decoder.…` (an
+    /// autoencoder's decoder half, which is all sqm loads of it).
+    pub decoder_elements: u64,
     pub tensors: usize,
 }
 
@@ -264,6 +260,7 @@ pub(crate) fn inspect_safetensors(path: &Path) -> Result<SafetensorsInfo, ModelF
     let map: BTreeMap<String, serde_json::Value> =
         serde_json::from_slice(&header).map_err(|e| invalid(path, format!("invalid safetensors header: {e}")))?;
     let mut elements = 0u64;
+    let mut decoder_elements = 0u64;
     let mut end = 0u64;
     let mut tensors = 0;
     for (k, v) in map {
@@ -272,7 +269,11 @@ pub(crate) fn inspect_safetensors(path: &Path) -> Result<SafetensorsInfo, ModelF
         }
         let e: Entry =
             serde_json::from_value(v).map_err(|e| invalid(path, format!("tensor '{k}' has a bad entry: {e}")))?;
-        elements += e.shape.iter().product::<u64>();
+        let n = e.shape.iter().product::<u64>();
+        elements += n;
+        if k.starts_with("decoder.") {
+            decoder_elements += n;
+        }
         end = end.max(e.data_offsets[1]);
         tensors += 1;
     }
@@ -282,7 +283,7 @@ pub(crate) fn inspect_safetensors(path: &Path) -> Result<SafetensorsInfo, ModelF
             format!("truncated: the header describes {end} bytes of tensor data, the file holds {}", len - 8 - n),
         ));
     }
-    Ok(SafetensorsInfo { elements, tensors })
+    Ok(SafetensorsInfo { elements, decoder_elements, tensors })
 }
 
 /// The transformer's shape: `transformer/config.json` (diffusers names)
@@ -413,12 +414,4 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelFile
     let text =
         std::fs::read_to_string(path).map_err(|source| ModelFileError::Io { path: path.to_path_buf(), source })?;
     serde_json::from_str(&text).map_err(|source| ModelFileError::Json { path: path.to_path_buf(), source })
-}
-
-/// `MemAvailable` from `/proc/meminfo`, in bytes, where there is one.
-pub(crate) fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }

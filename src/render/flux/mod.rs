@@ -26,7 +26,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::flux::{self, autoencoder, WithForward};
 
-use super::{Backend, Image, RenderError, RenderJob};
+use super::{memory, Backend, Image, RenderError, RenderJob};
 use crate::prompt::Variant;
 use files::{FluxFiles, TransformerFile};
 
@@ -164,6 +164,8 @@ struct Loaded {
     decoder: autoencoder::Decoder,
     vae: autoencoder::Config,
     variants: Vec<(Variant, LoadedVariant)>,
+    /// What `status` lists as loaded.
+    resident: Vec<crate::render::Resident>,
 }
 
 /// The Flux backend. Weights load on [`Backend::load`] (or the first render).
@@ -195,33 +197,88 @@ impl FluxBackend {
         self.files.iter().map(|f| f.variant).collect()
     }
 
+    /// The components a load will hold and their bytes, checked against
+    /// the memory budget and, on the CPU, what the host has free
+    /// (zimage.md §4.1): weights plus a render's working memory must fit.
+    fn plan_residency(&self, device: &Device, dtype: DType) -> Result<Vec<crate::render::Resident>, RenderError> {
+        let device_name = match device.location() {
+            candle_core::DeviceLocation::Cpu => "cpu".to_owned(),
+            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+            candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+        };
+        let size = dtype.size_in_bytes() as u64;
+        let inspect = |p: &Path| files::inspect_safetensors(p).map_err(backend_err);
+        let first = &self.files[0];
+        let component =
+            |component: &str, model: String, format: &str, dtype: &str, bytes: u64| crate::render::Resident {
+                component: component.into(),
+                model,
+                format: format.into(),
+                dtype: dtype.into(),
+                device: device_name.clone(),
+                bytes,
+            };
+        let mut text = 0u64;
+        for p in first.t5_weights.iter().chain([&first.clip_weights]) {
+            text += inspect(p)?.elements * size;
+        }
+        let mut out = vec![component("text_encoder", "t5+clip-l".into(), "safetensors", dtype.as_str(), text)];
+        let vae = inspect(&first.ae)?.decoder_elements * size;
+        out.push(component("vae_decoder", first.model_name(), "safetensors", dtype.as_str(), vae));
+        let mut hidden = 0usize;
+        let mut ffn = 0usize;
+        for f in &self.files {
+            let config = files::transformer_config(f).map_err(backend_err)?;
+            hidden = hidden.max(config.hidden_size);
+            ffn = ffn.max((config.hidden_size as f64 * config.mlp_ratio) as usize);
+            let (format, dt, bytes) = match &f.transformer {
+                TransformerFile::Safetensors(p) => ("safetensors", dtype.as_str(), inspect(p)?.elements * size),
+                TransformerFile::Gguf(p) => ("gguf", "gguf", std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)),
+            };
+            out.push(component("transformer", f.model_name(), format, dt, bytes));
+        }
+        let weights: u64 = out.iter().map(|r| r.bytes).sum();
+        let needs = weights + activation_reserve(1024, 1024, hidden, ffn, size);
+        let cpu = device.is_cpu();
+        let budget = self.budget(cpu);
+        let host = if cpu { crate::render::memory::host_available() } else { None };
+        const HOST_RESERVE: u64 = 2 << 30;
+        let room = match (budget, host.map(|a| a.saturating_sub(HOST_RESERVE))) {
+            (Some(b), Some(h)) => Some(b.min(h)),
+            (b, h) => b.or(h),
+        };
+        if let Some(room) = room.filter(|r| needs > *r) {
+            let models: Vec<String> = self.files.iter().map(FluxFiles::model_name).collect();
+            let limit = match (budget, host) {
+                (Some(b), _) if b == room => format!("{} within --memory-budget", memory::gib(b)),
+                _ => format!("{} available (MemAvailable and cgroup limit, 2 GiB reserve)", memory::gib(room)),
+            };
+            return Err(backend_err(format!(
+                "not enough memory for the Flux weights ({}, {} on {device_name}): needs {} with a render's working \
+                 memory, {limit}; use a GGUF transformer (--quantized), a GPU, or a larger --memory-budget",
+                models.join(" + "),
+                dtype.as_str(),
+                memory::gib(needs),
+            )));
+        }
+        Ok(out)
+    }
+
+    /// `--memory-budget` in bytes; a share (`80%`) of the host's memory on
+    /// the CPU. GPUs: bytes only (the device's total is not read here).
+    fn budget(&self, cpu: bool) -> Option<u64> {
+        match self.opts.memory_budget? {
+            memory::MemoryBudget::Bytes(b) => Some(b),
+            share if cpu => crate::render::memory::host_total().map(|t| share.bytes(t)),
+            _ => None,
+        }
+    }
+
     fn load_all(&mut self) -> Result<(), RenderError> {
         let device = device(&self.opts.device)?;
         let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
         // Check every file before reading any, and the memory they need.
-        let mut total = 0u64;
-        for f in &self.files {
-            for w in f.weight_files() {
-                if w.extension().is_some_and(|e| e == "gguf") {
-                    total += std::fs::metadata(w).map(|m| m.len()).unwrap_or(0);
-                } else {
-                    total +=
-                        files::inspect_safetensors(w).map_err(backend_err)?.elements * dtype.size_in_bytes() as u64;
-                }
-            }
-        }
-        if device.is_cpu() {
-            if let Some(avail) = files::available_memory() {
-                if total > avail {
-                    return Err(backend_err(format!(
-                        "not enough memory to load Flux on the CPU: the weights need about {:.1} GiB as f32, {:.1} GiB \
-                         is available (try the quantized GGUF transformer with --quantized, or a GPU)",
-                        total as f64 / (1u64 << 30) as f64,
-                        avail as f64 / (1u64 << 30) as f64
-                    )));
-                }
-            }
-        }
+        let resident = self.plan_residency(&device, dtype)?;
         let first = &self.files[0];
         let started = std::time::Instant::now();
         let text = text::TextEncoders::load(first, &device, dtype)?;
@@ -272,13 +329,23 @@ impl FluxBackend {
         tracing::info!(
             variants = ?variants.iter().map(|(v, _)| v.name()).collect::<Vec<_>>(),
             device = ?device,
-            bytes = total,
+            bytes = resident.iter().map(|r| r.bytes).sum::<u64>(),
             ms = started.elapsed().as_millis() as u64,
             "flux weights loaded"
         );
-        self.loaded = Some(Loaded { device, dtype, text, decoder, vae, variants });
+        self.loaded = Some(Loaded { device, dtype, text, decoder, vae, variants, resident });
         Ok(())
     }
+}
+
+/// Working memory of one render at `w`×`h` beside the weights
+/// (zimage.md §4.2): b·(10·S·D + 3·S·F) + 8·S·D + 1 GiB, with S the image
+/// plus text tokens, D the width, F the feed-forward width, b the bytes of
+/// an activation.
+fn activation_reserve(w: u64, h: u64, d: usize, f: usize, b: u64) -> u64 {
+    let s = (w * h / 256).div_ceil(32) * 32 + 512;
+    let (d, f) = (d as u64, f as u64);
+    b * (10 * s * d + 3 * s * f) + 8 * s * d + (1 << 30)
 }
 
 /// Memory-maps safetensors files; a bad file is named in the error.
@@ -355,6 +422,15 @@ impl Backend for FluxBackend {
 
     fn quantized(&self) -> bool {
         self.opts.quantized
+    }
+
+    fn resident(&self) -> Vec<crate::render::Resident> {
+        self.loaded.as_ref().map(|l| l.resident.clone()).unwrap_or_default()
+    }
+
+    fn memory_budget(&self) -> Option<u64> {
+        let cpu = self.loaded.as_ref().map(|l| l.device.is_cpu()).unwrap_or(self.opts.device == "cpu");
+        self.budget(cpu)
     }
 
     /// Loads every variant, then renders "black" once (1 step, 512×512,

@@ -78,6 +78,20 @@ pub enum RenderError {
 /// Largest canvas side any backend accepts.
 pub(crate) const MAX_SIDE: u32 = 4096;
 
+/// One model component held in memory (zimage.md §4.4's `loaded`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resident {
+    /// `transformer`, `text_encoder`, `vae_decoder`.
+    pub component: String,
+    pub model: String,
+    /// `safetensors` or `gguf`.
+    pub format: String,
+    pub dtype: String,
+    pub device: String,
+    /// Allocated tensor bytes (quantized storage for GGUF).
+    pub bytes: u64,
+}
+
 /// An image backend. One instance lives on the render worker thread.
 pub trait Backend: Send {
     /// Short name: `sketch`, `null`, `flux`.
@@ -93,6 +107,14 @@ pub trait Backend: Send {
     /// True when the weights are quantized (spans report it).
     fn quantized(&self) -> bool {
         false
+    }
+    /// The components in memory now (empty when cold or weight-free).
+    fn resident(&self) -> Vec<Resident> {
+        Vec::new()
+    }
+    /// The memory budget in force, in bytes (None: no weights to budget).
+    fn memory_budget(&self) -> Option<u64> {
+        None
     }
     /// Loads and primes the backend (the daemon's `warm_up`). By default
     /// the same as [`Backend::load`].
