@@ -457,11 +457,8 @@ fn no_file_no_upload_zeromq_failures_and_drains() {
     assert_eq!(d.call(r#"{"id":"s","method":"status"}"#)["result"]["sqm"]["object_store"]["uploads"], 0);
     assert_eq!(std::fs::read_dir(s3.root.path().join("sidequest")).unwrap().count(), 0);
 
-    let env = vec![
-        ("R2_S3_ENDPOINT", closed_port()),
-        ("R2_ACCESS_KEY_ID", KEY_ID.into()),
-        ("R2_SECRET_ACCESS_KEY", "x".into()),
-    ];
+    let env: [(&str, String); 3] =
+        [("R2_S3_ENDPOINT", closed_port()), ("R2_ACCESS_KEY_ID", KEY_ID.into()), ("R2_SECRET_ACCESS_KEY", "x".into())];
     let c = crate::common::Controller::bind(None);
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _w = Daemon::spawn_with_env(tempfile::tempdir().unwrap(), &c.worker_args(&["--no-watcher"]), &env_ref);
