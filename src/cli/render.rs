@@ -134,6 +134,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         return Ok(super::exit::OK);
     }
     let mut backend = backend_by_name(&args.backend, &args.flux.options()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut prepared = prepared;
+    if let Some(wanted) = prepared.run_on(&backend.variants()) {
+        tracing::warn!(
+            wanted = wanted.name(),
+            using = prepared.job.variant.name(),
+            "no weights for the tier's Flux variant: rendering with the other one, at its settings"
+        );
+    }
     let out_dir = match &args.output_dir {
         Some(d) => d.clone(),
         None => default_output_dir(),

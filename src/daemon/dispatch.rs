@@ -126,7 +126,9 @@ async fn render(
                 None,
             )
         }
-        Ok(Ok(Prepared::Job(job))) => {
+        Ok(Ok(Prepared::Job(mut job))) => {
+            // The variant the backend will really run, before any key.
+            ctx.render.fit_variant(&mut job);
             if let (Some(report), Some(watcher)) = (&job.report, &ctx.watcher) {
                 let mut fields = serde_json::to_value(report).expect("a report serializes");
                 // The weight-free backends have no model variant: their name stands in.

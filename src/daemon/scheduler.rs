@@ -233,6 +233,9 @@ pub(crate) struct RenderLane {
     pub stats: LaneStats,
     pub backend_name: &'static str,
     pub model: Option<String>,
+    /// The Flux variants the backend has (empty: any).
+    variants: Vec<crate::prompt::Variant>,
+    variant_warned: AtomicBool,
     out_dir: PathBuf,
     /// Queued requests per priority, for `status`.
     pub queued_interactive: AtomicUsize,
@@ -272,6 +275,8 @@ impl RenderLane {
             stats: LaneStats::default(),
             backend_name: backend.name(),
             model: backend.model(),
+            variants: backend.variants(),
+            variant_warned: AtomicBool::new(false),
             out_dir,
             queued_interactive: AtomicUsize::new(0),
             queued_batch: AtomicUsize::new(0),
@@ -362,6 +367,8 @@ impl RenderLane {
     /// not let a later request overtake). Identical renders (same key)
     /// queued or running are joined instead of computed again.
     pub(crate) fn submit_render(&self, job: PreparedJob, priority: Priority, arrival: u64, waiter: Waiter) {
+        let mut job = job;
+        self.fit_variant(&mut job);
         let key = crate::render::output::render_key(self.backend_name, self.model.as_deref(), &job.job);
         let mut st = self.lock();
         if st.shutting_down {
@@ -395,6 +402,22 @@ impl RenderLane {
         self.count_queued(&st);
         drop(st);
         self.wake.notify_one();
+    }
+
+    /// Makes a job run on a variant the backend has (before its key is
+    /// made); the first change is logged.
+    pub(crate) fn fit_variant(&self, job: &mut PreparedJob) {
+        if let Some(wanted) = job.run_on(&self.variants) {
+            if !self.variant_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    wanted = wanted.name(),
+                    using = job.job.variant.name(),
+                    steps = job.job.steps,
+                    guidance = job.job.guidance,
+                    "no weights for the tier's Flux variant: rendering with the other one, at its settings"
+                );
+            }
+        }
     }
 
     /// Queues a backend warm-up (it waits behind earlier work like any job).

@@ -119,6 +119,7 @@ fn pipeline_writes_png_with_flux_metadata() {
         layers: Vec::new(),
         evicted: Vec::new(),
         report: None,
+        steps_fixed: false,
     };
     let o = execute(&prepared, &mut b, out.path(), &mut |_, _| {}, &|| false).unwrap();
     assert!(!o.cached);
@@ -409,4 +410,48 @@ fn safetensors_elements(path: &Path) -> u64 {
         .filter(|(k, _)| *k != "__metadata__")
         .map(|(_, v)| v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product::<u64>())
         .sum()
+}
+
+/// zimage.md §4.5 c: with only dev weights, a schnell tier (text_overlay)
+/// runs dev at dev's settings (12 steps, guidance 3.5), and its cache key
+/// and PNG metadata say so; `--steps` still wins.
+#[test]
+fn a_missing_variant_runs_the_other_at_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    flux::tiny::write(&dir.path().join("FLUX.1-dev"), Variant::Dev, false).unwrap();
+    let root = dir.path().to_str().unwrap().to_owned();
+    let d = common::Daemon::start(&["--backend", "flux", "--model-dir", &root, "--device", "cpu", "--no-warmup"]);
+    let mut c = d.connect();
+    c.send(r#"{"id":1,"method":"render","params":{"tier":"text_overlay","positive_prompt":"a sign","seed":3,"stream":true}}"#);
+    let mut steps = Vec::new();
+    let reply = loop {
+        let line = c.line().unwrap();
+        if line["event"] == "progress" {
+            steps.push(line["steps"].as_u64().unwrap());
+        } else if line.get("id").is_some() {
+            break line;
+        }
+    };
+    assert_eq!(steps.last(), Some(&12), "{reply}");
+    let path = reply["result"]["image_path"].as_str().unwrap();
+    let (_, _, text) = sqm::render::output::read_png_text(Path::new(path)).unwrap();
+    let params = text.iter().find(|(k, _)| k == "parameters").map(|(_, v)| v.clone()).unwrap();
+    assert!(
+        params.contains("Steps: 12, Sampler: Euler, CFG scale: 3.5") && params.contains("Model: flux1-dev"),
+        "{params}"
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(common::SQM)
+        .args(["render", "--backend", "flux", "--model-dir", &root, "--device", "cpu", "--tier", "text_overlay"])
+        .args(["--steps", "2", "--json", "--output-dir"])
+        .arg(out.path())
+        .arg("a sign")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let (_, _, text) = sqm::render::output::read_png_text(Path::new(v["image_path"].as_str().unwrap())).unwrap();
+    let params = text.iter().find(|(k, _)| k == "parameters").map(|(_, v)| v.clone()).unwrap();
+    assert!(params.contains("Steps: 2, Sampler: Euler, CFG scale: 3.5"), "{params}");
 }

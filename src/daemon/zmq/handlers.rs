@@ -93,6 +93,8 @@ impl WorkerState {
         if self.ctx.is_shutting_down() {
             return fail(Code::GenerationFailed, "daemon shutting down".into());
         }
+        let mut prepared = prepared;
+        lane.fit_variant(&mut prepared);
         let key = crate::render::output::render_key(lane.backend_name, lane.model.as_deref(), &prepared.job);
         let out_dir = self.ctx.config.output_dir().to_path_buf();
         let planned = crate::render::output::output_path(&out_dir, lane.backend_name, &key);

@@ -192,11 +192,6 @@ impl FluxBackend {
         Ok(FluxBackend { opts, loaded: None, files, warned_fallback: false })
     }
 
-    /// The variants with weights on disk.
-    pub fn variants(&self) -> Vec<Variant> {
-        self.files.iter().map(|f| f.variant).collect()
-    }
-
     /// The components a load will hold and their bytes, checked against
     /// the memory budget and, on the CPU, what the host has free
     /// (zimage.md §4.1): weights plus a render's working memory must fit.
@@ -422,6 +417,11 @@ impl Backend for FluxBackend {
 
     fn quantized(&self) -> bool {
         self.opts.quantized
+    }
+
+    /// The variants with weights on disk.
+    fn variants(&self) -> Vec<Variant> {
+        self.files.iter().map(|f| f.variant).collect()
     }
 
     fn resident(&self) -> Vec<crate::render::Resident> {

@@ -65,22 +65,28 @@ pub enum PlanError {
 }
 
 /// Plans every job of the pack at `pack_dir` for a backend (`name`,
-/// `model`): image keys depend on the backend, loudness keys on the file
-/// bytes and the target.
-pub fn plan(pack_dir: &Path, backend: &str, model: Option<&str>) -> Result<Vec<Job>, PlanError> {
+/// `model`, and the Flux `variants` it has; empty: any): image keys depend
+/// on the backend, loudness keys on the file bytes and the target.
+pub fn plan(
+    pack_dir: &Path,
+    backend: &str,
+    model: Option<&str>,
+    variants: &[crate::prompt::Variant],
+) -> Result<Vec<Job>, PlanError> {
     let pack = Pack::load(pack_dir)?;
     let root = pack_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let styles = StyleSource::new(root);
     let genre = pack.genre.clone();
     let mut jobs = Vec::new();
     let mut image = |id: String, kind: &'static str, req: RenderRequest| -> Result<(), PlanError> {
-        let prepared = match prepare(&req, &styles) {
+        let mut prepared = match prepare(&req, &styles) {
             Ok(Prepared::Job(j)) => j,
             Ok(Prepared::Skipped { reason }) => {
                 return Err(PlanError::Job { id, message: format!("skipped by the {reason}") })
             }
             Err(e) => return Err(PlanError::Job { id, message: e.to_string() }),
         };
+        prepared.run_on(variants);
         let key = render_key(backend, model, &prepared.job);
         jobs.push(Job { id, kind, work: Work::Image(prepared), key });
         Ok(())

@@ -51,6 +51,16 @@ impl TierSpec {
         }
     }
 
+    /// Steps and guidance of `variant` on `tier` (zimage.md §4.5 c): dev
+    /// takes guidance 3.5 and the tier's dev steps (20 for cartography,
+    /// else 12), schnell 4 steps and no guidance.
+    pub fn variant_settings(tier: Tier, variant: Variant) -> (u32, f32) {
+        match variant {
+            Variant::Dev => (if tier == Tier::Cartography { 20 } else { 12 }, 3.5),
+            Variant::Schnell => (4, 0.0),
+        }
+    }
+
     /// The variant after overrides: the request's `variant`, else the pack's
     /// `preferred_model` when it names a variant, else the table's. Steps and
     /// guidance stay the tier's.

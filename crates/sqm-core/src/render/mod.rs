@@ -112,6 +112,11 @@ pub trait Backend: Send {
     fn resident(&self) -> Vec<Resident> {
         Vec::new()
     }
+    /// The Flux variants this backend has weights for (empty: it renders
+    /// any job as asked).
+    fn variants(&self) -> Vec<crate::prompt::Variant> {
+        Vec::new()
+    }
     /// The memory budget in force, in bytes (None: no weights to budget).
     fn memory_budget(&self) -> Option<u64> {
         None

@@ -87,6 +87,26 @@ pub struct PreparedJob {
     pub evicted: Vec<String>,
     /// Composer v2's account of its work; None for the other composers.
     pub report: Option<crate::prompt::layered::Report>,
+    /// The steps were given (`sqm render --steps`): a variant change keeps them.
+    pub steps_fixed: bool,
+}
+
+impl PreparedJob {
+    /// Makes the job run on a variant the backend has (`available`; empty:
+    /// any). A job whose variant is missing takes the other one with that
+    /// variant's steps and guidance (zimage.md §4.5 c), before its cache
+    /// key is made. Returns the variant it asked for when it changed.
+    pub fn run_on(&mut self, available: &[crate::prompt::Variant]) -> Option<crate::prompt::Variant> {
+        let wanted = self.job.variant;
+        let &have = available.first().filter(|_| !available.contains(&wanted))?;
+        let (steps, guidance) = crate::prompt::tiers::TierSpec::variant_settings(self.job.tier, have);
+        self.job.variant = have;
+        self.job.guidance = guidance;
+        if !self.steps_fixed {
+            self.job.steps = steps;
+        }
+        Some(wanted)
+    }
 }
 
 /// What preparation decided.
@@ -272,6 +292,7 @@ fn layered_job(
         layers: c.layers,
         evicted: c.evicted,
         report: Some(c.report),
+        steps_fixed: req.steps.is_some(),
     })
 }
 
@@ -340,6 +361,7 @@ fn flux_era_job(
         layers: Vec::new(),
         evicted: Vec::new(),
         report: None,
+        steps_fixed: req.steps.is_some(),
     })
 }
 
@@ -426,6 +448,26 @@ mod tests {
 
     fn styles() -> StyleSource {
         StyleSource::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/genre_packs"))
+    }
+
+    #[test]
+    fn a_missing_variant_takes_the_other_ones_settings() {
+        use crate::prompt::Variant;
+        let s = styles();
+        let r = |tier: &str| RenderRequest { tier: tier.into(), ..Default::default() };
+        let mut j = job(prepare(&RenderRequest { positive_prompt: "a sign".into(), ..r("text_overlay") }, &s).unwrap());
+        assert_eq!((j.job.variant, j.job.steps, j.job.guidance), (Variant::Schnell, 4, 0.0));
+        assert_eq!(j.run_on(&[Variant::Schnell, Variant::Dev]), None);
+        assert_eq!(j.run_on(&[Variant::Dev]), Some(Variant::Schnell));
+        assert_eq!((j.job.variant, j.job.steps, j.job.guidance), (Variant::Dev, 12, 3.5));
+        let mut c = job(prepare(&RenderRequest { positive_prompt: "a map".into(), ..r("cartography") }, &s).unwrap());
+        assert_eq!(c.run_on(&[Variant::Schnell]), Some(Variant::Dev));
+        assert_eq!((c.job.steps, c.job.guidance), (4, 0.0));
+        let req = RenderRequest { positive_prompt: "a map".into(), steps: Some(9), ..r("cartography") };
+        let mut fixed = job(prepare(&req, &s).unwrap());
+        fixed.run_on(&[Variant::Schnell]);
+        assert_eq!((fixed.job.steps, fixed.job.guidance), (9, 0.0), "--steps still wins");
+        assert_eq!(c.clone().run_on(&[]), None, "no list: any variant");
     }
 
     fn job(p: Prepared) -> PreparedJob {
