@@ -356,28 +356,61 @@ fn status_reports_real_residency_and_budgets_are_enforced() {
     assert_eq!(cold["memory"]["resident_bytes"], 0);
     let r = d.call(r#"{"id":1,"method":"warm_up","params":{"worker":"image"}}"#);
     assert!(r["result"].is_object(), "{r}");
+    let names = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v["loaded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["component"].as_str().unwrap().to_owned(), c["model"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    // A warm-up loads the shared parts and the first variant only.
     let warm = sqm(&d);
-    let loaded = warm["loaded"].as_array().unwrap();
-    let components: Vec<(&str, &str)> =
-        loaded.iter().map(|c| (c["component"].as_str().unwrap(), c["model"].as_str().unwrap())).collect();
-    assert_eq!(
-        components,
-        [
-            ("text_encoder", "t5+clip-l"),
-            ("vae_decoder", "flux1-schnell"),
-            ("transformer", "flux1-schnell"),
-            ("transformer", "flux1-dev")
-        ]
-    );
+    let shared = [pair("text_encoder", "t5+clip-l"), pair("vae_decoder", "flux1-schnell")];
+    let schnell = pair("transformer", "flux1-schnell");
+    let dev = pair("transformer", "flux1-dev");
+    assert_eq!(names(&warm), [shared[0].clone(), shared[1].clone(), schnell.clone()]);
+    let loaded = warm["loaded"].as_array().unwrap().clone();
     // The bytes are the tensors' own: f32 elements × 4, counted from the files.
     let transformer = root.clone() + "/FLUX.1-schnell/flux1-schnell.safetensors";
-    let tensors = safetensors_elements(Path::new(&transformer));
-    assert_eq!(loaded[2]["bytes"], tensors * 4, "{loaded:?}");
+    assert_eq!(loaded[2]["bytes"], safetensors_elements(Path::new(&transformer)) * 4, "{loaded:?}");
     assert!(loaded.iter().all(|c| c["device"] == "cpu" && c["dtype"] == "f32" && c["format"] == "safetensors"));
     let sum: u64 = loaded.iter().map(|c| c["bytes"].as_u64().unwrap()).sum();
     let m = &warm["memory"];
     assert_eq!((m["resident_bytes"].as_u64(), m["budget_bytes"].as_u64()), (Some(sum), Some(16 << 30)), "{m}");
     assert!(m["host_available_bytes"].as_u64().unwrap() > 0 && m["device_total_bytes"].as_u64().unwrap() > 0);
+    // A dev render loads dev beside it (the budget holds both).
+    // (A variant override keeps the small tier's 4 steps: quick on the CPU.)
+    let portrait = r#"{"id":2,"method":"render","params":{"tier":"text_overlay","variant":"dev","positive_prompt":"a keeper","seed":1}}"#;
+    assert!(d.call(portrait)["result"].is_object());
+    assert_eq!(names(&sqm(&d)), [shared[0].clone(), shared[1].clone(), schnell.clone(), dev.clone()]);
+    let both = sqm(&d)["loaded"].as_array().unwrap().clone();
+    let bytes = |i: usize| both[i]["bytes"].as_u64().unwrap();
+    drop(d);
+
+    // A budget for the shared parts, the larger transformer and a render's
+    // working memory (zimage.md §4.2 at 1024², f32, the tiny model's
+    // D = 32 and F = 128: 4·(10·4608·32 + 3·4608·128) + 8·4608·32 + 1 GiB),
+    // but not both transformers: each variant frees the other.
+    let act: u64 = 4 * (10 * 4608 * 32 + 3 * 4608 * 128) + 8 * 4608 * 32 + (1 << 30);
+    let budget = (bytes(0) + bytes(1) + bytes(2).max(bytes(3)) + act).to_string();
+    let d = common::Daemon::start(&[
+        "--backend",
+        "flux",
+        "--model-dir",
+        &root,
+        "--device",
+        "cpu",
+        "--no-warmup",
+        "--memory-budget",
+        &budget,
+    ]);
+    assert!(d.call(portrait)["result"].is_object());
+    assert_eq!(names(&sqm(&d)), [shared[0].clone(), shared[1].clone(), dev.clone()]);
+    let sign = r#"{"id":3,"method":"render","params":{"tier":"text_overlay","positive_prompt":"a sign","seed":1}}"#;
+    assert!(d.call(sign)["result"].is_object());
+    assert_eq!(names(&sqm(&d)), [shared[0].clone(), shared[1].clone(), schnell.clone()]);
 
     // A budget below the weights plus a render's working memory.
     let out = std::process::Command::new(common::SQM)

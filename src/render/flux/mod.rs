@@ -17,6 +17,7 @@
 
 pub mod files;
 pub(crate) mod noise;
+mod residency;
 mod text;
 pub mod tiny;
 
@@ -26,7 +27,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::flux::{self, autoencoder, WithForward};
 
-use super::{memory, Backend, Image, RenderError, RenderJob};
+use super::{Backend, Image, RenderError, RenderJob};
 use crate::prompt::Variant;
 use files::{FluxFiles, TransformerFile};
 
@@ -153,8 +154,13 @@ impl Transformer {
 }
 
 struct LoadedVariant {
+    variant: Variant,
+    /// Which located file it came from.
+    file: usize,
     transformer: Transformer,
     config: flux::model::Config,
+    /// When it last rendered (the loaded state's tick).
+    used: u64,
 }
 
 struct Loaded {
@@ -163,9 +169,25 @@ struct Loaded {
     text: text::TextEncoders,
     decoder: autoencoder::Decoder,
     vae: autoencoder::Config,
-    variants: Vec<(Variant, LoadedVariant)>,
-    /// What `status` lists as loaded.
-    resident: Vec<crate::render::Resident>,
+    /// The transformers in memory, any subset of the located files.
+    variants: Vec<LoadedVariant>,
+    /// Every component's size and the room they share.
+    plan: residency::Plan,
+    tick: u64,
+}
+
+impl Loaded {
+    fn resident(&self) -> Vec<crate::render::Resident> {
+        let mut out = self.plan.shared.clone();
+        let mut files: Vec<usize> = self.variants.iter().map(|v| v.file).collect();
+        files.sort_unstable();
+        out.extend(files.into_iter().map(|f| self.plan.transformers[f].clone()));
+        out
+    }
+
+    fn resident_bytes(&self) -> u64 {
+        self.resident().iter().map(|r| r.bytes).sum()
+    }
 }
 
 /// The Flux backend. Weights load on [`Backend::load`] (or the first render).
@@ -192,155 +214,92 @@ impl FluxBackend {
         Ok(FluxBackend { opts, loaded: None, files, warned_fallback: false })
     }
 
-    /// The components a load will hold and their bytes, checked against
-    /// the memory budget and, on the CPU, what the host has free
-    /// (zimage.md §4.1): weights plus a render's working memory must fit.
-    fn plan_residency(&self, device: &Device, dtype: DType) -> Result<Vec<crate::render::Resident>, RenderError> {
-        let device_name = match device.location() {
-            candle_core::DeviceLocation::Cpu => "cpu".to_owned(),
-            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-            candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
-        };
-        let size = dtype.size_in_bytes() as u64;
-        let inspect = |p: &Path| files::inspect_safetensors(p).map_err(backend_err);
-        let first = &self.files[0];
-        let component =
-            |component: &str, model: String, format: &str, dtype: &str, bytes: u64| crate::render::Resident {
-                component: component.into(),
-                model,
-                format: format.into(),
-                dtype: dtype.into(),
-                device: device_name.clone(),
-                bytes,
-            };
-        let mut text = 0u64;
-        for p in first.t5_weights.iter().chain([&first.clip_weights]) {
-            text += inspect(p)?.elements * size;
-        }
-        let mut out = vec![component("text_encoder", "t5+clip-l".into(), "safetensors", dtype.as_str(), text)];
-        let vae = inspect(&first.ae)?.decoder_elements * size;
-        out.push(component("vae_decoder", first.model_name(), "safetensors", dtype.as_str(), vae));
-        let mut hidden = 0usize;
-        let mut ffn = 0usize;
-        for f in &self.files {
-            let config = files::transformer_config(f).map_err(backend_err)?;
-            hidden = hidden.max(config.hidden_size);
-            ffn = ffn.max((config.hidden_size as f64 * config.mlp_ratio) as usize);
-            let (format, dt, bytes) = match &f.transformer {
-                TransformerFile::Safetensors(p) => ("safetensors", dtype.as_str(), inspect(p)?.elements * size),
-                TransformerFile::Gguf(p) => ("gguf", "gguf", std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)),
-            };
-            out.push(component("transformer", f.model_name(), format, dt, bytes));
-        }
-        let weights: u64 = out.iter().map(|r| r.bytes).sum();
-        let needs = weights + activation_reserve(1024, 1024, hidden, ffn, size);
-        let cpu = device.is_cpu();
-        let budget = self.budget(cpu);
-        let host = if cpu { crate::render::memory::host_available() } else { None };
-        const HOST_RESERVE: u64 = 2 << 30;
-        let room = match (budget, host.map(|a| a.saturating_sub(HOST_RESERVE))) {
-            (Some(b), Some(h)) => Some(b.min(h)),
-            (b, h) => b.or(h),
-        };
-        if let Some(room) = room.filter(|r| needs > *r) {
-            let models: Vec<String> = self.files.iter().map(FluxFiles::model_name).collect();
-            let limit = match (budget, host) {
-                (Some(b), _) if b == room => format!("{} within --memory-budget", memory::gib(b)),
-                _ => format!("{} available (MemAvailable and cgroup limit, 2 GiB reserve)", memory::gib(room)),
-            };
-            return Err(backend_err(format!(
-                "not enough memory for the Flux weights ({}, {} on {device_name}): needs {} with a render's working \
-                 memory, {limit}; use a GGUF transformer (--quantized), a GPU, or a larger --memory-budget",
-                models.join(" + "),
-                dtype.as_str(),
-                memory::gib(needs),
-            )));
-        }
-        Ok(out)
-    }
-
-    /// `--memory-budget` in bytes; a share (`80%`) of the host's memory on
-    /// the CPU. GPUs: bytes only (the device's total is not read here).
-    fn budget(&self, cpu: bool) -> Option<u64> {
-        match self.opts.memory_budget? {
-            memory::MemoryBudget::Bytes(b) => Some(b),
-            share if cpu => crate::render::memory::host_total().map(|t| share.bytes(t)),
-            _ => None,
-        }
-    }
-
-    fn load_all(&mut self) -> Result<(), RenderError> {
+    /// Loads what every variant shares (text encoders, the VAE decoder)
+    /// after checking every file and the memory plan; transformers load
+    /// when a job needs them ([`FluxBackend::variant_index`]).
+    fn load_shared(&mut self) -> Result<(), RenderError> {
         let device = device(&self.opts.device)?;
         let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
         // Check every file before reading any, and the memory they need.
-        let resident = self.plan_residency(&device, dtype)?;
+        let plan = self.plan_residency(&device, dtype)?;
         let first = &self.files[0];
         let started = std::time::Instant::now();
         let text = text::TextEncoders::load(first, &device, dtype)?;
         let vae = files::vae_config(first).map_err(backend_err)?;
         let vb = mmap(std::slice::from_ref(&first.ae), dtype, &device)?;
         let decoder = autoencoder::Decoder::new(&vae, vb.pp("decoder")).map_err(|e| tensor_err(&first.ae, e))?;
-        let mut variants = Vec::new();
-        for f in &self.files {
-            let mut config = files::transformer_config(f).map_err(backend_err)?;
-            if config.in_channels != vae.z_channels * 4 {
-                return Err(backend_err(format!(
-                    "{}: the transformer takes {} input channels but the autoencoder has {} latent channels (needs {})",
-                    f.transformer.path().display(),
-                    config.in_channels,
-                    vae.z_channels,
-                    vae.z_channels * 4
-                )));
-            }
-            if config.context_in_dim != text.t5_dim || config.vec_in_dim != text.clip_dim {
-                return Err(backend_err(format!(
-                    "{}: the transformer expects text features of width {} (T5) and {} (CLIP), the encoders give {} and {}",
-                    f.transformer.path().display(),
-                    config.context_in_dim,
-                    config.vec_in_dim,
-                    text.t5_dim,
-                    text.clip_dim
-                )));
-            }
-            // Dev has a guidance embedding, schnell none: trust the weights.
-            const GUIDANCE: &str = "guidance_in.in_layer.weight";
-            let transformer = match &f.transformer {
-                TransformerFile::Safetensors(p) => {
-                    let vb = mmap(std::slice::from_ref(p), dtype, &device)?;
-                    config.guidance_embed = vb.contains_tensor(GUIDANCE);
-                    Transformer::Full(Box::new(flux::model::Flux::new(&config, vb).map_err(|e| tensor_err(p, e))?))
-                }
-                TransformerFile::Gguf(p) => {
-                    let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(p, &device)
-                        .map_err(|e| tensor_err(p, e))?;
-                    config.guidance_embed = vb.contains_key(GUIDANCE);
-                    Transformer::Quantized(Box::new(
-                        flux::quantized_model::Flux::new(&config, vb).map_err(|e| tensor_err(p, e))?,
-                    ))
-                }
-            };
-            variants.push((f.variant, LoadedVariant { transformer, config }));
-        }
-        tracing::info!(
-            variants = ?variants.iter().map(|(v, _)| v.name()).collect::<Vec<_>>(),
-            device = ?device,
-            bytes = resident.iter().map(|r| r.bytes).sum::<u64>(),
-            ms = started.elapsed().as_millis() as u64,
-            "flux weights loaded"
-        );
-        self.loaded = Some(Loaded { device, dtype, text, decoder, vae, variants, resident });
+        tracing::info!(device = ?device, ms = started.elapsed().as_millis() as u64, "flux text encoders and decoder loaded");
+        self.loaded = Some(Loaded { device, dtype, text, decoder, vae, variants: Vec::new(), plan, tick: 0 });
         Ok(())
     }
-}
 
-/// Working memory of one render at `w`×`h` beside the weights
-/// (zimage.md §4.2): b·(10·S·D + 3·S·F) + 8·S·D + 1 GiB, with S the image
-/// plus text tokens, D the width, F the feed-forward width, b the bytes of
-/// an activation.
-fn activation_reserve(w: u64, h: u64, d: usize, f: usize, b: u64) -> u64 {
-    let s = (w * h / 256).div_ceil(32) * 32 + 512;
-    let (d, f) = (d as u64, f as u64);
-    b * (10 * s * d + 3 * s * f) + 8 * s * d + (1 << 30)
+    /// The loaded transformer for `file` (an index into the located files),
+    /// loading it first; under the memory plan another variant's
+    /// transformer may be freed for it, least recently used first.
+    fn variant_index(&mut self, file: usize) -> Result<usize, RenderError> {
+        let loaded = self.loaded.as_mut().expect("shared parts loaded");
+        loaded.tick += 1;
+        if let Some(i) = loaded.variants.iter().position(|v| v.file == file) {
+            loaded.variants[i].used = loaded.tick;
+            return Ok(i);
+        }
+        let bytes = loaded.plan.transformers[file].bytes;
+        while !loaded.plan.fits(loaded.resident_bytes() + bytes) && !loaded.variants.is_empty() {
+            let lru = (0..loaded.variants.len()).min_by_key(|&i| loaded.variants[i].used).expect("not empty");
+            let gone = loaded.variants.remove(lru);
+            tracing::info!(model = %self.files[gone.file].model_name(), "freed a Flux transformer for another variant");
+        }
+        let f = &self.files[file];
+        let (device, dtype) = (loaded.device.clone(), loaded.dtype);
+        let mut config = files::transformer_config(f).map_err(backend_err)?;
+        if config.in_channels != loaded.vae.z_channels * 4 {
+            return Err(backend_err(format!(
+                "{}: the transformer takes {} input channels but the autoencoder has {} latent channels (needs {})",
+                f.transformer.path().display(),
+                config.in_channels,
+                loaded.vae.z_channels,
+                loaded.vae.z_channels * 4
+            )));
+        }
+        let text = &loaded.text;
+        if config.context_in_dim != text.t5_dim || config.vec_in_dim != text.clip_dim {
+            return Err(backend_err(format!(
+                "{}: the transformer expects text features of width {} (T5) and {} (CLIP), the encoders give {} and {}",
+                f.transformer.path().display(),
+                config.context_in_dim,
+                config.vec_in_dim,
+                text.t5_dim,
+                text.clip_dim
+            )));
+        }
+        let started = std::time::Instant::now();
+        // Dev has a guidance embedding, schnell none: trust the weights.
+        const GUIDANCE: &str = "guidance_in.in_layer.weight";
+        let transformer = match &f.transformer {
+            TransformerFile::Safetensors(p) => {
+                let vb = mmap(std::slice::from_ref(p), dtype, &device)?;
+                config.guidance_embed = vb.contains_tensor(GUIDANCE);
+                Transformer::Full(Box::new(flux::model::Flux::new(&config, vb).map_err(|e| tensor_err(p, e))?))
+            }
+            TransformerFile::Gguf(p) => {
+                let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(p, &device)
+                    .map_err(|e| tensor_err(p, e))?;
+                config.guidance_embed = vb.contains_key(GUIDANCE);
+                Transformer::Quantized(Box::new(
+                    flux::quantized_model::Flux::new(&config, vb).map_err(|e| tensor_err(p, e))?,
+                ))
+            }
+        };
+        tracing::info!(
+            model = %f.model_name(),
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "flux transformer loaded"
+        );
+        let tick = loaded.tick;
+        loaded.variants.push(LoadedVariant { variant: f.variant, file, transformer, config, used: tick });
+        Ok(loaded.variants.len() - 1)
+    }
 }
 
 /// Memory-maps safetensors files; a bad file is named in the error.
@@ -404,9 +363,13 @@ impl Backend for FluxBackend {
         Some(f.model_name())
     }
 
+    /// Loads the shared parts and the first located variant's transformer.
     fn load(&mut self) -> Result<(), RenderError> {
         if self.loaded.is_none() {
-            self.load_all()?;
+            self.load_shared()?;
+        }
+        if self.loaded.as_ref().is_some_and(|l| l.variants.is_empty()) {
+            self.variant_index(0)?;
         }
         Ok(())
     }
@@ -425,7 +388,7 @@ impl Backend for FluxBackend {
     }
 
     fn resident(&self) -> Vec<crate::render::Resident> {
-        self.loaded.as_ref().map(|l| l.resident.clone()).unwrap_or_default()
+        self.loaded.as_ref().map(Loaded::resident).unwrap_or_default()
     }
 
     fn memory_budget(&self) -> Option<u64> {
@@ -433,8 +396,9 @@ impl Backend for FluxBackend {
         self.budget(cpu)
     }
 
-    /// Loads every variant, then renders "black" once (1 step, 512×512,
-    /// seed 0, no guidance) so the first real render pays no first-call cost.
+    /// Loads the first variant, then renders "black" once with it (1 step,
+    /// 512×512, seed 0, no guidance) so the first real render pays no
+    /// first-call cost.
     fn warm_up(&mut self) -> Result<(), RenderError> {
         let was = self.is_loaded();
         self.load()?;
@@ -448,7 +412,7 @@ impl Backend for FluxBackend {
                 height: 512,
                 steps: 1,
                 guidance: 0.0,
-                variant: Variant::Schnell,
+                variant: self.files[0].variant,
                 subject: "black".into(),
                 mood: String::new(),
                 post: None,
@@ -466,19 +430,19 @@ impl Backend for FluxBackend {
     ) -> Result<Option<Image>, RenderError> {
         super::validate_job(job)?;
         self.load()?;
-        let warned = self.warned_fallback;
-        let loaded = self.loaded.as_mut().expect("loaded above");
-        let idx = loaded.variants.iter().position(|(v, _)| *v == job.variant).unwrap_or(0);
-        let (variant, lv) = &loaded.variants[idx];
-        if *variant != job.variant && !warned {
+        let file = self.files.iter().position(|f| f.variant == job.variant).unwrap_or(0);
+        if self.files[file].variant != job.variant && !self.warned_fallback {
             tracing::warn!(
                 wanted = job.variant.name(),
-                using = variant.name(),
+                using = self.files[file].variant.name(),
                 "no weights for the requested Flux variant; rendering with the one available"
             );
             self.warned_fallback = true;
         }
-        let variant = *variant;
+        let idx = self.variant_index(file)?;
+        let loaded = self.loaded.as_mut().expect("loaded above");
+        let lv = &loaded.variants[idx];
+        let variant = lv.variant;
         let (w, h) = (job.width as usize, job.height as usize);
         let dev = loaded.device.clone();
         let dtype = loaded.dtype;
