@@ -149,6 +149,24 @@ fn gguf_transformer_renders_close_to_full_precision() {
     assert!(mad < 8.0, "mean abs difference {mad}");
 }
 
+/// zimage.md §4.5 a on a GPU: the GGUF transformer renders on CUDA (its
+/// activations in f32 beside the bf16 text encoders and decoder) close to
+/// the same GGUF model on the CPU. `scripts/device-checks.sh` runs it.
+#[test]
+#[ignore = "needs a CUDA GPU and --features cuda: scripts/device-checks.sh"]
+fn on_cuda_gguf_flux_renders_like_the_cpu() {
+    let root = shared_root().join("FLUX.1-schnell");
+    let on = |device: &str| {
+        let o = FluxOptions { quantized: true, device: device.into(), ..opts(&root) };
+        let files = flux::locate_in(&o, None).unwrap();
+        render(&mut FluxBackend::from_files(o, files).unwrap(), &job(Variant::Schnell, 3, 2))
+    };
+    let (gpu, cpu) = (on("cuda"), on("cpu"));
+    let mad =
+        gpu.rgb.iter().zip(&cpu.rgb).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / cpu.rgb.len() as f64;
+    assert!(mad <= 4.0, "mean abs difference {mad} between CUDA and CPU");
+}
+
 /// Copies the schnell tiny model into a fresh folder for a test to break.
 fn scratch() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();

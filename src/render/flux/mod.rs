@@ -445,12 +445,15 @@ impl Backend for FluxBackend {
         let variant = lv.variant;
         let (w, h) = (job.width as usize, job.height as usize);
         let dev = loaded.device.clone();
-        let dtype = loaded.dtype;
+        // Activations: the weights' dtype, but f32 around a quantized
+        // transformer (its kernels take f32; bf16 inputs fail on GPUs).
+        let dtype = activation_dtype(&lv.transformer, loaded.dtype);
         if cancel() {
             return Err(RenderError::Cancelled);
         }
         let max_t5 = if variant == Variant::Schnell { 256 } else { 512 };
         let (txt, vec_) = loaded.text.encode(&job.positive_prompt, max_t5)?;
+        let (txt, vec_) = (txt.to_dtype(dtype).map_err(run_err)?, vec_.to_dtype(dtype).map_err(run_err)?);
         // Latents: z_channels × (h/8) × (w/8), from the seeded CPU stream.
         let (lh, lw) = (h / 16 * 2, w / 16 * 2);
         let zc = loaded.vae.z_channels;
@@ -485,13 +488,22 @@ impl Backend for FluxBackend {
         if cancel() {
             return Err(RenderError::Cancelled);
         }
-        let latents = flux::sampling::unpack(&img, h, w).map_err(run_err)?;
+        let latents = flux::sampling::unpack(&img, h, w).and_then(|l| l.to_dtype(loaded.dtype)).map_err(run_err)?;
         let vae = &loaded.vae;
         let pixels = ((latents / vae.scale_factor).and_then(|t| t + vae.shift_factor))
             .and_then(|z| z.apply(&loaded.decoder))
             .map_err(run_err)?;
         let image = to_rgb8(&pixels).map_err(run_err)?;
         Ok(Some(image))
+    }
+}
+
+/// The dtype a render's activations use around `transformer`: f32 for a
+/// quantized one (zimage.md §4.5 a), else the weights' own.
+fn activation_dtype(transformer: &Transformer, weights: DType) -> DType {
+    match transformer {
+        Transformer::Quantized(_) => DType::F32,
+        Transformer::Full(_) => weights,
     }
 }
 
