@@ -374,8 +374,9 @@ impl Backend for FluxBackend {
         Ok(())
     }
 
+    /// Warm while the decoder and a transformer are in memory.
     fn is_loaded(&self) -> bool {
-        self.loaded.is_some()
+        self.loaded.as_ref().is_some_and(|l| !l.variants.is_empty())
     }
 
     fn quantized(&self) -> bool {
