@@ -121,28 +121,34 @@ async fn publish(
             Ok(result)
         }
         Err((key, e)) => {
-            tracing::warn!(reason = %e.reason, attempts = e.attempts, "upload failed");
-            if let Some(w) = &ctx.watcher {
-                w.emit(
-                    "daemon.upload_failed",
-                    json!({
-                        "tier": tier.name(),
-                        "r2_key": key,
-                        "error_class": e.class,
-                        "error_message": e.reason,
-                        "attempts": e.attempts,
-                        "elapsed_ms": e.elapsed.as_millis() as u64,
-                        "render_id": render_id,
-                    }),
-                );
-            }
-            match uploader.config().on_failure {
-                OnFailure::Error => Err(WireError::from(&e)),
-                OnFailure::KeepLocal => {
-                    result["upload_error"] = Value::String(e.reason);
-                    Ok(result)
-                }
-            }
+            let reason =
+                failed_upload(ctx, uploader, e, json!({"tier": tier.name(), "r2_key": key, "render_id": render_id}))?;
+            result["upload_error"] = Value::String(reason);
+            Ok(result)
         }
+    }
+}
+
+/// A failed upload: logged, told to the game server (`daemon.upload_failed`:
+/// `fields` plus the error's class, message, attempts and time), and made
+/// the render's failure — or, with `--upload-failure keep-local`, the
+/// reason to answer as `upload_error`.
+pub(crate) fn failed_upload(
+    ctx: &Ctx,
+    uploader: &Uploader,
+    e: store::UploadError,
+    mut fields: Value,
+) -> Result<String, WireError> {
+    tracing::warn!(reason = %e.reason, attempts = e.attempts, "upload failed");
+    if let Some(w) = &ctx.watcher {
+        fields["error_class"] = e.class.into();
+        fields["error_message"] = e.reason.clone().into();
+        fields["attempts"] = e.attempts.into();
+        fields["elapsed_ms"] = (e.elapsed.as_millis() as u64).into();
+        w.emit("daemon.upload_failed", fields);
+    }
+    match uploader.config().on_failure {
+        OnFailure::Error => Err(WireError::from(&e)),
+        OnFailure::KeepLocal => Ok(e.reason),
     }
 }

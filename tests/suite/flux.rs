@@ -357,17 +357,7 @@ fn daemon_warms_up_and_renders_with_flux() {
 #[test]
 fn status_reports_real_residency_and_budgets_are_enforced() {
     let root = shared_root().to_str().unwrap().to_owned();
-    let d = common::Daemon::start(&[
-        "--backend",
-        "flux",
-        "--model-dir",
-        &root,
-        "--device",
-        "cpu",
-        "--no-warmup",
-        "--memory-budget",
-        "16GiB",
-    ]);
+    let d = flux_daemon(&root, "16GiB");
     let sqm = |d: &common::Daemon| d.call(r#"{"id":"s","method":"status"}"#)["result"]["sqm"].clone();
     let cold = sqm(&d);
     assert_eq!(cold["loaded"], serde_json::json!([]), "{cold}");
@@ -413,17 +403,7 @@ fn status_reports_real_residency_and_budgets_are_enforced() {
     // but not both transformers: each variant frees the other.
     let act: u64 = 4 * (10 * 4608 * 32 + 3 * 4608 * 128) + 8 * 4608 * 32 + (1 << 30);
     let budget = (bytes(0) + bytes(1) + bytes(2).max(bytes(3)) + act).to_string();
-    let d = common::Daemon::start(&[
-        "--backend",
-        "flux",
-        "--model-dir",
-        &root,
-        "--device",
-        "cpu",
-        "--no-warmup",
-        "--memory-budget",
-        &budget,
-    ]);
+    let d = flux_daemon(&root, &budget);
     assert!(d.call(portrait)["result"].is_object());
     assert_eq!(names(&sqm(&d)), [shared[0].clone(), shared[1].clone(), dev.clone()]);
     let sign = r#"{"id":3,"method":"render","params":{"tier":"text_overlay","positive_prompt":"a sign","seed":1}}"#;
@@ -449,6 +429,12 @@ fn status_reports_real_residency_and_budgets_are_enforced() {
         std::process::Command::new(common::SQM).args(["render", "--memory-budget", "lots", "x"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("'lots' is not a memory size"));
+}
+
+/// A daemon on the flux backend on the CPU, with a memory budget.
+fn flux_daemon(root: &str, budget: &str) -> common::Daemon {
+    let flags = ["--backend", "flux", "--model-dir", root, "--device", "cpu", "--no-warmup", "--memory-budget", budget];
+    common::Daemon::start(&flags)
 }
 
 /// Elements of every tensor in a safetensors file, read from its header.

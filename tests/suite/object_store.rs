@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{Daemon, SQM};
+use crate::common::{wait_for, Daemon, SQM};
 use crate::watcher::{Receiver, ANSWER};
 
 const KEY_ID: &str = "AKIDSQMTEST";
@@ -131,17 +131,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 const RANGER: &str = r#"{"id":"u1","method":"render","params":{"tier":"portrait","positive_prompt":"a gaunt ranger","seed":7,"genre":"ashfall","world":"cinder-reach","session_id":"room-42"}}"#;
 
-fn wait_for(mut done: impl FnMut() -> bool, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    done()
-}
-
 /// Example 1: the reply keeps its local paths and adds the reference's key;
 /// the object is the file's bytes with the reference's headers.
 #[test]
@@ -240,6 +229,19 @@ fn a_refused_upload_fails_the_render_and_keeps_the_file() {
     assert!(s3.root.path().join("sidequest").join(key).is_file());
 }
 
+/// A listener that accepts connections and never answers.
+fn silent_port() -> String {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    endpoint
+}
+
 /// A port that refuses connections.
 fn closed_port() -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -271,14 +273,7 @@ fn unreachable_and_stalled_stores_are_bounded() {
     assert_eq!((f["attempts"].clone(), f["error_class"].clone()), (json!(4), json!("EndpointConnectionError")), "{f}");
 
     // A listener that accepts and never answers.
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", silent.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in silent.incoming().flatten() {
-            held.push(s);
-        }
-    });
+    let endpoint = silent_port();
     let d = spawn(tempfile::tempdir().unwrap(), &["--upload-timeout", "2", "--no-watcher"], &env(endpoint));
     let started = Instant::now();
     let reply = d.call(RANGER);
@@ -473,14 +468,7 @@ fn no_file_no_upload_zeromq_failures_and_drains() {
 
     // A store that never answers: SIGTERM during the upload still answers
     // the render with the upload's own outcome, then the daemon exits 0.
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", silent.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in silent.incoming().flatten() {
-            held.push(s);
-        }
-    });
+    let endpoint = silent_port();
     let env =
         vec![("R2_S3_ENDPOINT", endpoint), ("R2_ACCESS_KEY_ID", KEY_ID.into()), ("R2_SECRET_ACCESS_KEY", "x".into())];
     let mut d = spawn(tempfile::tempdir().unwrap(), &["--no-watcher", "--upload-timeout", "2"], &env);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::Daemon;
+use crate::common::{wait_for, Daemon};
 use serde_json::{json, Value};
 
 pub(crate) const ANSWER: u8 = 0;
@@ -86,17 +86,6 @@ fn compose_failure(id: &str, render_id: Option<&str>) -> String {
         params["render_id"] = json!(r);
     }
     json!({"id": id, "method": "render", "params": params}).to_string()
-}
-
-fn wait_for(mut done: impl FnMut() -> bool, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    done()
 }
 
 /// Example 5: protocol.md's r4 gets COMPOSE_FAILED, and the game server

@@ -193,28 +193,9 @@ impl WorkerState {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(reason = %e.reason, attempts = e.attempts, "upload failed");
-                if let Some(w) = &self.ctx.watcher {
-                    w.emit(
-                        "daemon.upload_failed",
-                        serde_json::json!({
-                            "tier": "scene_illustration",
-                            "r2_key": key,
-                            "error_class": e.class,
-                            "error_message": e.reason,
-                            "attempts": e.attempts,
-                            "elapsed_ms": e.elapsed.as_millis() as u64,
-                            "request_id": id,
-                        }),
-                    );
-                }
-                match uploader.config().on_failure {
-                    crate::store::OnFailure::Error => Err(WireError::from(&e)),
-                    crate::store::OnFailure::KeepLocal => {
-                        ready.upload_error = Some(e.reason);
-                        Ok(())
-                    }
-                }
+                let fields = serde_json::json!({"tier": "scene_illustration", "r2_key": key, "request_id": id});
+                ready.upload_error = Some(crate::daemon::publish::failed_upload(&self.ctx, uploader, e, fields)?);
+                Ok(())
             }
         }
     }

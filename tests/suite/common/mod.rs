@@ -397,6 +397,18 @@ impl Controller {
     }
 }
 
+/// Polls `done` every 10 ms until it holds or `within` passes; its last answer.
+pub fn wait_for(mut done: impl FnMut() -> bool, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    done()
+}
+
 /// A short description of a line for sequence assertions.
 pub fn tag(v: &Value) -> String {
     match v.get("event").and_then(Value::as_str) {
