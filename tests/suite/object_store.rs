@@ -327,6 +327,7 @@ fn credentials_never_show_and_bad_settings_are_named() {
         ("events", json!(rx.bodies()).to_string()),
     ] {
         assert!(!text.contains(marker), "the secret shows in the {what}");
+        assert!(!text.contains(KEY_ID), "the key id shows in the {what}");
         assert!(!text.contains("MARKER"), "part of the secret shows in the {what}");
     }
 
