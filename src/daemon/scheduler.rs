@@ -645,7 +645,12 @@ impl RenderLane {
         for w in waiters.iter_mut() {
             w.start(started);
         }
-        let span = self.backend_span(&job, waiters.first().map(|w| &w.span));
+        // A cache hit runs no model: no backend span.
+        let span = if cached_before {
+            tracing::Span::none()
+        } else {
+            self.backend_span(&job, waiters.first().map(|w| &w.span))
+        };
         let generation = {
             let mut st = self.lock();
             let running = st.running.as_mut().expect("running set");
