@@ -101,17 +101,7 @@ pub fn reply_err(id: &Value, err: &WireError) -> String {
     json!({"id": id, "error": body}).to_string()
 }
 
-/// Cuts `s` to at most `max` bytes at a character boundary, marking the cut.
-pub(crate) fn truncate_utf8(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max.saturating_sub(3);
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-}
+pub(crate) use crate::interpret::text::truncate_utf8;
 
 /// Which lane a heartbeat reports on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

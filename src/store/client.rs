@@ -178,7 +178,7 @@ impl Uploader {
             Err(f) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 let mut reason = f.reason;
-                truncate(&mut reason, MAX_REASON);
+                crate::interpret::text::truncate_utf8(&mut reason, MAX_REASON);
                 Err(UploadError { reason, class: f.class, attempts: attempts.load(Ordering::Relaxed).max(1), elapsed })
             }
         }
@@ -305,16 +305,6 @@ fn fmt_secs(d: Duration) -> String {
         format!("{}", s as u64)
     } else {
         format!("{s}")
-    }
-}
-
-fn truncate(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
     }
 }
 

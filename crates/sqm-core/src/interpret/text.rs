@@ -26,6 +26,19 @@ pub fn clean(x: &str) -> String {
     py_strip(&removed).to_owned()
 }
 
+/// Cuts `s` to at most `max` bytes at a character boundary, marking the
+/// cut with `…` (messages, events and reasons that quote input).
+pub fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+}
+
 /// `truncate(x)`: at most 350 characters, cut at the last space when that
 /// space lies past character 175.
 pub fn truncate(x: &str) -> String {
@@ -236,6 +249,16 @@ pub fn similarity(a: &str, b: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncate_utf8_cuts_at_a_boundary_and_marks_it() {
+        let mut s = "ééééé".to_owned(); // 10 bytes
+        truncate_utf8(&mut s, 8);
+        assert_eq!(s, "éé…");
+        let mut short = "abc".to_owned();
+        truncate_utf8(&mut short, 3);
+        assert_eq!(short, "abc");
+    }
 
     #[test]
     fn clean_and_truncate() {
