@@ -82,11 +82,12 @@ fn flux_tiny() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("FLUX.1-schnell");
     sqm::render::flux::tiny::write(&root, Variant::Schnell, false).unwrap();
-    let opts = sqm::render::flux::FluxOptions {
+    let opts = sqm::render::flux::ImageOptions {
         model_dir: Some(root.clone()),
         quantized: false,
         device: "cpu".into(),
         memory_budget: None,
+        ..Default::default()
     };
     let files = sqm::render::flux::locate_in(&opts, None).unwrap();
     let mut b = sqm::render::flux::FluxBackend::from_files(opts, files).unwrap();

@@ -182,15 +182,47 @@ pub struct FluxArgs {
     /// when it loads, less a 2 GiB reserve on the CPU).
     #[arg(long, env = "SQM_MEMORY_BUDGET", value_name = "SIZE", value_parser = crate::render::memory::MemoryBudget::parse)]
     pub memory_budget: Option<crate::render::memory::MemoryBudget>,
+    /// Z-Image weights: a folder laid out like the Tongyi-MAI/Z-Image-Turbo or Tongyi-MAI/Z-Image
+    /// repo, ComfyUI's split files, or GGUF files; or one holding Z-Image-Turbo/ and Z-Image/
+    /// (default: the Hugging Face hub cache).
+    #[arg(long, env = "SQM_ZIMAGE_MODEL", value_name = "DIR")]
+    pub zimage_dir: Option<std::path::PathBuf>,
+    /// Z-Image fidelity: turbo (8 steps) or high_fidelity (20 steps, CFG 4); with --backend zimage
+    /// only (default: $SIDEQUEST_DAEMON_FIDELITY, else high_fidelity).
+    #[arg(long, value_name = "FIDELITY", value_parser = ["turbo", "high_fidelity"])]
+    pub fidelity: Option<String>,
 }
 
 impl FluxArgs {
-    pub(crate) fn options(&self) -> crate::render::FluxOptions {
-        crate::render::FluxOptions {
+    /// The image backends' options for `backend`; the Z-Image fidelity is
+    /// resolved here (flag, then `SIDEQUEST_DAEMON_FIDELITY`).
+    pub(crate) fn options(&self, backend: &str) -> Result<crate::render::ImageOptions, FidelityError> {
+        use crate::prompt::Fidelity;
+        let flag = self.fidelity.as_deref().and_then(Fidelity::parse);
+        let fidelity = if backend == "zimage" {
+            let env = std::env::var(crate::prompt::fidelity::FIDELITY_ENV).ok();
+            Some(Fidelity::resolve(flag, env.as_deref()).map_err(FidelityError::Env)?)
+        } else if flag.is_some() {
+            return Err(FidelityError::NeedsZimage);
+        } else {
+            None
+        };
+        Ok(crate::render::ImageOptions {
             model_dir: self.model_dir.clone(),
+            zimage_dir: self.zimage_dir.clone(),
+            fidelity,
             quantized: self.quantized,
             device: self.device.clone(),
             memory_budget: self.memory_budget,
-        }
+        })
     }
+}
+
+/// Why the Z-Image fidelity cannot be settled (zimage.md §1.2).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FidelityError {
+    #[error("--fidelity needs --backend zimage")]
+    NeedsZimage,
+    #[error("{0}")]
+    Env(String),
 }

@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Image backend.
-    #[arg(long, default_value = "sketch", value_parser = crate::render::BACKENDS)]
+    #[arg(long, env = "SQM_BACKEND", default_value = "sketch", value_parser = crate::render::BACKENDS)]
     pub backend: String,
     #[command(flatten)]
     pub flux: super::FluxArgs,
@@ -74,13 +74,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     }
     let genre = pack_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let out = args.out.clone().unwrap_or_else(|| prerender::default_out(&pack_dir));
-    let flux_opts = args.flux.options();
+    let flux_opts = args.flux.options(&args.backend)?;
 
     // The plan needs the backend's identity for its keys; building the flux
     // backend locates its weights (reading nothing yet).
     let probe = crate::render::backend_by_name(&args.backend, &flux_opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     let model = probe.model();
-    let jobs = prerender::plan(&pack_dir, probe.name(), model.as_deref(), &probe.variants())
+    let jobs = prerender::plan(&pack_dir, probe.name(), model.as_deref(), &probe.variants(), probe.fidelity())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     if args.dry_run {
@@ -89,7 +89,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     }
 
     let _lock = prerender::OutputLock::acquire(&out).map_err(|e| anyhow::anyhow!(e))?;
-    let cpu_backend = args.backend != "flux";
+    let cpu_backend = !matches!(args.backend.as_str(), "flux" | "zimage");
     if args.jobs == Some(0) {
         bail!("--jobs must be at least 1");
     }

@@ -58,7 +58,7 @@ pub struct Args {
     #[arg(long = "tag", value_name = "T")]
     pub tags: Vec<String>,
     /// Image backend.
-    #[arg(long, default_value = "sketch", value_parser = crate::render::BACKENDS)]
+    #[arg(long, env = "SQM_BACKEND", default_value = "sketch", value_parser = crate::render::BACKENDS)]
     pub backend: String,
     #[command(flatten)]
     pub flux: super::FluxArgs,
@@ -113,7 +113,9 @@ fn parse_guidance(s: &str) -> Result<f32, String> {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
-    let (req, styles) = request_of(&args)?;
+    let options = args.flux.options(&args.backend)?;
+    let (mut req, styles) = request_of(&args)?;
+    req.fidelity = options.fidelity;
     let prepared = match prepare(&req, &styles) {
         Ok(Prepared::Job(j)) => j,
         Ok(Prepared::Skipped { reason }) => bail!("nothing to render ({reason})"),
@@ -130,10 +132,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         );
     }
     if args.dry_run {
-        print_dry_run(&args, &prepared)?;
+        print_dry_run(&args, &prepared, options.fidelity)?;
         return Ok(super::exit::OK);
     }
-    let mut backend = backend_by_name(&args.backend, &args.flux.options()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut backend = backend_by_name(&args.backend, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut prepared = prepared;
     if let Some(wanted) = prepared.run_on(&backend.variants()) {
         tracing::warn!(
@@ -148,6 +150,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     };
     let result = render_with_progress(&args, &prepared, backend.as_mut(), &out_dir);
     let mut outcome = result?;
+    if let Some(budget) = backend.memory_budget() {
+        // What the weights took at most, beside the budget they had.
+        let peak = backend.peak_resident_bytes();
+        let rss = crate::render::memory::peak_rss().map(crate::render::memory::gib).unwrap_or_else(|| "?".into());
+        eprintln!(
+            "memory: peak {} of weights resident ({peak} bytes) within a {} budget; process peak RSS {rss}",
+            crate::render::memory::gib(peak),
+            crate::render::memory::gib(budget)
+        );
+    }
     if let (Some(target), true) = (&args.out, outcome.image_path != "/dev/null") {
         copy_atomic(std::path::Path::new(&outcome.image_path), target)?;
         let abs = std::path::absolute(target).unwrap_or(target.clone()).display().to_string();
@@ -219,15 +231,19 @@ fn request_of(args: &Args) -> anyhow::Result<(RenderRequest, crate::prompt::Styl
 }
 
 /// `--dry-run`: what would be rendered, as JSON.
-fn print_dry_run(args: &Args, prepared: &PreparedJob) -> anyhow::Result<()> {
+fn print_dry_run(args: &Args, prepared: &PreparedJob, fidelity: Option<crate::prompt::Fidelity>) -> anyhow::Result<()> {
     let j = &prepared.job;
+    let model = fidelity.map(|f| f.model_name()).unwrap_or(j.variant.name());
     let doc = serde_json::json!({
         "positive_prompt": j.positive_prompt, "negative_prompt": j.negative_prompt, "clip_prompt": prepared.clip_prompt,
         "worker_type": prepared.worker_type, "seed": j.seed, "width": j.width, "height": j.height, "steps": j.steps,
-        "guidance": j.guidance, "model": j.variant.name(), "backend": args.backend,
+        "guidance": j.guidance, "model": model, "backend": args.backend,
         "composer": prepared.composer, "layers": prepared.layers, "evicted": prepared.evicted,
     });
     let mut doc = doc;
+    if let Some(f) = fidelity {
+        doc["fidelity"] = f.name().into();
+    }
     if let Some(p) = &j.post {
         // The canvas the backend renders before the directive, and the directive.
         doc["width"] = p.width.into();

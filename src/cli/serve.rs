@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long, env = "SIDEQUEST_GENRE_PACKS", value_name = "DIR")]
     pub genre_packs: Option<PathBuf>,
     /// Image backend.
-    #[arg(long, default_value = "sketch", value_parser = crate::render::BACKENDS)]
+    #[arg(long, env = "SQM_BACKEND", default_value = "sketch", value_parser = crate::render::BACKENDS)]
     pub backend: String,
     #[command(flatten)]
     pub flux: super::FluxArgs,
@@ -189,6 +189,11 @@ pub(crate) fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
         .thread_name(|i| format!("sqm-image-{i}"))
         .start_handler(|_| crate::daemon::scheduler::background_priority())
         .build_global();
+    // A bad SIDEQUEST_DAEMON_FIDELITY stops the daemon before it binds.
+    if let Err(super::FidelityError::Env(message)) = args.flux.options(&args.backend) {
+        eprintln!("error: {message}");
+        return Ok(super::exit::FAILURE);
+    }
     let setup = setup(&args, announce)?;
     let runtime = server::runtime()?;
     let socket = args.socket.clone();
@@ -210,6 +215,7 @@ pub(crate) fn run(args: Args, announce: bool) -> anyhow::Result<u8> {
 /// Resolves the daemon's configuration, backend and embedding loader from
 /// the flags, without starting anything (tests run the result in-process).
 pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
+    let options = args.flux.options(&args.backend)?;
     let output_dir = args.output_dir.clone();
     let genre_packs = match &args.genre_packs {
         Some(p) => p.clone(),
@@ -298,7 +304,7 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
                 image_data_max: args.zmq_include_image_data.then_some(args.zmq_image_data_max_bytes),
                 session: args.zmq_session.clone(),
                 generators: zmq_generators(&args.backend, args.zmq_generators.as_deref())?,
-                flux: args.flux.options(),
+                flux: options.clone(),
             })
         } else {
             None
@@ -316,10 +322,9 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
         },
         output_pointer: server::default_output_pointer(),
     };
-    let backend =
-        crate::render::backend_by_name(&args.backend, &args.flux.options()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let backend = crate::render::backend_by_name(&args.backend, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
     // A fresh instance, for when a timed-out render never returns.
-    let (name, options) = (args.backend.clone(), args.flux.options());
+    let name = args.backend.clone();
     let rebuild: crate::daemon::scheduler::BackendFactory =
         Box::new(move || crate::render::backend_by_name(&name, &options).map_err(|e| e.to_string()));
     let explicit = args.embed_model.clone();

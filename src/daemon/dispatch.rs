@@ -116,7 +116,9 @@ async fn render(
     };
     tracing::Span::current().record("tier", params.request.tier.as_str());
     let styles = ctx.styles.clone();
-    let request = params.request;
+    let mut request = params.request;
+    // A Z-Image backend renders its fidelity's tier table.
+    request.fidelity = ctx.render.fidelity;
     let (genre, world) = (request.genre.clone(), request.world.clone());
     let prepared = tokio::task::spawn_blocking(move || prepare(&request, &styles)).await;
     let job = match prepared {
@@ -127,6 +129,11 @@ async fn render(
             )
         }
         Ok(Ok(Prepared::Job(mut job))) => {
+            // The fidelity the caller expects, after composing and before
+            // queueing (zimage.md §1.2): no heartbeats, no file.
+            if let Some(message) = ctx.render.fidelity.and_then(|f| f.check_request(params.fidelity.as_deref())) {
+                return (Err(WireError::new(Code::GenerationFailed, message)), None);
+            }
             // The variant the backend will really run, before any key.
             ctx.render.fit_variant(&mut job);
             if let (Some(report), Some(watcher)) = (&job.report, &ctx.watcher) {
@@ -137,7 +144,7 @@ async fn render(
                     ("sketch" | "null", _) | (_, None) => name.to_owned(),
                     (_, Some(model)) => model.clone(),
                 };
-                fields["fidelity"] = Value::Null;
+                fields["fidelity"] = ctx.render.fidelity.map(|f| Value::String(f.name().into())).unwrap_or(Value::Null);
                 fields["model_variant"] = Value::String(model_variant);
                 fields["steps"] = job.job.steps.into();
                 watcher.emit("render.prompt_composed", fields);

@@ -233,6 +233,8 @@ pub(crate) struct RenderLane {
     pub stats: LaneStats,
     pub backend_name: &'static str,
     pub model: Option<String>,
+    /// The Z-Image fidelity the backend loaded (None for other backends).
+    pub fidelity: Option<crate::prompt::Fidelity>,
     /// The Flux variants the backend has (empty: any).
     variants: Vec<crate::prompt::Variant>,
     variant_warned: AtomicBool,
@@ -275,6 +277,7 @@ impl RenderLane {
             stats: LaneStats::default(),
             backend_name: backend.name(),
             model: backend.model(),
+            fidelity: backend.fidelity(),
             variants: backend.variants(),
             variant_warned: AtomicBool::new(false),
             out_dir,

@@ -123,6 +123,7 @@ impl Ctx {
                 genre_packs: self.config.genre_packs.display().to_string(),
                 backend: self.render.backend_name.into(),
                 model: self.render.model.clone(),
+                fidelity: self.render.fidelity.map(|f| f.name().to_owned()),
                 device: self.config.device.clone(),
                 embed_model: self.embed.model_name.clone(),
                 heartbeat: self.config.heartbeat,

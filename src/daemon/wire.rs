@@ -275,6 +275,9 @@ pub(crate) struct SqmStatus {
     pub genre_packs: String,
     pub backend: String,
     pub model: Option<String>,
+    /// The Z-Image fidelity (zimage only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fidelity: Option<String>,
     pub device: String,
     pub embed_model: String,
     pub heartbeat: bool,
@@ -597,6 +600,9 @@ pub(crate) struct RenderParams {
     pub request: RenderRequest,
     pub priority: Priority,
     pub stream: bool,
+    /// The fidelity the caller expects (zimage.md §1.2), checked against a
+    /// `zimage` backend's after composing; other backends ignore it.
+    pub fidelity: Option<String>,
 }
 
 pub(crate) fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, WireError> {
@@ -659,8 +665,14 @@ pub(crate) fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, 
             Some(v @ Value::Object(_)) => Some(v.clone()),
             Some(_) => return Err(WireError::new(Code::InvalidRequest, "'pc_descriptor' must be object or null")),
         },
+        fidelity: None,
     };
-    Ok(RenderParams { request, priority, stream: p.bool("stream")? })
+    let fidelity = match params.get("fidelity") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(WireError::new(Code::InvalidRequest, "'fidelity' must be string or null")),
+    };
+    Ok(RenderParams { request, priority, stream: p.bool("stream")?, fidelity })
 }
 
 #[cfg(test)]

@@ -68,6 +68,14 @@ pub fn host_available() -> Option<u64> {
     }
 }
 
+/// The process's peak resident set (`VmHWM`), in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// The host's total memory (MemTotal).
 pub fn host_total() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;

@@ -6,15 +6,21 @@ pub use sqm_core::render::*;
 
 #[cfg(feature = "engines")]
 pub mod flux;
+#[cfg(feature = "engines")]
+pub mod zimage;
 pub mod memory;
 
 /// How the flux backend finds and runs its weights (plain data, so the
 /// command line builds it with or without the engines).
 #[derive(Clone, Debug, Default)]
-pub struct FluxOptions {
+pub struct ImageOptions {
     /// `--model-dir` / `$SQM_FLUX_MODEL`: a folder laid out like the hub
     /// repo, or a folder holding `FLUX.1-schnell/` and `FLUX.1-dev/`.
     pub model_dir: Option<std::path::PathBuf>,
+    /// `--zimage-dir` / `$SQM_ZIMAGE_MODEL`: Z-Image weights (zimage.md §2).
+    pub zimage_dir: Option<std::path::PathBuf>,
+    /// The Z-Image fidelity this process loads (set for `zimage` only).
+    pub fidelity: Option<crate::prompt::Fidelity>,
     /// Prefer a GGUF transformer when both kinds are present.
     pub quantized: bool,
     /// `cpu`, `cuda[:N]`, `metal`, or empty for the best available.
@@ -25,24 +31,27 @@ pub struct FluxOptions {
 }
 
 /// The backends `backend_by_name` knows.
-pub(crate) const BACKENDS: [&str; 3] = ["sketch", "null", "flux"];
+pub(crate) const BACKENDS: [&str; 4] = ["sketch", "null", "flux", "zimage"];
 
 /// Builds a backend by name. `flux` locates its weights now (and fails
 /// with the places it searched when there are none) but loads them later.
-pub fn backend_by_name(name: &str, flux: &FluxOptions) -> Result<Box<dyn Backend>, RenderError> {
+pub fn backend_by_name(name: &str, flux: &ImageOptions) -> Result<Box<dyn Backend>, RenderError> {
     match name {
         "sketch" => Ok(Box::new(sketch::SketchBackend::default())),
         "null" => Ok(Box::new(null::NullBackend)),
         #[cfg(feature = "engines")]
         "flux" => Ok(Box::new(flux::FluxBackend::new(flux.clone())?)),
+        #[cfg(feature = "engines")]
+        "zimage" => Ok(Box::new(zimage::ZImageBackend::new(flux.clone())?)),
         #[cfg(not(feature = "engines"))]
-        "flux" => {
+        "flux" | "zimage" => {
             let _ = flux;
-            Err(RenderError::Invalid(
-                "this sqm was built without the engines feature; reinstall with default features to render with flux"
-                    .into(),
-            ))
+            Err(RenderError::Invalid(format!(
+                "this sqm was built without the engines feature; reinstall with default features to render with {name}"
+            )))
         }
-        other => Err(RenderError::Invalid(format!("unknown backend '{other}' (available: sketch, null, flux)"))),
+        other => {
+            Err(RenderError::Invalid(format!("unknown backend '{other}' (available: sketch, null, flux, zimage)")))
+        }
     }
 }

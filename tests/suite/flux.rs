@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use sqm::interpret::Tier;
 use sqm::prompt::Variant;
-use sqm::render::flux::{self, FluxBackend, FluxOptions};
+use sqm::render::flux::{self, FluxBackend, ImageOptions};
 use sqm::render::{Backend, RenderError, RenderJob};
 
 /// One tiny model pair shared by the read-only tests.
@@ -26,8 +26,8 @@ fn shared_root() -> &'static Path {
     .path()
 }
 
-fn opts(dir: &Path) -> FluxOptions {
-    FluxOptions { model_dir: Some(dir.to_path_buf()), quantized: false, device: "cpu".into(), memory_budget: None }
+fn opts(dir: &Path) -> ImageOptions {
+    ImageOptions { model_dir: Some(dir.to_path_buf()), quantized: false, device: "cpu".into(), memory_budget: None, ..Default::default() }
 }
 
 fn backend(dir: &Path) -> FluxBackend {
@@ -136,7 +136,7 @@ fn pipeline_writes_png_with_flux_metadata() {
 #[test]
 fn gguf_transformer_renders_close_to_full_precision() {
     let root = shared_root().join("FLUX.1-schnell");
-    let o = FluxOptions { quantized: true, ..opts(&root) };
+    let o = ImageOptions { quantized: true, ..opts(&root) };
     let files = flux::locate_in(&o, None).unwrap();
     assert!(matches!(files[0].transformer, flux::files::TransformerFile::Gguf(_)));
     assert_eq!(files[0].model_name(), "flux1-schnell-tiny-q8_0");
@@ -157,7 +157,7 @@ fn gguf_transformer_renders_close_to_full_precision() {
 fn on_cuda_gguf_flux_renders_like_the_cpu() {
     let root = shared_root().join("FLUX.1-schnell");
     let on = |device: &str| {
-        let o = FluxOptions { quantized: true, device: device.into(), ..opts(&root) };
+        let o = ImageOptions { quantized: true, device: device.into(), ..opts(&root) };
         let files = flux::locate_in(&o, None).unwrap();
         render(&mut FluxBackend::from_files(o, files).unwrap(), &job(Variant::Schnell, 3, 2))
     };
@@ -253,7 +253,7 @@ fn hub_cache_layout_is_found() {
     flux::tiny::write(&snap, Variant::Schnell, false).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "0123abcd\n").unwrap();
-    let o = FluxOptions { model_dir: None, quantized: false, device: "cpu".into(), memory_budget: None };
+    let o = ImageOptions { model_dir: None, quantized: false, device: "cpu".into(), memory_budget: None, ..Default::default() };
     let files = flux::locate_in(&o, Some(hub.path().to_path_buf())).unwrap();
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].root, snap);

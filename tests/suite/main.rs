@@ -16,6 +16,7 @@ mod docs;
 mod embed;
 mod first_hour;
 mod flux;
+mod zimage;
 mod interpret_cli;
 mod object_store;
 #[cfg(feature = "otlp")]

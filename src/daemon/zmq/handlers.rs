@@ -70,7 +70,9 @@ impl WorkerState {
                 },
                 Err(e) => return fail(e.code, e.message),
             };
-        // The same pipeline entry as the socket's `render`.
+        // The same pipeline entry as the socket's `render`, on the lane's tier table.
+        let mut request = request;
+        request.fidelity = lane.fidelity;
         let styles = self.ctx.styles.clone();
         let prepared = match blocking(move || prepare(&request, &styles)).await {
             Some(Ok(Prepared::Job(job))) => *job,

@@ -51,7 +51,7 @@ pub struct ZmqConfig {
     /// Backends a request's `generator` may name (`--zmq-generators`).
     pub generators: Vec<String>,
     /// How the backends `generator` names are built.
-    pub flux: crate::render::FluxOptions,
+    pub flux: crate::render::ImageOptions,
 }
 
 /// Largest number of results kept while the controller is unreachable.

@@ -17,7 +17,7 @@
 
 pub mod files;
 pub(crate) mod noise;
-mod residency;
+pub(crate) mod residency;
 mod text;
 pub mod tiny;
 
@@ -31,7 +31,7 @@ use super::{Backend, Image, RenderError, RenderJob};
 use crate::prompt::Variant;
 use files::{FluxFiles, TransformerFile};
 
-pub use super::FluxOptions;
+pub use super::ImageOptions;
 
 fn backend_err(message: impl std::fmt::Display) -> RenderError {
     RenderError::Backend { backend: "flux", message: message.to_string() }
@@ -40,12 +40,12 @@ fn backend_err(message: impl std::fmt::Display) -> RenderError {
 /// Finds the files of every variant that has weights, in this order:
 /// the explicit directory (itself, or its `FLUX.1-<variant>` children),
 /// then the hub cache. Errors list everything searched.
-pub(crate) fn locate(opts: &FluxOptions) -> Result<Vec<FluxFiles>, RenderError> {
+pub(crate) fn locate(opts: &ImageOptions) -> Result<Vec<FluxFiles>, RenderError> {
     locate_in(opts, crate::hub::hub_cache())
 }
 
 /// [`locate`] with the hub cache root passed in.
-pub fn locate_in(opts: &FluxOptions, hub: Option<PathBuf>) -> Result<Vec<FluxFiles>, RenderError> {
+pub fn locate_in(opts: &ImageOptions, hub: Option<PathBuf>) -> Result<Vec<FluxFiles>, RenderError> {
     let mut found = Vec::new();
     let mut searched = Vec::new();
     for variant in [Variant::Schnell, Variant::Dev] {
@@ -192,7 +192,7 @@ impl Loaded {
 
 /// The Flux backend. Weights load on [`Backend::load`] (or the first render).
 pub struct FluxBackend {
-    opts: FluxOptions,
+    opts: ImageOptions,
     loaded: Option<Loaded>,
     /// Located at construction, so `model()` can name the weights early.
     files: Vec<FluxFiles>,
@@ -201,13 +201,13 @@ pub struct FluxBackend {
 
 impl FluxBackend {
     /// Locates the weights (nothing is read yet). Fails when none exist.
-    pub(crate) fn new(opts: FluxOptions) -> Result<Self, RenderError> {
+    pub(crate) fn new(opts: ImageOptions) -> Result<Self, RenderError> {
         let files = locate(&opts)?;
         Ok(FluxBackend { opts, loaded: None, files, warned_fallback: false })
     }
 
     /// A backend over files already located (see [`locate_in`]).
-    pub fn from_files(opts: FluxOptions, files: Vec<FluxFiles>) -> Result<Self, RenderError> {
+    pub fn from_files(opts: ImageOptions, files: Vec<FluxFiles>) -> Result<Self, RenderError> {
         if files.is_empty() {
             return Err(backend_err("no Flux weights given"));
         }

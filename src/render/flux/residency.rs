@@ -11,7 +11,7 @@ use super::{backend_err, FluxBackend};
 use crate::render::{memory, RenderError, Resident};
 
 /// The host keeps this much free on the CPU.
-const HOST_RESERVE: u64 = 2 << 30;
+pub(crate) const HOST_RESERVE: u64 = 2 << 30;
 
 /// Every component's size and the room they share.
 pub(super) struct Plan {
@@ -36,7 +36,7 @@ impl Plan {
 /// (zimage.md §4.2): b·(10·S·D + 3·S·F) + 8·S·D + 1 GiB, with S the image
 /// plus text tokens, D the width, F the feed-forward width, b the bytes of
 /// an activation.
-fn activation_reserve(w: u64, h: u64, d: usize, f: usize, b: u64) -> u64 {
+pub(crate) fn activation_reserve(w: u64, h: u64, d: usize, f: usize, b: u64) -> u64 {
     let s = (w * h / 256).div_ceil(32) * 32 + 512;
     let (d, f) = (d as u64, f as u64);
     b * (10 * s * d + 3 * s * f) + 8 * s * d + (1 << 30)

@@ -65,13 +65,15 @@ pub enum PlanError {
 }
 
 /// Plans every job of the pack at `pack_dir` for a backend (`name`,
-/// `model`, and the Flux `variants` it has; empty: any): image keys depend
+/// `model`, the Flux `variants` it has (empty: any), and its Z-Image
+/// `fidelity`): image keys depend
 /// on the backend, loudness keys on the file bytes and the target.
 pub fn plan(
     pack_dir: &Path,
     backend: &str,
     model: Option<&str>,
     variants: &[crate::prompt::Variant],
+    fidelity: Option<crate::prompt::Fidelity>,
 ) -> Result<Vec<Job>, PlanError> {
     let pack = Pack::load(pack_dir)?;
     let root = pack_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
@@ -96,6 +98,7 @@ pub fn plan(
         subject,
         genre: genre.clone(),
         world: world.into(),
+        fidelity,
         ..Default::default()
     };
     for (slug, world) in &pack.worlds {

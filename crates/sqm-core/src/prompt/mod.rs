@@ -3,6 +3,7 @@
 //! and seeds.
 
 pub mod compose;
+pub mod fidelity;
 pub mod layered;
 pub mod style;
 pub mod tiers;
@@ -10,4 +11,5 @@ pub mod tokens;
 
 pub use compose::{compose, raw_fallback, seed_for, Composed, Cue};
 pub use style::{ComposeError, ComposeErrorKind, Style, StyleSource};
+pub use fidelity::Fidelity;
 pub use tiers::{TierSpec, Variant};

@@ -117,6 +117,14 @@ pub trait Backend: Send {
     fn variants(&self) -> Vec<crate::prompt::Variant> {
         Vec::new()
     }
+    /// The most bytes of weights resident at once so far.
+    fn peak_resident_bytes(&self) -> u64 {
+        self.resident().iter().map(|r| r.bytes).sum()
+    }
+    /// The Z-Image fidelity this process loaded (None: not a Z-Image backend).
+    fn fidelity(&self) -> Option<crate::prompt::Fidelity> {
+        None
+    }
     /// The memory budget in force, in bytes (None: no weights to budget).
     fn memory_budget(&self) -> Option<u64> {
         None

@@ -54,6 +54,9 @@ pub struct RenderRequest {
     pub height: Option<u32>,
     /// `sqm render --guidance`; the daemon never sets it.
     pub guidance: Option<f32>,
+    /// The process's Z-Image fidelity when the backend is `zimage`: the
+    /// job takes that tier table (zimage.md §1.1). None for other backends.
+    pub fidelity: Option<crate::prompt::Fidelity>,
 }
 
 /// An image side outside what the backends render.
@@ -161,8 +164,12 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
         })
         .map_err(compose_err(tier))?;
     let preferred = style.as_ref().map(|s| s.preferred_model.as_str()).unwrap_or("");
-    let spec =
+    let mut spec =
         TierSpec::of(tier).with_variant(req.variant.as_deref(), preferred, tier).map_err(PrepareError::Generation)?;
+    if let Some(f) = req.fidelity {
+        // `variant` was still checked above; it has no effect here.
+        spec = TierSpec { variant: spec.variant, ..TierSpec::zimage(tier, f) };
+    }
     // The layered composer (composer-v2.md §1): pack catalogs, recipes, cameras.
     let layered = req.positive_prompt.is_empty()
         && style.is_some()

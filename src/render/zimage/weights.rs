@@ -1,0 +1,156 @@
+//! Tensors by name from safetensors (dense) or GGUF (quantized matrices,
+//! everything else dequantized), and the few layers Z-Image is built of.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+
+/// Where tensors come from.
+pub(crate) enum Store {
+    Safetensors { st: MmapedSafetensors, dtype: DType, device: Device, files: Vec<PathBuf> },
+    Gguf { vb: candle_transformers::quantized_var_builder::VarBuilder, dtype: DType, device: Device, file: PathBuf },
+}
+
+impl Store {
+    pub(crate) fn safetensors(paths: &[PathBuf], dtype: DType, device: &Device) -> Result<Store> {
+        // SAFETY: the files are only read, and not modified while mapped.
+        let st = unsafe { MmapedSafetensors::multi(paths)? };
+        Ok(Store::Safetensors { st, dtype, device: device.clone(), files: paths.to_vec() })
+    }
+
+    pub(crate) fn gguf(path: &Path, dtype: DType, device: &Device) -> Result<Store> {
+        let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(path, device)?;
+        Ok(Store::Gguf { vb, dtype, device: device.clone(), file: path.to_path_buf() })
+    }
+
+    /// Activations' dtype: the store's, f32 around quantized matrices.
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            Store::Safetensors { dtype, .. } | Store::Gguf { dtype, .. } => *dtype,
+        }
+    }
+
+    /// The file(s), for errors.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Store::Safetensors { files, .. } => {
+                files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            }
+            Store::Gguf { file, .. } => file.display().to_string(),
+        }
+    }
+
+    pub(crate) fn has(&self, name: &str) -> bool {
+        match self {
+            Store::Safetensors { st, .. } => st.get(name).is_ok(),
+            Store::Gguf { vb, .. } => vb.contains_key(name),
+        }
+    }
+
+    /// The shape of tensor `name`.
+    pub(crate) fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        match self {
+            Store::Safetensors { st, .. } => Ok(st.get(name)?.shape().to_vec()),
+            Store::Gguf { vb, .. } => Ok(vb.get_no_shape(name)?.shape().dims().to_vec()),
+        }
+    }
+
+    /// A dense tensor in the store's dtype.
+    pub(crate) fn tensor(&self, name: &str) -> Result<Tensor> {
+        match self {
+            Store::Safetensors { st, dtype, device, .. } => st.load(name, device)?.to_dtype(*dtype),
+            Store::Gguf { vb, dtype, device, .. } => vb.get_no_shape(name)?.dequantize(device)?.to_dtype(*dtype),
+        }
+    }
+
+    fn qtensor(&self, name: &str) -> Result<Arc<QTensor>> {
+        match self {
+            Store::Gguf { vb, .. } => vb.get_no_shape(name),
+            Store::Safetensors { .. } => candle_core::bail!("{name} is not quantized"),
+        }
+    }
+
+    /// `{name}.weight` (and `{name}.bias` when `bias`) as a linear layer.
+    pub(crate) fn linear(&self, name: &str, bias: bool) -> Result<Linear> {
+        let wname = format!("{name}.weight");
+        let weight = match self {
+            Store::Safetensors { .. } => LinearWeight::Dense(self.tensor(&wname)?),
+            Store::Gguf { .. } => {
+                let q = self.qtensor(&wname)?;
+                LinearWeight::Quantized(QMatMul::from_arc(q)?)
+            }
+        };
+        let bias = if bias {
+            Some(match self {
+                // Biases stay f32 around quantized weights.
+                Store::Gguf { device, .. } => self.qtensor(&format!("{name}.bias"))?.dequantize(device)?,
+                Store::Safetensors { .. } => self.tensor(&format!("{name}.bias"))?,
+            })
+        } else {
+            None
+        };
+        Ok(Linear { weight, bias })
+    }
+}
+
+pub(crate) enum LinearWeight {
+    Dense(Tensor),
+    Quantized(QMatMul),
+}
+
+/// y = x·Wᵀ (+ b), for x of any rank.
+pub(crate) struct Linear {
+    weight: LinearWeight,
+    bias: Option<Tensor>,
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = match &self.weight {
+            LinearWeight::Dense(w) => {
+                let dims = x.dims().to_vec();
+                let (rows, k) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
+                let y = x.reshape((rows, k))?.matmul(&w.t()?)?;
+                let mut out = dims[..dims.len() - 1].to_vec();
+                out.push(w.dim(0)?);
+                y.reshape(out)?
+            }
+            LinearWeight::Quantized(q) => q.forward(x)?,
+        };
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// RMSNorm with its statistics in f32: x / √(mean(x²) + eps) · w.
+pub(crate) struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub(crate) fn new(weight: Tensor, eps: f64) -> RmsNorm {
+        RmsNorm { weight, eps }
+    }
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
+        let y = xf.broadcast_div(&(ms + self.eps)?.sqrt()?)?;
+        y.to_dtype(dtype)?.broadcast_mul(&self.weight.to_dtype(dtype)?)
+    }
+}
+
+/// Softmax over the last axis in f32, back in `x`'s dtype.
+pub(crate) fn softmax_f32(x: &Tensor) -> Result<Tensor> {
+    let dtype = x.dtype();
+    candle_nn::ops::softmax_last_dim(&x.to_dtype(DType::F32)?)?.to_dtype(dtype)
+}
