@@ -173,3 +173,248 @@ fn a_long_prompt_keeps_512_ids() {
     let (d, m) = diff(&e, &r("L1.E"));
     assert!(d <= 1e-4 * m.max(1.0), "L1: E differs by {d}");
 }
+
+// ---------------------------------------------------------------- end to end
+
+use crate::common;
+use std::process::Command;
+
+fn turbo_dir() -> String {
+    fixtures().join("tiny-turbo").display().to_string()
+}
+
+fn sqm(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(common::SQM)
+        .args(args)
+        .env_remove("SIDEQUEST_DAEMON_FIDELITY")
+        .env_remove("SQM_BACKEND")
+        .env_remove("SQM_ZIMAGE_MODEL")
+        .env("HF_HUB_CACHE", "/nonexistent-hub")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// §6: the dry runs name the tier table, the model and the fidelity.
+#[test]
+fn dry_runs_follow_the_fidelity_tier_table() {
+    let z = turbo_dir();
+    let base = ["render", "--backend", "zimage", "--tier", "portrait", "--dry-run", "--json"];
+    let (rc, out, err) = sqm(&[&base[..], &["--zimage-dir", &z, "--fidelity", "turbo", "--seed", "7", "orc warrior"]].concat(), &[]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&v["seed"], &v["width"], &v["height"], &v["steps"], &v["guidance"], &v["model"], &v["fidelity"], &v["backend"]),
+        (&7.into(), &768.into(), &1024.into(), &8.into(), &0.0.into(), &"z-image-turbo".into(), &"turbo".into(), &"zimage".into())
+    );
+    let (rc, out, _) = sqm(&[&base[..], &["orc warrior"]].concat(), &[("SIDEQUEST_DAEMON_FIDELITY", "high_fidelity")]);
+    assert_eq!(rc, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&v["width"], &v["height"], &v["steps"], &v["guidance"], &v["model"], &v["fidelity"]),
+        (&1024.into(), &1024.into(), &20.into(), &4.0.into(), &"z-image".into(), &"high_fidelity".into())
+    );
+    // The default is high_fidelity; SQM_BACKEND stands in for --backend, and the flag wins.
+    let (_, out, _) = sqm(&["render", "--tier", "portrait", "--dry-run", "--json", "orc"], &[("SQM_BACKEND", "zimage")]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["fidelity"], "high_fidelity");
+    let (_, out, _) =
+        sqm(&["render", "--backend", "sketch", "--tier", "portrait", "--dry-run", "--json", "orc"], &[("SQM_BACKEND", "zimage")]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["backend"], "sketch");
+    // Bad fidelity settings.
+    let (rc, _, err) = sqm(&[&base[..], &["orc"]].concat(), &[("SIDEQUEST_DAEMON_FIDELITY", "ultra")]);
+    assert_eq!(rc, 2);
+    assert!(err.contains("SIDEQUEST_DAEMON_FIDELITY='ultra' is not a recognised fidelity; expected one of ('turbo', 'high_fidelity')"), "{err}");
+    let (rc, _, err) = sqm(&["render", "--tier", "portrait", "--fidelity", "turbo", "orc"], &[]);
+    assert_eq!(rc, 2);
+    assert!(err.contains("--fidelity needs --backend zimage"), "{err}");
+}
+
+/// §6's errors: no weights, a missing shard, truncated files; `serve`
+/// exits 2, and 1 (no socket) for a bad fidelity.
+#[test]
+fn missing_and_broken_weights_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let sock = sock.to_str().unwrap();
+    let (rc, _, err) = sqm(&["serve", "--backend", "zimage", "--socket", sock], &[]);
+    assert_eq!(rc, 2);
+    assert!(err.contains(
+        "error: backend 'zimage' failed: no Z-Image weights for fidelity 'high_fidelity' (Tongyi-MAI/Z-Image): no --zimage-dir or SQM_ZIMAGE_MODEL given, nothing in the Hugging Face hub cache. Get them with `huggingface-cli download Tongyi-MAI/Z-Image`, pass --zimage-dir DIR, or use --fidelity turbo for Tongyi-MAI/Z-Image-Turbo"
+    ), "{err}");
+    let (rc, _, err) =
+        sqm(&["serve", "--backend", "zimage", "--socket", sock], &[("SIDEQUEST_DAEMON_FIDELITY", "ultra")]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("SIDEQUEST_DAEMON_FIDELITY='ultra' is not a recognised fidelity"), "{err}");
+    assert!(!Path::new(sock).exists(), "no socket for a bad fidelity");
+
+    let copy = |name: &str| {
+        let z = dir.path().join(name);
+        copy_dir(&fixtures().join("tiny-turbo"), &z);
+        z
+    };
+    let serve_err = |z: &Path| {
+        let (rc, _, err) = sqm(
+            &["serve", "--backend", "zimage", "--fidelity", "turbo", "--zimage-dir", z.to_str().unwrap(), "--socket", sock],
+            &[],
+        );
+        assert_eq!(rc, 2, "{err}");
+        err
+    };
+    let z = copy("shard");
+    std::fs::remove_file(z.join("transformer/diffusion_pytorch_model-00002-of-00003.safetensors")).unwrap();
+    let err = serve_err(&z);
+    assert!(
+        err.contains(&format!(
+            "{} (missing transformer/diffusion_pytorch_model-00002-of-00003.safetensors, named by diffusion_pytorch_model.safetensors.index.json)",
+            z.display()
+        )),
+        "{err}"
+    );
+    let z = copy("truncated");
+    let shard = z.join("text_encoder/model-00001-of-00003.safetensors");
+    let len = std::fs::metadata(&shard).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&shard).unwrap().set_len(len - 100).unwrap();
+    let err = serve_err(&z);
+    assert!(err.contains("model-00001-of-00003.safetensors: truncated: the header describes"), "{err}");
+    // A truncated GGUF names its tensor.
+    let g = dir.path().join("gguf");
+    copy_dir(&fixtures().join("tiny-gguf"), &g);
+    let f = g.join("z_image_turbo-Q8_0.gguf");
+    let len = std::fs::metadata(&f).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(len - 10).unwrap();
+    let err = serve_err(&g);
+    assert!(err.contains("z_image_turbo-Q8_0.gguf: truncated GGUF: tensor '"), "{err}");
+    assert!(err.contains(&format!(", the file has {}", len - 10)), "{err}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let dst = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// §6's daemon session: a streamed render with 8 progress steps, a cache
+/// hit for the same fidelity, the mismatch and bad-value errors without
+/// heartbeats, and `status` with real residency.
+#[test]
+fn the_daemon_renders_and_refuses_other_fidelities() {
+    let z = turbo_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let d = common::Daemon::spawn_with_env(
+        dir,
+        &["--zimage-dir", &z, "--device", "cpu", "--no-warmup"],
+        &[("SQM_BACKEND", "zimage"), ("SIDEQUEST_DAEMON_FIDELITY", "turbo"), ("HF_HUB_CACHE", "/nonexistent-hub")],
+    );
+    let status = d.call(r#"{"id":"s0","method":"status"}"#);
+    assert_eq!(status["result"]["sqm"]["loaded"], serde_json::json!([]), "cold: nothing resident");
+    assert_eq!(status["result"]["image"], "cold");
+    let mut c = d.connect();
+    c.send(r#"{"id":"r1","method":"render","params":{"tier":"portrait","positive_prompt":"orc warrior","seed":7,"stream":true}}"#);
+    let mut steps = Vec::new();
+    let mut beats = Vec::new();
+    let reply = loop {
+        let line = c.line().unwrap();
+        match line["event"].as_str() {
+            Some("progress") => steps.push((line["step"].as_u64().unwrap(), line["steps"].as_u64().unwrap())),
+            Some(_) => beats.push(line["state"].clone()),
+            None => break line,
+        }
+    };
+    assert_eq!(steps, (1..=8).map(|s| (s, 8)).collect::<Vec<_>>());
+    let res = &reply["result"];
+    assert_eq!((&res["width"], &res["height"], &res["seed"], &res["backend"], &res["cached"]), (&768.into(), &1024.into(), &7.into(), &"zimage".into(), &false.into()), "{reply}");
+    let path = res["image_path"].as_str().unwrap();
+    assert!(path.contains("/zimage/render_"), "{path}");
+    let png = std::fs::read(path).unwrap();
+    let text = String::from_utf8_lossy(&png);
+    assert!(text.contains("z-image-turbo"), "the PNG names the model");
+    let again = d.call(r#"{"id":"r2","method":"render","params":{"tier":"portrait","positive_prompt":"orc warrior","seed":7,"fidelity":"turbo"}}"#);
+    assert_eq!(again["result"]["cached"], true, "{again}");
+    assert_eq!(again["result"]["image_path"], res["image_path"]);
+    // Refusals come before queueing: the reply is the first line.
+    let mut c = d.connect();
+    for (params, code, message) in [
+        (r#""fidelity":"high_fidelity""#, "GENERATION_FAILED", "fidelity mismatch: daemon loaded fidelity='turbo' but request asked for fidelity='high_fidelity'. The worker only holds one model \u{2014} relaunch the daemon with SIDEQUEST_DAEMON_FIDELITY='high_fidelity' or fix the caller."),
+        (r#""fidelity":"ultra""#, "GENERATION_FAILED", "unknown fidelity 'ultra'; expected 'turbo' or 'high_fidelity'"),
+        (r#""fidelity":3"#, "INVALID_REQUEST", "'fidelity' must be string or null"),
+    ] {
+        c.send(&format!(r#"{{"id":"r3","method":"render","params":{{"tier":"portrait","positive_prompt":"orc warrior",{params}}}}}"#));
+        // Not queued: no busy heartbeat comes before the error.
+        let line = loop {
+            let line = c.line().unwrap();
+            if line["event"] != "heartbeat" {
+                break line;
+            }
+            assert_ne!(line["state"], "busy", "{line}");
+        };
+        assert_eq!(line["id"], "r3", "{line}");
+        assert_eq!((line["error"]["code"].as_str().unwrap(), line["error"]["message"].as_str().unwrap()), (code, message));
+    }
+    let status = d.call(r#"{"id":"s","method":"status"}"#)["result"].clone();
+    assert_eq!((&status["flux"], &status["image"]), (&"warm".into(), &"warm".into()));
+    let q = &status["sqm"];
+    assert_eq!((&q["backend"], &q["model"], &q["fidelity"]), (&"zimage".into(), &"z-image-turbo".into(), &"turbo".into()));
+    let loaded = q["loaded"].as_array().unwrap();
+    let components: Vec<&str> = loaded.iter().map(|r| r["component"].as_str().unwrap()).collect();
+    assert_eq!(components, ["transformer", "vae_decoder", "text_encoder"]);
+    let sum: u64 = loaded.iter().map(|r| r["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(q["memory"]["resident_bytes"], sum);
+    // The transformer's bytes are its tensors' (f32 on the CPU).
+    let transformer: u64 = std::fs::read_dir(fixtures().join("tiny-turbo/transformer"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .map(|p| safetensors_elements(&p))
+        .sum::<u64>()
+        * 4;
+    assert_eq!(loaded[0]["bytes"], transformer);
+    assert_eq!((&loaded[0]["format"], &loaded[0]["dtype"], &loaded[0]["device"]), (&"safetensors".into(), &"f32".into(), &"cpu".into()));
+}
+
+fn safetensors_elements(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(_, v)| v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product::<u64>())
+        .sum()
+}
+
+/// §4: a budget below the transformer, decoder and working memory fails
+/// the warm-up with the plan's message, and the daemon keeps serving; a
+/// render within 16 GiB reports its peak under the budget.
+#[test]
+fn the_memory_budget_is_kept() {
+    let z = turbo_dir();
+    let d = common::Daemon::start(&["--backend", "zimage", "--fidelity", "turbo", "--zimage-dir", &z, "--device", "cpu", "--no-warmup", "--memory-budget", "1GiB"]);
+    let w = d.call(r#"{"id":"w","method":"warm_up","params":{"worker":"image"}}"#);
+    let e = &w["error"];
+    assert_eq!(e["code"], "WARMUP_FAILED", "{w}");
+    let m = e["message"].as_str().unwrap();
+    assert!(m.starts_with("backend 'zimage' failed: not enough memory for the Z-Image transformer (z-image-turbo, f32 on cpu): needs "), "{m}");
+    assert!(m.ends_with("within --memory-budget; use a GGUF transformer (--quantized) or a GPU"), "{m}");
+    assert_eq!(d.call(r#"{"id":"p","method":"ping"}"#)["result"]["status"], "ok");
+    assert_eq!(d.call(r#"{"id":"s","method":"status"}"#)["result"]["sqm"]["loaded"], serde_json::json!([]));
+    let out = tempfile::tempdir().unwrap();
+    let (rc, stdout, err) = sqm(
+        &["render", "--backend", "zimage", "--fidelity", "turbo", "--zimage-dir", &z, "--device", "cpu", "--memory-budget", "16GiB",
+          "--tier", "portrait", "--width", "128", "--height", "96", "--json", "--output-dir", out.path().to_str().unwrap(), "orc"],
+        &[],
+    );
+    assert_eq!(rc, 0, "{err}");
+    assert!(stdout.contains("\"backend\":\"zimage\""), "{stdout}");
+    let line = err.lines().find(|l| l.starts_with("memory: peak ")).unwrap_or_else(|| panic!("{err}"));
+    let bytes: u64 = line.split('(').nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(bytes > 0 && bytes < 16 << 30, "{line}");
+    assert!(line.contains("within a 16.0 GiB budget"), "{line}");
+}
