@@ -6,9 +6,9 @@ pub use sqm_core::render::*;
 
 #[cfg(feature = "engines")]
 pub mod flux;
+pub mod memory;
 #[cfg(feature = "engines")]
 pub mod zimage;
-pub mod memory;
 
 /// How the flux backend finds and runs its weights (plain data, so the
 /// command line builds it with or without the engines).

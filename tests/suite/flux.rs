@@ -27,7 +27,13 @@ fn shared_root() -> &'static Path {
 }
 
 fn opts(dir: &Path) -> ImageOptions {
-    ImageOptions { model_dir: Some(dir.to_path_buf()), quantized: false, device: "cpu".into(), memory_budget: None, ..Default::default() }
+    ImageOptions {
+        model_dir: Some(dir.to_path_buf()),
+        quantized: false,
+        device: "cpu".into(),
+        memory_budget: None,
+        ..Default::default()
+    }
 }
 
 fn backend(dir: &Path) -> FluxBackend {
@@ -253,7 +259,13 @@ fn hub_cache_layout_is_found() {
     flux::tiny::write(&snap, Variant::Schnell, false).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "0123abcd\n").unwrap();
-    let o = ImageOptions { model_dir: None, quantized: false, device: "cpu".into(), memory_budget: None, ..Default::default() };
+    let o = ImageOptions {
+        model_dir: None,
+        quantized: false,
+        device: "cpu".into(),
+        memory_budget: None,
+        ..Default::default()
+    };
     let files = flux::locate_in(&o, Some(hub.path().to_path_buf())).unwrap();
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].root, snap);

@@ -16,7 +16,7 @@ mod docs;
 mod embed;
 mod first_hour;
 mod flux;
-mod zimage;
+mod flux_reference;
 mod interpret_cli;
 mod object_store;
 #[cfg(feature = "otlp")]
@@ -25,4 +25,5 @@ mod prerender;
 mod validate_pack;
 mod watchdog;
 mod watcher;
+mod zimage;
 mod zmq;

@@ -202,12 +202,31 @@ fn sqm(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 fn dry_runs_follow_the_fidelity_tier_table() {
     let z = turbo_dir();
     let base = ["render", "--backend", "zimage", "--tier", "portrait", "--dry-run", "--json"];
-    let (rc, out, err) = sqm(&[&base[..], &["--zimage-dir", &z, "--fidelity", "turbo", "--seed", "7", "orc warrior"]].concat(), &[]);
+    let (rc, out, err) =
+        sqm(&[&base[..], &["--zimage-dir", &z, "--fidelity", "turbo", "--seed", "7", "orc warrior"]].concat(), &[]);
     assert_eq!(rc, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
-        (&v["seed"], &v["width"], &v["height"], &v["steps"], &v["guidance"], &v["model"], &v["fidelity"], &v["backend"]),
-        (&7.into(), &768.into(), &1024.into(), &8.into(), &0.0.into(), &"z-image-turbo".into(), &"turbo".into(), &"zimage".into())
+        (
+            &v["seed"],
+            &v["width"],
+            &v["height"],
+            &v["steps"],
+            &v["guidance"],
+            &v["model"],
+            &v["fidelity"],
+            &v["backend"]
+        ),
+        (
+            &7.into(),
+            &768.into(),
+            &1024.into(),
+            &8.into(),
+            &0.0.into(),
+            &"z-image-turbo".into(),
+            &"turbo".into(),
+            &"zimage".into()
+        )
     );
     let (rc, out, _) = sqm(&[&base[..], &["orc warrior"]].concat(), &[("SIDEQUEST_DAEMON_FIDELITY", "high_fidelity")]);
     assert_eq!(rc, 0);
@@ -217,10 +236,13 @@ fn dry_runs_follow_the_fidelity_tier_table() {
         (&1024.into(), &1024.into(), &20.into(), &4.0.into(), &"z-image".into(), &"high_fidelity".into())
     );
     // The default is high_fidelity; SQM_BACKEND stands in for --backend, and the flag wins.
-    let (_, out, _) = sqm(&["render", "--tier", "portrait", "--dry-run", "--json", "orc"], &[("SQM_BACKEND", "zimage")]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["fidelity"], "high_fidelity");
     let (_, out, _) =
-        sqm(&["render", "--backend", "sketch", "--tier", "portrait", "--dry-run", "--json", "orc"], &[("SQM_BACKEND", "zimage")]);
+        sqm(&["render", "--tier", "portrait", "--dry-run", "--json", "orc"], &[("SQM_BACKEND", "zimage")]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["fidelity"], "high_fidelity");
+    let (_, out, _) = sqm(
+        &["render", "--backend", "sketch", "--tier", "portrait", "--dry-run", "--json", "orc"],
+        &[("SQM_BACKEND", "zimage")],
+    );
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["backend"], "sketch");
     // Bad fidelity settings.
     let (rc, _, err) = sqm(&[&base[..], &["orc"]].concat(), &[("SIDEQUEST_DAEMON_FIDELITY", "ultra")]);
@@ -256,7 +278,17 @@ fn missing_and_broken_weights_are_named() {
     };
     let serve_err = |z: &Path| {
         let (rc, _, err) = sqm(
-            &["serve", "--backend", "zimage", "--fidelity", "turbo", "--zimage-dir", z.to_str().unwrap(), "--socket", sock],
+            &[
+                "serve",
+                "--backend",
+                "zimage",
+                "--fidelity",
+                "turbo",
+                "--zimage-dir",
+                z.to_str().unwrap(),
+                "--socket",
+                sock,
+            ],
             &[],
         );
         assert_eq!(rc, 2, "{err}");
@@ -330,7 +362,11 @@ fn the_daemon_renders_and_refuses_other_fidelities() {
     };
     assert_eq!(steps, (1..=8).map(|s| (s, 8)).collect::<Vec<_>>());
     let res = &reply["result"];
-    assert_eq!((&res["width"], &res["height"], &res["seed"], &res["backend"], &res["cached"]), (&768.into(), &1024.into(), &7.into(), &"zimage".into(), &false.into()), "{reply}");
+    assert_eq!(
+        (&res["width"], &res["height"], &res["seed"], &res["backend"], &res["cached"]),
+        (&768.into(), &1024.into(), &7.into(), &"zimage".into(), &false.into()),
+        "{reply}"
+    );
     let path = res["image_path"].as_str().unwrap();
     assert!(path.contains("/zimage/render_"), "{path}");
     let png = std::fs::read(path).unwrap();
@@ -361,7 +397,10 @@ fn the_daemon_renders_and_refuses_other_fidelities() {
     let status = d.call(r#"{"id":"s","method":"status"}"#)["result"].clone();
     assert_eq!((&status["flux"], &status["image"]), (&"warm".into(), &"warm".into()));
     let q = &status["sqm"];
-    assert_eq!((&q["backend"], &q["model"], &q["fidelity"]), (&"zimage".into(), &"z-image-turbo".into(), &"turbo".into()));
+    assert_eq!(
+        (&q["backend"], &q["model"], &q["fidelity"]),
+        (&"zimage".into(), &"z-image-turbo".into(), &"turbo".into())
+    );
     let loaded = q["loaded"].as_array().unwrap();
     let components: Vec<&str> = loaded.iter().map(|r| r["component"].as_str().unwrap()).collect();
     assert_eq!(components, ["transformer", "vae_decoder", "text_encoder"]);
@@ -376,7 +415,10 @@ fn the_daemon_renders_and_refuses_other_fidelities() {
         .sum::<u64>()
         * 4;
     assert_eq!(loaded[0]["bytes"], transformer);
-    assert_eq!((&loaded[0]["format"], &loaded[0]["dtype"], &loaded[0]["device"]), (&"safetensors".into(), &"f32".into(), &"cpu".into()));
+    assert_eq!(
+        (&loaded[0]["format"], &loaded[0]["dtype"], &loaded[0]["device"]),
+        (&"safetensors".into(), &"f32".into(), &"cpu".into())
+    );
 }
 
 fn safetensors_elements(path: &Path) -> u64 {
@@ -396,7 +438,19 @@ fn safetensors_elements(path: &Path) -> u64 {
 #[test]
 fn the_memory_budget_is_kept() {
     let z = turbo_dir();
-    let d = common::Daemon::start(&["--backend", "zimage", "--fidelity", "turbo", "--zimage-dir", &z, "--device", "cpu", "--no-warmup", "--memory-budget", "1GiB"]);
+    let d = common::Daemon::start(&[
+        "--backend",
+        "zimage",
+        "--fidelity",
+        "turbo",
+        "--zimage-dir",
+        &z,
+        "--device",
+        "cpu",
+        "--no-warmup",
+        "--memory-budget",
+        "1GiB",
+    ]);
     let w = d.call(r#"{"id":"w","method":"warm_up","params":{"worker":"image"}}"#);
     let e = &w["error"];
     assert_eq!(e["code"], "WARMUP_FAILED", "{w}");
@@ -407,8 +461,29 @@ fn the_memory_budget_is_kept() {
     assert_eq!(d.call(r#"{"id":"s","method":"status"}"#)["result"]["sqm"]["loaded"], serde_json::json!([]));
     let out = tempfile::tempdir().unwrap();
     let (rc, stdout, err) = sqm(
-        &["render", "--backend", "zimage", "--fidelity", "turbo", "--zimage-dir", &z, "--device", "cpu", "--memory-budget", "16GiB",
-          "--tier", "portrait", "--width", "128", "--height", "96", "--json", "--output-dir", out.path().to_str().unwrap(), "orc"],
+        &[
+            "render",
+            "--backend",
+            "zimage",
+            "--fidelity",
+            "turbo",
+            "--zimage-dir",
+            &z,
+            "--device",
+            "cpu",
+            "--memory-budget",
+            "16GiB",
+            "--tier",
+            "portrait",
+            "--width",
+            "128",
+            "--height",
+            "96",
+            "--json",
+            "--output-dir",
+            out.path().to_str().unwrap(),
+            "orc",
+        ],
         &[],
     );
     assert_eq!(rc, 0, "{err}");

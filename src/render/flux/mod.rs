@@ -429,6 +429,33 @@ impl Backend for FluxBackend {
         progress: &mut dyn FnMut(u32, u32),
         cancel: &dyn Fn() -> bool,
     ) -> Result<Option<Image>, RenderError> {
+        self.render_traced(job, progress, cancel, None).map(Some)
+    }
+}
+
+/// The intermediate values of one render, for the reference tests.
+#[derive(Default)]
+pub struct Trace {
+    /// T5's features and CLIP's pooled vector.
+    pub t5: Option<Tensor>,
+    pub pooled: Option<Tensor>,
+    pub noise: Option<Tensor>,
+    pub sigmas: Vec<f64>,
+    /// The transformer's output at the first step (packed).
+    pub first_velocity: Option<Tensor>,
+    /// The packed latents after the last step.
+    pub latents: Option<Tensor>,
+}
+
+impl FluxBackend {
+    /// Renders `job`, recording intermediates into `trace`.
+    pub fn render_traced(
+        &mut self,
+        job: &RenderJob,
+        progress: &mut dyn FnMut(u32, u32),
+        cancel: &dyn Fn() -> bool,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Image, RenderError> {
         super::validate_job(job)?;
         self.load()?;
         let file = self.files.iter().position(|f| f.variant == job.variant).unwrap_or(0);
@@ -455,6 +482,10 @@ impl Backend for FluxBackend {
         let max_t5 = if variant == Variant::Schnell { 256 } else { 512 };
         let (txt, vec_) = loaded.text.encode(&job.positive_prompt, max_t5)?;
         let (txt, vec_) = (txt.to_dtype(dtype).map_err(run_err)?, vec_.to_dtype(dtype).map_err(run_err)?);
+        if let Some(t) = trace.as_deref_mut() {
+            t.t5 = Some(txt.clone());
+            t.pooled = Some(vec_.clone());
+        }
         // Latents: z_channels × (h/8) × (w/8), from the seeded CPU stream.
         let (lh, lw) = (h / 16 * 2, w / 16 * 2);
         let zc = loaded.vae.z_channels;
@@ -463,9 +494,15 @@ impl Backend for FluxBackend {
             .and_then(|t| t.to_device(&dev))
             .and_then(|t| t.to_dtype(dtype))
             .map_err(run_err)?;
+        if let Some(t) = trace.as_deref_mut() {
+            t.noise = Some(noise.clone());
+        }
         let state = flux::sampling::State::new(&txt, &vec_, &noise).map_err(run_err)?;
         let seq_len = state.img.dim(1).map_err(run_err)?;
         let timesteps = schedule(job.steps as usize, variant, seq_len);
+        if let Some(t) = trace.as_deref_mut() {
+            t.sigmas = timesteps.clone();
+        }
         let guidance = if lv.config.guidance_embed {
             Some(Tensor::full(job.guidance, 1, &dev).and_then(|t| t.to_dtype(dtype)).map_err(run_err)?)
         } else {
@@ -483,19 +520,26 @@ impl Backend for FluxBackend {
                 .transformer
                 .forward(&img, &state.img_ids, &state.txt, &state.txt_ids, &t_vec, &state.vec, guidance.as_ref())
                 .map_err(run_err)?;
+            if let Some(t) = trace.as_deref_mut() {
+                if i == 0 {
+                    t.first_velocity = Some(pred.clone());
+                }
+            }
             img = (img + (pred * (t_prev - t_curr)).map_err(run_err)?).map_err(run_err)?;
             progress(i as u32 + 1, steps);
         }
         if cancel() {
             return Err(RenderError::Cancelled);
         }
+        if let Some(t) = trace.as_deref_mut() {
+            t.latents = Some(img.clone());
+        }
         let latents = flux::sampling::unpack(&img, h, w).and_then(|l| l.to_dtype(loaded.dtype)).map_err(run_err)?;
         let vae = &loaded.vae;
         let pixels = ((latents / vae.scale_factor).and_then(|t| t + vae.shift_factor))
             .and_then(|z| z.apply(&loaded.decoder))
             .map_err(run_err)?;
-        let image = to_rgb8(&pixels).map_err(run_err)?;
-        Ok(Some(image))
+        super::zimage::to_rgb8(&pixels).map_err(run_err)
     }
 }
 
@@ -506,17 +550,4 @@ fn activation_dtype(transformer: &Transformer, weights: DType) -> DType {
         Transformer::Quantized(_) => DType::F32,
         Transformer::Full(_) => weights,
     }
-}
-
-/// (1, 3, H, W) in [-1, 1] → 8-bit RGB.
-fn to_rgb8(t: &Tensor) -> candle_core::Result<Image> {
-    let t = t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
-    let t = ((t.clamp(-1f32, 1f32)? + 1.0)? * 127.5)?;
-    let (_, c, h, w) = t.dims4()?;
-    if c != 3 {
-        candle_core::bail!("the autoencoder produced {c} channels, expected 3");
-    }
-    let hwc = t.squeeze(0)?.permute((1, 2, 0))?.flatten_all()?.to_vec1::<f32>()?;
-    let rgb = hwc.into_iter().map(|v| v.round() as u8).collect();
-    Ok(Image { width: w as u32, height: h as u32, rgb })
 }

@@ -138,6 +138,7 @@ pub fn write(dir: &Path, variant: Variant, gguf: bool) -> candle_core::Result<()
     }
     let dev = Device::Cpu;
     let vocab = WORDS.len() + 3;
+    let mut seed = 0x5eed_u64;
 
     // T5 encoder.
     let t5_cfg = json!({
@@ -154,6 +155,7 @@ pub fn write(dir: &Path, variant: Variant, gguf: bool) -> candle_core::Result<()
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
     vb.get_with_hints((vocab, D_TEXT), "shared.weight", Init::Randn { mean: 0.0, stdev: 1.0 })?;
     T5EncoderModel::load(vb, &cfg)?;
+    non_degenerate(&vm, &mut seed)?;
     vm.save(dir.join("text_encoder_2/model.safetensors"))?;
     write_json(&dir.join("tokenizer_2/tokenizer.json"), &tokenizer_json(false))?;
 
@@ -178,6 +180,7 @@ pub fn write(dir: &Path, variant: Variant, gguf: bool) -> candle_core::Result<()
         projection_dim: D_TEXT,
     };
     ClipTextTransformer::new(vb.pp("text_model"), &c)?;
+    non_degenerate(&vm, &mut seed)?;
     vm.save(dir.join("text_encoder/model.safetensors"))?;
     write_json(&dir.join("tokenizer/tokenizer.json"), &tokenizer_json(true))?;
 
@@ -202,6 +205,7 @@ pub fn write(dir: &Path, variant: Variant, gguf: bool) -> candle_core::Result<()
     };
     let vm = VarMap::new();
     autoencoder::AutoEncoder::new(&ae_cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
+    non_degenerate(&vm, &mut seed)?;
     vm.save(dir.join("ae.safetensors"))?;
 
     // The transformer.
@@ -231,9 +235,38 @@ pub fn write(dir: &Path, variant: Variant, gguf: bool) -> candle_core::Result<()
     let vm = VarMap::new();
     model::Flux::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
     let name = format!("flux1-{}", variant.name());
+    non_degenerate(&vm, &mut seed)?;
     vm.save(dir.join(format!("{name}.safetensors")))?;
     if gguf {
         write_gguf(&vm, &dir.join(format!("{name}-tiny-q8_0.gguf")))?;
+    }
+    Ok(())
+}
+
+/// Makes every parameter informative (zimage.md §4.5 d): norm weights
+/// U(0.5, 1.5) and any tensor left all-zero N(0, 0.1), so T5's layer
+/// norms and the QK norms do not silence what they scale.
+fn non_degenerate(vm: &VarMap, seed: &mut u64) -> candle_core::Result<()> {
+    let data = vm.data().lock().map_err(|_| candle_core::Error::msg("the VarMap's lock is poisoned"))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let t = var.as_tensor();
+        let n = t.elem_count();
+        *seed += 1;
+        let mut rng = crate::rng::SplitMix64::new(*seed);
+        let is_norm = t.rank() == 1 && (name.contains("norm") || name.ends_with("scale") || name.contains("ln_"));
+        let zero = t.abs()?.sum_all()?.to_scalar::<f32>()? == 0.0;
+        let values: Vec<f32> = if is_norm {
+            (0..n).map(|_| 0.5 + rng.unit() as f32).collect()
+        } else if zero {
+            let g = super::noise::gaussian(*seed, n);
+            g.into_iter().map(|v| v * 0.1).collect()
+        } else {
+            continue;
+        };
+        var.set(&Tensor::from_vec(values, t.shape(), t.device())?)?;
     }
     Ok(())
 }

@@ -15,7 +15,10 @@ use crate::render::flux::files::{inspect_safetensors, ModelFileError};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Weights {
     /// diffusers / transformers names; `config` is its `config.json`.
-    Diffusers { config: PathBuf, shards: Vec<PathBuf> },
+    Diffusers {
+        config: PathBuf,
+        shards: Vec<PathBuf>,
+    },
     /// One safetensors file with ComfyUI's (the original) names.
     Single(PathBuf),
     Gguf(PathBuf),
@@ -175,7 +178,8 @@ pub(crate) fn find(
             vae = find_vae(d);
         }
         if tokenizer.is_none() {
-            tokenizer = [d.join("tokenizer/tokenizer.json"), d.join("tokenizer.json")].into_iter().find(|p| p.is_file());
+            tokenizer =
+                [d.join("tokenizer/tokenizer.json"), d.join("tokenizer.json")].into_iter().find(|p| p.is_file());
         }
         if shift.is_none() {
             shift = read_shift(d)?;
@@ -188,14 +192,9 @@ pub(crate) fn find(
             .filter(|p| p.is_file());
     }
     match (transformer, text_encoder, vae, tokenizer) {
-        (Some(transformer), Some(text_encoder), Some(vae), Some(tokenizer)) => Ok(Ok(ZImageFiles {
-            fidelity,
-            transformer,
-            text_encoder,
-            vae,
-            tokenizer,
-            shift: shift.unwrap_or(3.0),
-        })),
+        (Some(transformer), Some(text_encoder), Some(vae), Some(tokenizer)) => {
+            Ok(Ok(ZImageFiles { fidelity, transformer, text_encoder, vae, tokenizer, shift: shift.unwrap_or(3.0) }))
+        }
         (t, e, v, k) => {
             let mut missing = Vec::new();
             for (absent, role) in [
@@ -235,11 +234,9 @@ fn find_transformer(
         Fidelity::Turbo => "z_image_turbo_bf16.safetensors",
         Fidelity::HighFidelity => "z_image_bf16.safetensors",
     };
-    let single = first_file(
-        &[d.to_path_buf(), d.join("diffusion_models"), d.join("split_files/diffusion_models")],
-        single_name,
-    )
-    .map(Weights::Single);
+    let single =
+        first_file(&[d.to_path_buf(), d.join("diffusion_models"), d.join("split_files/diffusion_models")], single_name)
+            .map(Weights::Single);
     let gguf = if explicit {
         let dirs = [d.to_path_buf(), d.join("transformer"), d.join("diffusion_models"), d.join("unet")];
         gguf_matching(&dirs, |n| is_zimage_gguf(n, fidelity)).map(Weights::Gguf)
@@ -251,7 +248,10 @@ fn find_transformer(
 
 fn find_text_encoder(d: &Path, quantized: bool, explicit: bool) -> Result<Option<Weights>, ModelFileError> {
     let diffusers = if d.join("text_encoder/config.json").is_file() {
-        Some(Weights::Diffusers { config: d.join("text_encoder/config.json"), shards: shards(d, "text_encoder", "model")? })
+        Some(Weights::Diffusers {
+            config: d.join("text_encoder/config.json"),
+            shards: shards(d, "text_encoder", "model")?,
+        })
     } else {
         None
     };

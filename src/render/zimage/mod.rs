@@ -119,7 +119,9 @@ fn transformer_config(f: &ZImageFiles, s: &Store, names: transformer::Names) -> 
         let dim = d.dim.unwrap_or(3840);
         let axes = d.axes_dims.unwrap_or(vec![32, 48, 48]);
         if heads == 0 || axes.len() != 3 || axes.iter().sum::<usize>() != dim / heads {
-            return Err(format!("{p}: axes_dims {axes:?} must be three numbers adding up to dim/n_heads = {dim}/{heads}"));
+            return Err(format!(
+                "{p}: axes_dims {axes:?} must be three numbers adding up to dim/n_heads = {dim}/{heads}"
+            ));
         }
         if dim != cfg.dim || d.in_channels.unwrap_or(16) != cfg.in_channels {
             return Err(format!(
@@ -365,16 +367,19 @@ impl ZImageBackend {
                 (s, transformer::Names::Comfy { prefixed })
             }
             Weights::Gguf(p) => {
-                let s = Store::gguf(p, DType::F32, &device).map_err(|e| backend_err(format!("{}: {e}", p.display())))?;
+                let s =
+                    Store::gguf(p, DType::F32, &device).map_err(|e| backend_err(format!("{}: {e}", p.display())))?;
                 let prefixed = s.has("model.diffusion_model.x_embedder.weight");
                 (s, transformer::Names::Comfy { prefixed })
             }
         };
         let cfg = transformer_config(&self.files, &tstore, names).map_err(backend_err)?;
-        let act = super::flux::residency::activation_reserve(1024, 1024, cfg.dim, cfg.ffn, t_dtype.size_in_bytes() as u64);
+        let act =
+            super::flux::residency::activation_reserve(1024, 1024, cfg.dim, cfg.ffn, t_dtype.size_in_bytes() as u64);
         let cpu = device.is_cpu();
         let budget = self.budget(cpu);
-        let host = crate::render::memory::host_available().map(|a| a.saturating_sub(super::flux::residency::HOST_RESERVE));
+        let host =
+            crate::render::memory::host_available().map(|a| a.saturating_sub(super::flux::residency::HOST_RESERVE));
         let room = match (budget, if cpu { host } else { None }) {
             (Some(b), Some(h)) => Some(b.min(h)),
             (b, h) => b.or(h),
@@ -462,17 +467,8 @@ impl ZImageBackend {
             ms = started.elapsed().as_millis() as u64,
             "z-image loaded"
         );
-        let loaded = Loaded {
-            device,
-            dtype,
-            transformer,
-            vae,
-            text,
-            tokenizer,
-            residents,
-            text_bytes,
-            cache: VecDeque::new(),
-        };
+        let loaded =
+            Loaded { device, dtype, transformer, vae, text, tokenizer, residents, text_bytes, cache: VecDeque::new() };
         self.note_peak(loaded.residents.iter().map(|r| r.bytes).sum());
         self.loaded = Some(loaded);
         Ok(())
@@ -594,7 +590,8 @@ impl ZImageBackend {
         let (lh, lw) = (job.height as usize / 8, job.width as usize / 8);
         let c = l.transformer.cfg.in_channels;
         let noise = super::flux::noise::gaussian(job.seed as u64, c * lh * lw);
-        let mut x = Tensor::from_vec(noise, (c, lh, lw), &Device::Cpu).and_then(|t| t.to_device(&dev)).map_err(run_err)?;
+        let mut x =
+            Tensor::from_vec(noise, (c, lh, lw), &Device::Cpu).and_then(|t| t.to_device(&dev)).map_err(run_err)?;
         let e_p = e_p.to_device(&dev).map_err(run_err)?;
         let e_q = e_q.map(|e| e.to_device(&dev)).transpose().map_err(run_err)?;
         let sig = sigmas(job.steps as usize, shift);

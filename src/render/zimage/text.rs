@@ -164,7 +164,12 @@ impl TextEncoder {
         }
         let embed = s.tensor(&names.embed())?;
         if embed.dim(1)? != cfg.hidden {
-            candle_core::bail!("{}: the embedding is {} wide, the config says {}", names.embed(), embed.dim(1)?, cfg.hidden);
+            candle_core::bail!(
+                "{}: the embedding is {} wide, the config says {}",
+                names.embed(),
+                embed.dim(1)?,
+                cfg.hidden
+            );
         }
         Ok(TextEncoder { cfg, embed, layers, dtype: s.dtype() })
     }

@@ -41,7 +41,9 @@ pub(crate) enum Names {
     Diffusers,
     /// §2.2: `x_embedder.`, `final_layer.`, `attention.out.`, `q_norm`,
     /// fused `attention.qkv`; with an optional `model.diffusion_model.`.
-    Comfy { prefixed: bool },
+    Comfy {
+        prefixed: bool,
+    },
 }
 
 impl Names {
@@ -94,7 +96,8 @@ struct Block {
 impl Block {
     fn load(s: &Store, names: Names, p: &str, cfg: &Config, modulated: bool) -> Result<Block> {
         let k = |n: &str| names.key(&format!("{p}.{n}"));
-        let norm = |n: &str| Ok::<_, candle_core::Error>(RmsNorm::new(s.tensor(&k(&format!("{n}.weight")))?, cfg.norm_eps));
+        let norm =
+            |n: &str| Ok::<_, candle_core::Error>(RmsNorm::new(s.tensor(&k(&format!("{n}.weight")))?, cfg.norm_eps));
         let qkv = match names {
             Names::Diffusers => Qkv::Split(
                 s.linear(&k("attention.to_q"), false)?,
@@ -260,7 +263,9 @@ impl ZImageTransformer {
             cap_linear: s.linear(&k("cap_embedder.1"), true)?,
             x_pad: s.tensor(&k("x_pad_token"))?,
             cap_pad: s.tensor(&k("cap_pad_token"))?,
-            noise_refiner: (0..cfg.refiner_layers).map(|i| block(format!("noise_refiner.{i}"), true)).collect::<Result<_>>()?,
+            noise_refiner: (0..cfg.refiner_layers)
+                .map(|i| block(format!("noise_refiner.{i}"), true))
+                .collect::<Result<_>>()?,
             context_refiner: (0..cfg.refiner_layers)
                 .map(|i| block(format!("context_refiner.{i}"), false))
                 .collect::<Result<_>>()?,
@@ -281,11 +286,8 @@ impl ZImageTransformer {
         let n_cap = cap.dim(0)?;
         let lp = n_cap.div_ceil(SEQ_MULTIPLE) * SEQ_MULTIPLE;
         // Patchify: feature index (py·2 + px)·C + c, tokens row-major.
-        let patches = x
-            .to_dtype(dtype)?
-            .reshape((c, hp, 2, wp, 2))?
-            .permute((1, 3, 2, 4, 0))?
-            .reshape((n_img, 4 * c))?;
+        let patches =
+            x.to_dtype(dtype)?.reshape((c, hp, 2, wp, 2))?.permute((1, 3, 2, 4, 0))?.reshape((n_img, 4 * c))?;
         let mut img = self.x_embedder.forward(&patches)?;
         if np > n_img {
             img = Tensor::cat(&[img, self.x_pad.broadcast_as((np - n_img, self.cfg.dim))?.contiguous()?], 0)?;

@@ -67,9 +67,7 @@ impl Fidelity {
         match env {
             None => Ok(Fidelity::HighFidelity),
             Some(v) => Fidelity::parse(v).ok_or_else(|| {
-                format!(
-                    "{FIDELITY_ENV}='{v}' is not a recognised fidelity; expected one of ('turbo', 'high_fidelity')"
-                )
+                format!("{FIDELITY_ENV}='{v}' is not a recognised fidelity; expected one of ('turbo', 'high_fidelity')")
             }),
         }
     }
@@ -142,6 +140,9 @@ mod tests {
             f.check_request(Some("high_fidelity")).unwrap(),
             "fidelity mismatch: daemon loaded fidelity='turbo' but request asked for fidelity='high_fidelity'. The worker only holds one model \u{2014} relaunch the daemon with SIDEQUEST_DAEMON_FIDELITY='high_fidelity' or fix the caller."
         );
-        assert_eq!(f.check_request(Some("ultra")).unwrap(), "unknown fidelity 'ultra'; expected 'turbo' or 'high_fidelity'");
+        assert_eq!(
+            f.check_request(Some("ultra")).unwrap(),
+            "unknown fidelity 'ultra'; expected 'turbo' or 'high_fidelity'"
+        );
     }
 }

@@ -10,6 +10,6 @@ pub mod tiers;
 pub mod tokens;
 
 pub use compose::{compose, raw_fallback, seed_for, Composed, Cue};
-pub use style::{ComposeError, ComposeErrorKind, Style, StyleSource};
 pub use fidelity::Fidelity;
+pub use style::{ComposeError, ComposeErrorKind, Style, StyleSource};
 pub use tiers::{TierSpec, Variant};

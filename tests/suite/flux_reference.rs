@@ -1,0 +1,115 @@
+//! The flux backend against the reference implementation: diffusers'
+//! FluxPipeline ran on tiny non-degenerate random models (T5's layer norms
+//! and the QK norms random, not zero) with sqm's noise, and
+//! `scripts/flux_reference.py` committed its tensors in tests/fixtures/flux/.
+//! Schnell and dev, each as a BFL safetensors file and as a Q8_0 GGUF.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::{Device, Tensor};
+use sqm::interpret::Tier;
+use sqm::prompt::Variant;
+use sqm::render::flux::{self, FluxBackend, ImageOptions, Trace};
+use sqm::render::RenderJob;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flux")
+}
+
+fn reference() -> &'static HashMap<String, Tensor> {
+    static R: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
+    R.get_or_init(|| candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu).unwrap())
+}
+
+fn r(key: &str) -> Tensor {
+    reference().get(key).unwrap_or_else(|| panic!("no {key} in the reference")).clone()
+}
+
+fn case(name: &str) -> serde_json::Value {
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
+    doc["cases"][name].clone()
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// max |a − b| and max |b|.
+fn diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
+    let (a, b) = (flat(a), flat(b));
+    assert_eq!(a.len(), b.len(), "sizes differ");
+    let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    (d, b.iter().map(|v| v.abs()).fold(0f32, f32::max))
+}
+
+fn check(name: &str, variant: Variant, quantized: bool) {
+    let c = case(name);
+    let layout = fixtures().join(format!("tiny-{}", variant.name()));
+    let opts = ImageOptions { model_dir: Some(layout), quantized, device: "cpu".into(), ..Default::default() };
+    let files = flux::locate_in(&opts, None).unwrap();
+    let mut b = FluxBackend::from_files(opts, files).unwrap();
+    let job = RenderJob {
+        tier: Tier::Portrait,
+        positive_prompt: c["prompt"].as_str().unwrap().into(),
+        negative_prompt: String::new(),
+        seed: c["seed"].as_u64().unwrap() as u32,
+        width: c["width"].as_u64().unwrap() as u32,
+        height: c["height"].as_u64().unwrap() as u32,
+        steps: c["steps"].as_u64().unwrap() as u32,
+        guidance: c["guidance"].as_f64().unwrap() as f32,
+        variant,
+        subject: String::new(),
+        mood: String::new(),
+        post: None,
+    };
+    let mut trace = Trace::default();
+    let img = b.render_traced(&job, &mut |_, _| {}, &|| false, Some(&mut trace)).unwrap();
+    let sig: Vec<f32> = trace.sigmas.iter().map(|&s| s as f32).collect();
+    let (ds, _) = diff(&Tensor::new(sig.as_slice(), &Device::Cpu).unwrap(), &r(&format!("{name}.sigmas")));
+    let (dn, _) = diff(&trace.noise.unwrap().squeeze(0).unwrap(), &r(&format!("{name}.noise")));
+    let t5 = diff(&trace.t5.unwrap().squeeze(0).unwrap(), &r(&format!("{name}.t5")));
+    let pooled = diff(&trace.pooled.unwrap().squeeze(0).unwrap(), &r(&format!("{name}.pooled")));
+    let v0 = diff(&trace.first_velocity.unwrap().squeeze(0).unwrap(), &r(&format!("{name}.v0")));
+    let fin = diff(&trace.latents.unwrap().squeeze(0).unwrap(), &r(&format!("{name}.final")));
+    let want = r(&format!("{name}.image")).flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let pix: Vec<i32> = img.rgb.iter().zip(&want).map(|(a, b)| (*a as i32 - *b as i32).abs()).collect();
+    let (max_pix, mean_pix) = (*pix.iter().max().unwrap(), pix.iter().sum::<i32>() as f64 / pix.len() as f64);
+    eprintln!(
+        "{name} ({}{}): sigma {ds:.1e}, noise {dn:.1e}, t5 {:.1e}/{:.2}, pooled {:.1e}/{:.2}, v0 {:.1e}/{:.2}, final {:.1e}/{:.2}, pixels max {max_pix} mean {mean_pix:.3}",
+        variant.name(), if quantized { ", gguf" } else { "" }, t5.0, t5.1, pooled.0, pooled.1, v0.0, v0.1, fin.0, fin.1
+    );
+    assert!(ds <= 1e-6 && dn <= 1e-6, "{name}: schedule {ds} or noise {dn} differs");
+    assert!(t5.0 <= 1e-4 * t5.1.max(1.0), "{name}: T5 differs by {}", t5.0);
+    assert!(pooled.0 <= 1e-4 * pooled.1.max(1.0), "{name}: CLIP differs by {}", pooled.0);
+    if quantized {
+        assert!(fin.0 <= 0.1 * fin.1, "{name}: final latents differ by {} (max {})", fin.0, fin.1);
+        assert!(mean_pix <= 4.0, "{name}: mean pixel difference {mean_pix}");
+    } else {
+        assert!(v0.0 <= 1e-4 * v0.1.max(1.0), "{name}: the step-0 velocity differs by {}", v0.0);
+        assert!(fin.0 <= 5e-4, "{name}: final latents differ by {}", fin.0);
+        assert!(max_pix <= 1, "{name}: a pixel differs by {max_pix}");
+    }
+}
+
+#[test]
+fn schnell_matches_diffusers() {
+    check("FS1", Variant::Schnell, false);
+}
+
+#[test]
+fn dev_matches_diffusers() {
+    check("FD1", Variant::Dev, false);
+}
+
+#[test]
+fn gguf_schnell_matches_diffusers_within_quantization() {
+    check("FS1", Variant::Schnell, true);
+}
+
+#[test]
+fn gguf_dev_matches_diffusers_within_quantization() {
+    check("FD1", Variant::Dev, true);
+}
