@@ -4,9 +4,12 @@
 //! Baselines, run in the same process:
 //! * sketch: writing a blank PNG of the tier's size through the same atomic
 //!   writer, so the ratio is "whole render / bare file write";
-//! * flux: candle's stock `sampling::denoise` loop over the same tiny
-//!   transformer and inputs, so the ratio is the cost of sqm's own loop
-//!   (progress callback, cancel checks, per-step timestep tensors).
+//! * flux: candle's stock Flux model and `sampling::denoise` loop over the
+//!   same tiny weights and inputs, so the ratio is sqm's own forward (f32
+//!   RoPE, one path for dense and GGUF) and loop against candle's;
+//! * z-image: a step on the committed tiny models (each weight layout)
+//!   against the Flux step at the same token count, and the bytes of
+//!   weights each layout keeps resident.
 //!
 //! `cargo bench --bench render`
 
@@ -78,7 +81,7 @@ fn sketch() {
     }
 }
 
-fn flux_tiny() {
+fn flux_tiny() -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("FLUX.1-schnell");
     sqm::render::flux::tiny::write(&root, Variant::Schnell, false).unwrap();
@@ -173,9 +176,77 @@ fn flux_tiny() {
         "  per denoising step   {base_step:>8.2} ms   candle sampling::denoise (baseline, (9 steps - 1 step) / 8)"
     );
     println!("  ratio                {:>8.2}x", per_step / base_step);
+    per_step
+}
+
+/// Per-step time of a render on `b` (the gaps between progress calls).
+fn step_ms(b: &mut dyn Backend, job: &RenderJob) -> f64 {
+    let mut gaps = Vec::new();
+    for _ in 0..3 {
+        let mut last: Option<Instant> = None;
+        b.render(
+            job,
+            &mut |_, _| {
+                let now = Instant::now();
+                if let Some(l) = last {
+                    gaps.push((now - l).as_secs_f64() * 1e3);
+                }
+                last = Some(now);
+            },
+            &|| false,
+        )
+        .unwrap();
+    }
+    median(gaps)
+}
+
+/// Z-Image on the committed tiny models: a denoising step at the Flux
+/// bench's token count (512: image tokens plus the padded caption), and
+/// the weights each layout keeps resident.
+fn zimage_tiny(flux_step: f64) {
+    use sqm::prompt::Fidelity;
+    use sqm::render::zimage::{self, ImageOptions, ZImageBackend};
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zimage");
+    let backend = |layout: &str, quantized: bool| {
+        let opts = ImageOptions {
+            zimage_dir: Some(fixtures.join(layout)),
+            fidelity: Some(Fidelity::Turbo),
+            quantized,
+            device: "cpu".into(),
+            ..Default::default()
+        };
+        let files = zimage::locate_in(&opts, None).unwrap();
+        ZImageBackend::from_files(opts, files).unwrap()
+    };
+    // 256×448: 16×28 = 448 image tokens; the caption pads to 64.
+    let job = RenderJob {
+        tier: Tier::Portrait,
+        positive_prompt: "an orc warrior at dusk".into(),
+        negative_prompt: String::new(),
+        seed: 1,
+        width: 256,
+        height: 448,
+        steps: 9,
+        guidance: 0.0,
+        variant: Variant::Schnell,
+        subject: String::new(),
+        mood: String::new(),
+        post: None,
+    };
+    println!();
+    println!("z-image, tiny random model (2+1+1 blocks, width 96), 256x448 = 448 image + 64 caption tokens, CPU f32");
+    println!("  {:<12} {:>10} {:>14} {:>16}", "layout", "step ms", "vs flux step", "peak resident");
+    for (layout, quantized) in [("tiny-turbo", false), ("tiny-single", false), ("tiny-gguf", true)] {
+        let mut b = backend(layout, quantized);
+        b.load().unwrap();
+        let step = step_ms(&mut b, &job);
+        println!("  {layout:<12} {step:>10.2} {:>13.2}x {:>12} bytes", step / flux_step, b.peak_resident_bytes());
+    }
+    println!("  (the flux step is the same token count, 512, on a width-32 model: the ratio is mostly model width)");
 }
 
 fn main() {
     sketch();
-    flux_tiny();
+    let flux_step = flux_tiny();
+    zimage_tiny(flux_step);
 }

@@ -8,6 +8,8 @@ pub use sqm_core::render::*;
 pub mod flux;
 pub mod memory;
 #[cfg(feature = "engines")]
+pub(crate) mod weights;
+#[cfg(feature = "engines")]
 pub mod zimage;
 
 /// How the flux backend finds and runs its weights (plain data, so the

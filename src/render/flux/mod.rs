@@ -16,6 +16,7 @@
 //! one runs on the other (logged once).
 
 pub mod files;
+mod model;
 pub(crate) mod noise;
 pub(crate) mod residency;
 mod text;
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::flux::{self, autoencoder, WithForward};
+use candle_transformers::models::flux::{self, autoencoder};
 
 use super::{Backend, Image, RenderError, RenderJob};
 use crate::prompt::Variant;
@@ -128,37 +129,11 @@ pub(crate) fn device(spec: &str) -> Result<Device, RenderError> {
     }
 }
 
-/// The Flux transformer, full precision or quantized.
-enum Transformer {
-    Full(Box<flux::model::Flux>),
-    Quantized(Box<flux::quantized_model::Flux>),
-}
-
-impl Transformer {
-    #[allow(clippy::too_many_arguments)]
-    fn forward(
-        &self,
-        img: &Tensor,
-        img_ids: &Tensor,
-        txt: &Tensor,
-        txt_ids: &Tensor,
-        t: &Tensor,
-        y: &Tensor,
-        guidance: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        match self {
-            Transformer::Full(m) => m.forward(img, img_ids, txt, txt_ids, t, y, guidance),
-            Transformer::Quantized(m) => m.forward(img, img_ids, txt, txt_ids, t, y, guidance),
-        }
-    }
-}
-
 struct LoadedVariant {
     variant: Variant,
     /// Which located file it came from.
     file: usize,
-    transformer: Transformer,
-    config: flux::model::Config,
+    transformer: model::Flux,
     /// When it last rendered (the loaded state's tick).
     used: u64,
 }
@@ -274,22 +249,19 @@ impl FluxBackend {
         }
         let started = std::time::Instant::now();
         // Dev has a guidance embedding, schnell none: trust the weights.
-        const GUIDANCE: &str = "guidance_in.in_layer.weight";
-        let transformer = match &f.transformer {
+        let path = f.transformer.path().to_path_buf();
+        let store = match &f.transformer {
             TransformerFile::Safetensors(p) => {
-                let vb = mmap(std::slice::from_ref(p), dtype, &device)?;
-                config.guidance_embed = vb.contains_tensor(GUIDANCE);
-                Transformer::Full(Box::new(flux::model::Flux::new(&config, vb).map_err(|e| tensor_err(p, e))?))
+                files::inspect_safetensors(p).map_err(backend_err)?;
+                crate::render::weights::Store::safetensors(std::slice::from_ref(p), dtype, &device)
             }
-            TransformerFile::Gguf(p) => {
-                let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(p, &device)
-                    .map_err(|e| tensor_err(p, e))?;
-                config.guidance_embed = vb.contains_key(GUIDANCE);
-                Transformer::Quantized(Box::new(
-                    flux::quantized_model::Flux::new(&config, vb).map_err(|e| tensor_err(p, e))?,
-                ))
-            }
-        };
+            // Quantized weights run with f32 activations (§4.5 a).
+            TransformerFile::Gguf(p) => crate::render::weights::Store::gguf(p, DType::F32, &device),
+        }
+        .map_err(|e| tensor_err(&path, e))?;
+        config.guidance_embed = store.has("guidance_in.in_layer.weight");
+        let transformer = model::Flux::load(&store, &config).map_err(|e| tensor_err(&path, e))?;
+        drop(store);
         tracing::info!(
             model = %f.model_name(),
             bytes,
@@ -297,7 +269,7 @@ impl FluxBackend {
             "flux transformer loaded"
         );
         let tick = loaded.tick;
-        loaded.variants.push(LoadedVariant { variant: f.variant, file, transformer, config, used: tick });
+        loaded.variants.push(LoadedVariant { variant: f.variant, file, transformer, used: tick });
         Ok(loaded.variants.len() - 1)
     }
 }
@@ -475,7 +447,7 @@ impl FluxBackend {
         let dev = loaded.device.clone();
         // Activations: the weights' dtype, but f32 around a quantized
         // transformer (its kernels take f32; bf16 inputs fail on GPUs).
-        let dtype = activation_dtype(&lv.transformer, loaded.dtype);
+        let dtype = lv.transformer.dtype;
         if cancel() {
             return Err(RenderError::Cancelled);
         }
@@ -490,36 +462,34 @@ impl FluxBackend {
         let (lh, lw) = (h / 16 * 2, w / 16 * 2);
         let zc = loaded.vae.z_channels;
         let noise = noise::gaussian(job.seed as u64, zc * lh * lw);
-        let noise = Tensor::from_vec(noise, (1, zc, lh, lw), &Device::Cpu)
-            .and_then(|t| t.to_device(&dev))
-            .and_then(|t| t.to_dtype(dtype))
-            .map_err(run_err)?;
+        let noise =
+            Tensor::from_vec(noise, (1, zc, lh, lw), &Device::Cpu).and_then(|t| t.to_device(&dev)).map_err(run_err)?;
         if let Some(t) = trace.as_deref_mut() {
             t.noise = Some(noise.clone());
         }
-        let state = flux::sampling::State::new(&txt, &vec_, &noise).map_err(run_err)?;
-        let seq_len = state.img.dim(1).map_err(run_err)?;
+        // Pack 2×2 latent patches: (1, C, h, w) → (1, h/2·w/2, 4C); the
+        // latents and their updates stay f32.
+        let (hp, wp) = (lh / 2, lw / 2);
+        let packed = noise
+            .reshape((1, zc, hp, 2, wp, 2))
+            .and_then(|t| t.permute((0, 2, 4, 1, 3, 5)))
+            .and_then(|t| t.reshape((1, hp * wp, zc * 4)))
+            .map_err(run_err)?;
+        let seq_len = hp * wp;
         let timesteps = schedule(job.steps as usize, variant, seq_len);
         if let Some(t) = trace.as_deref_mut() {
             t.sigmas = timesteps.clone();
         }
-        let guidance = if lv.config.guidance_embed {
-            Some(Tensor::full(job.guidance, 1, &dev).and_then(|t| t.to_dtype(dtype)).map_err(run_err)?)
-        } else {
-            None
-        };
-        let mut img = state.img.clone();
+        let guidance = lv.transformer.has_guidance().then_some(job.guidance);
+        let rope = lv.transformer.rope(txt.dim(1).map_err(run_err)?, hp, wp, &dev).map_err(run_err)?;
+        let mut img = packed;
         let steps = job.steps;
         for (i, pair) in timesteps.windows(2).enumerate() {
             if cancel() {
                 return Err(RenderError::Cancelled);
             }
             let (t_curr, t_prev) = (pair[0], pair[1]);
-            let t_vec = Tensor::full(t_curr as f32, 1, &dev).and_then(|t| t.to_dtype(dtype)).map_err(run_err)?;
-            let pred = lv
-                .transformer
-                .forward(&img, &state.img_ids, &state.txt, &state.txt_ids, &t_vec, &state.vec, guidance.as_ref())
-                .map_err(run_err)?;
+            let pred = lv.transformer.forward(&img, &txt, &vec_, t_curr as f32, guidance, &rope).map_err(run_err)?;
             if let Some(t) = trace.as_deref_mut() {
                 if i == 0 {
                     t.first_velocity = Some(pred.clone());
@@ -531,7 +501,7 @@ impl FluxBackend {
         if cancel() {
             return Err(RenderError::Cancelled);
         }
-        if let Some(t) = trace.as_deref_mut() {
+        if let Some(t) = trace {
             t.latents = Some(img.clone());
         }
         let latents = flux::sampling::unpack(&img, h, w).and_then(|l| l.to_dtype(loaded.dtype)).map_err(run_err)?;
@@ -540,14 +510,5 @@ impl FluxBackend {
             .and_then(|z| z.apply(&loaded.decoder))
             .map_err(run_err)?;
         super::zimage::to_rgb8(&pixels).map_err(run_err)
-    }
-}
-
-/// The dtype a render's activations use around `transformer`: f32 for a
-/// quantized one (zimage.md §4.5 a), else the weights' own.
-fn activation_dtype(transformer: &Transformer, weights: DType) -> DType {
-    match transformer {
-        Transformer::Quantized(_) => DType::F32,
-        Transformer::Full(_) => weights,
     }
 }

@@ -9,17 +9,16 @@
 pub mod files;
 mod text;
 mod transformer;
-mod weights;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Module, Tensor};
 
+use super::weights::Store;
 use super::{Backend, Image, RenderError, RenderJob, Resident};
 use crate::prompt::Fidelity;
 use files::{Vae, Weights, ZImageFiles};
-use weights::Store;
 
 pub use super::ImageOptions;
 
@@ -35,7 +34,7 @@ fn run_err(e: candle_core::Error) -> RenderError {
 pub fn locate_in(opts: &ImageOptions, hub: Option<PathBuf>) -> Result<ZImageFiles, RenderError> {
     let fidelity = opts.fidelity.unwrap_or(Fidelity::HighFidelity);
     let dirs = files::candidates(opts.zimage_dir.as_deref(), fidelity, hub.as_deref());
-    let found = files::find(&dirs, fidelity, opts.quantized, hub.as_deref()).map_err(|e| backend_err(e))?;
+    let found = files::find(&dirs, fidelity, opts.quantized, hub.as_deref()).map_err(backend_err)?;
     let other = fidelity.other();
     let advice = format!(
         "Get them with `huggingface-cli download {repo}`, pass --zimage-dir DIR, or use --fidelity {o} for {orepo}",

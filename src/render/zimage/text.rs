@@ -11,7 +11,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use serde::Deserialize;
 
-use super::weights::{softmax_f32, Linear, RmsNorm, Store};
+use crate::render::weights::{softmax_f32, Linear, RmsNorm, Store};
 
 /// The most ids a prompt keeps (diffusers' `max_sequence_length`).
 pub(crate) const MAX_IDS: usize = 512;
@@ -57,7 +57,7 @@ impl Config {
             return Err(format!("{}: num_attention_heads is 0", path.display()));
         }
         let kv = c.num_key_value_heads.unwrap_or(c.num_attention_heads);
-        if kv == 0 || c.num_attention_heads % kv != 0 {
+        if kv == 0 || !c.num_attention_heads.is_multiple_of(kv) {
             return Err(format!(
                 "{}: num_attention_heads {} is not a multiple of num_key_value_heads {kv}",
                 path.display(),

@@ -11,7 +11,7 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
-use super::weights::{softmax_f32, Linear, RmsNorm, Store};
+use crate::render::weights::{softmax_f32, Linear, RmsNorm, Store};
 
 /// Tokens are padded to multiples of this.
 const SEQ_MULTIPLE: usize = 32;
@@ -99,11 +99,18 @@ impl Block {
         let norm =
             |n: &str| Ok::<_, candle_core::Error>(RmsNorm::new(s.tensor(&k(&format!("{n}.weight")))?, cfg.norm_eps));
         let qkv = match names {
-            Names::Diffusers => Qkv::Split(
-                s.linear(&k("attention.to_q"), false)?,
-                s.linear(&k("attention.to_k"), false)?,
-                s.linear(&k("attention.to_v"), false)?,
-            ),
+            Names::Diffusers => {
+                let (q, kk, v) = (
+                    s.linear(&k("attention.to_q"), false)?,
+                    s.linear(&k("attention.to_k"), false)?,
+                    s.linear(&k("attention.to_v"), false)?,
+                );
+                // One matmul instead of three where the weights allow.
+                match Linear::fuse(&[&q, &kk, &v])? {
+                    Some(fused) => Qkv::Fused(fused),
+                    None => Qkv::Split(q, kk, v),
+                }
+            }
             Names::Comfy { .. } => Qkv::Fused(s.linear(&k("attention.qkv"), false)?),
         };
         Ok(Block {

@@ -107,6 +107,21 @@ pub(crate) struct Linear {
     bias: Option<Tensor>,
 }
 
+impl Linear {
+    /// One layer computing `parts` side by side (their outputs
+    /// concatenated), when all are dense and bias-free; else None.
+    pub(crate) fn fuse(parts: &[&Linear]) -> Result<Option<Linear>> {
+        let mut ws = Vec::new();
+        for p in parts {
+            match (&p.weight, &p.bias) {
+                (LinearWeight::Dense(w), None) => ws.push(w.clone()),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(Linear { weight: LinearWeight::Dense(Tensor::cat(&ws, 0)?), bias: None }))
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
