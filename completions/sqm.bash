@@ -355,7 +355,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__prerender__subcmd__pack)
-            opts="-j -v -q -h -V --out --backend --model-dir --quantized --device --memory-budget --jobs --dry-run --json --verbose --quiet --help --version"
+            opts="-j -v -q -h -V --out --backend --model-dir --quantized --device --memory-budget --zimage-dir --fidelity --jobs --dry-run --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -366,7 +366,7 @@ _sqm() {
                     return 0
                     ;;
                 --backend)
-                    COMPREPLY=($(compgen -W "sketch null flux" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "sketch null flux zimage" -- "${cur}"))
                     return 0
                     ;;
                 --model-dir)
@@ -379,6 +379,14 @@ _sqm() {
                     ;;
                 --memory-budget)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --zimage-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fidelity)
+                    COMPREPLY=($(compgen -W "turbo high_fidelity" -- "${cur}"))
                     return 0
                     ;;
                 --jobs)
@@ -397,7 +405,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__render)
-            opts="-v -q -h -V --tier --genre-packs --genre --world --camera --pc-appearance --pc-pose --pc-culture --mood --location --character --tag --backend --model-dir --quantized --device --memory-budget --seed --prompt --negative-prompt --width --height --guidance --steps --variant --out --output-dir --dry-run --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --tier --genre-packs --genre --world --camera --pc-appearance --pc-pose --pc-culture --mood --location --character --tag --backend --model-dir --quantized --device --memory-budget --zimage-dir --fidelity --seed --prompt --negative-prompt --width --height --guidance --steps --variant --out --output-dir --dry-run --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -452,7 +460,7 @@ _sqm() {
                     return 0
                     ;;
                 --backend)
-                    COMPREPLY=($(compgen -W "sketch null flux" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "sketch null flux zimage" -- "${cur}"))
                     return 0
                     ;;
                 --model-dir)
@@ -465,6 +473,14 @@ _sqm() {
                     ;;
                 --memory-budget)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --zimage-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fidelity)
+                    COMPREPLY=($(compgen -W "turbo high_fidelity" -- "${cur}"))
                     return 0
                     ;;
                 --seed)
@@ -515,7 +531,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__serve)
-            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --memory-budget --embed-model --warmup --no-warmup --audio-null-sink --zmq --zmq-work --zmq-results --zmq-events --zmq-priority --pack --zmq-include-image-data --zmq-image-data-max-bytes --zmq-session --zmq-generators --world --input-dir --max-connections --no-heartbeat --drain-timeout --busy-heartbeat-interval --watcher-url --no-watcher --object-store-endpoint --no-object-store --object-store-bucket --object-store-region --object-store-virtual-hosted --object-store-public-url --upload-timeout --upload-failure --max-cache-size-gb --cache-min-age --render-timeout --render-timeout-grace --status --send --shutdown --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --memory-budget --zimage-dir --fidelity --embed-model --warmup --no-warmup --audio-null-sink --zmq --zmq-work --zmq-results --zmq-events --zmq-priority --pack --zmq-include-image-data --zmq-image-data-max-bytes --zmq-session --zmq-generators --world --input-dir --max-connections --no-heartbeat --drain-timeout --busy-heartbeat-interval --watcher-url --no-watcher --object-store-endpoint --no-object-store --object-store-bucket --object-store-region --object-store-virtual-hosted --object-store-public-url --upload-timeout --upload-failure --max-cache-size-gb --cache-min-age --render-timeout --render-timeout-grace --status --send --shutdown --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -534,7 +550,7 @@ _sqm() {
                     return 0
                     ;;
                 --backend)
-                    COMPREPLY=($(compgen -W "sketch null flux" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "sketch null flux zimage" -- "${cur}"))
                     return 0
                     ;;
                 --model-dir)
@@ -547,6 +563,14 @@ _sqm() {
                     ;;
                 --memory-budget)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --zimage-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fidelity)
+                    COMPREPLY=($(compgen -W "turbo high_fidelity" -- "${cur}"))
                     return 0
                     ;;
                 --embed-model)
@@ -586,7 +610,7 @@ _sqm() {
                     return 0
                     ;;
                 --zmq-generators)
-                    COMPREPLY=($(compgen -W "sketch null flux" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "sketch null flux zimage" -- "${cur}"))
                     return 0
                     ;;
                 --world)

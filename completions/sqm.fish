@@ -42,10 +42,14 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l output-dir -d 'Where i
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l genre-packs -d 'Directory of genre packs (default: the built-in example packs)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l backend -d 'Image backend' -r -f -a "sketch\t''
 null\t''
-flux\t''"
+flux\t''
+zimage\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l model-dir -d 'Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l device -d 'Device for flux: cpu, cuda, cuda:N, metal (default: the best available)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l memory-budget -d 'Most memory the image model may hold, its working memory included: 16GiB, 24G (1024-based), 20GB (1000-based), or a share of the machine\'s memory such as 80% (default: what is free when it loads, less a 2 GiB reserve on the CPU)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zimage-dir -d 'Z-Image weights: a folder laid out like the Tongyi-MAI/Z-Image-Turbo or Tongyi-MAI/Z-Image repo, ComfyUI\'s split files, or GGUF files; or one holding Z-Image-Turbo/ and Z-Image/ (default: the Hugging Face hub cache)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l fidelity -d 'Z-Image fidelity: turbo (8 steps) or high_fidelity (20 steps, CFG 4); with --backend zimage only (default: $SIDEQUEST_DAEMON_FIDELITY, else high_fidelity)' -r -f -a "turbo\t''
+high_fidelity\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l embed-model -d 'all-MiniLM-L6-v2 model folder (default: $SQM_EMBED_MODEL, then $XDG_DATA_HOME/sqm/models/, the ./.models/ (a checkout), then the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l warmup -d 'Warm up at start (default all)' -r -f -a "all\t''
 flux\t''
@@ -61,7 +65,8 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-image-data-max-byt
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-session -d 'Session segment of uploaded results\' keys (artifacts/zmq/<SESSION>/scenes/<sha256>.png)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-generators -d 'Backends a RenderRequest\'s `generator` may choose (comma-separated; default: --backend, sketch and null). At most one of them may load weights (flux)' -r -f -a "sketch\t''
 null\t''
-flux\t''"
+flux\t''
+zimage\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l world -d 'World whose audio.yaml replaces the genre\'s for AudioRenderRequest' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l input-dir -d 'The only folder whose image files requests may name (reference and depth images, by path or file:// URI); without it only inline images (data URL or base64) are accepted' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l max-connections -d 'Most client connections served at once; extra ones get one error line and are closed' -r
@@ -149,10 +154,14 @@ complete -c sqm -n "__fish_sqm_using_subcommand render" -l character -d 'A chara
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l tag -d 'A tag (repeatable)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l backend -d 'Image backend' -r -f -a "sketch\t''
 null\t''
-flux\t''"
+flux\t''
+zimage\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l model-dir -d 'Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l device -d 'Device for flux: cpu, cuda, cuda:N, metal (default: the best available)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l memory-budget -d 'Most memory the image model may hold, its working memory included: 16GiB, 24G (1024-based), 20GB (1000-based), or a share of the machine\'s memory such as 80% (default: what is free when it loads, less a 2 GiB reserve on the CPU)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l zimage-dir -d 'Z-Image weights: a folder laid out like the Tongyi-MAI/Z-Image-Turbo or Tongyi-MAI/Z-Image repo, ComfyUI\'s split files, or GGUF files; or one holding Z-Image-Turbo/ and Z-Image/ (default: the Hugging Face hub cache)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l fidelity -d 'Z-Image fidelity: turbo (8 steps) or high_fidelity (20 steps, CFG 4); with --backend zimage only (default: $SIDEQUEST_DAEMON_FIDELITY, else high_fidelity)' -r -f -a "turbo\t''
+high_fidelity\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l seed -d 'Seed, 0 to 4294967295 (default: derived from the request)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l prompt -d 'The prompt, verbatim (the daemon\'s positive_prompt): no composition, no pack style' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l negative-prompt -d 'Negative prompt to go with --prompt' -r
@@ -173,10 +182,14 @@ complete -c sqm -n "__fish_sqm_using_subcommand render" -s V -l version -d 'Prin
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l out -d 'Output folder (default: <PACK>/.cache/prerender)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l backend -d 'Image backend' -r -f -a "sketch\t''
 null\t''
-flux\t''"
+flux\t''
+zimage\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l model-dir -d 'Flux weights: a folder laid out like the black-forest-labs/FLUX.1-<variant> repo, or one holding FLUX.1-schnell/ and FLUX.1-dev/ (default: the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l device -d 'Device for flux: cpu, cuda, cuda:N, metal (default: the best available)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l memory-budget -d 'Most memory the image model may hold, its working memory included: 16GiB, 24G (1024-based), 20GB (1000-based), or a share of the machine\'s memory such as 80% (default: what is free when it loads, less a 2 GiB reserve on the CPU)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l zimage-dir -d 'Z-Image weights: a folder laid out like the Tongyi-MAI/Z-Image-Turbo or Tongyi-MAI/Z-Image repo, ComfyUI\'s split files, or GGUF files; or one holding Z-Image-Turbo/ and Z-Image/ (default: the Hugging Face hub cache)' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l fidelity -d 'Z-Image fidelity: turbo (8 steps) or high_fidelity (20 steps, CFG 4); with --backend zimage only (default: $SIDEQUEST_DAEMON_FIDELITY, else high_fidelity)' -r -f -a "turbo\t''
+high_fidelity\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s j -l jobs -d 'Parallel workers for CPU work (sketch renders, loudness); flux renders one at a time [default: one per CPU core]' -r
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l dry-run -d 'Print the plan (what would run, what is up to date) and do nothing'

@@ -493,3 +493,33 @@ fn the_memory_budget_is_kept() {
     assert!(bytes > 0 && bytes < 16 << 30, "{line}");
     assert!(line.contains("within a 16.0 GiB budget"), "{line}");
 }
+
+/// §5's device checks: the tiny cases in bf16 on a GPU (dense and GGUF)
+/// against the same diffusers reference. `scripts/device-checks.sh`.
+#[test]
+#[ignore = "needs a CUDA GPU and --features cuda: scripts/device-checks.sh"]
+fn on_cuda_zimage_matches_diffusers_in_bf16_and_gguf() {
+    for (layout, quantized, latent_tol, pixel_tol) in
+        [("tiny-turbo", false, 0.05, 2.0), ("tiny-gguf", true, 0.1 * 4.95, 4.0)]
+    {
+        let c = case("T1");
+        let opts = ImageOptions {
+            zimage_dir: Some(fixtures().join(layout)),
+            fidelity: Some(Fidelity::Turbo),
+            quantized,
+            device: "cuda".into(),
+            ..Default::default()
+        };
+        let files = zimage::locate_in(&opts, None).unwrap();
+        let mut b = ZImageBackend::from_files(opts, files).unwrap();
+        let mut trace = Trace::default();
+        let img = b.render_traced(&job_of(&c), &mut |_, _| {}, &|| false, Some(&mut trace)).unwrap();
+        let (d, _) = diff(trace.latents.last().unwrap(), &r("T1.final"));
+        let want = r("T1.image").flatten_all().unwrap().to_vec1::<u8>().unwrap();
+        let mean =
+            img.rgb.iter().zip(&want).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / want.len() as f64;
+        eprintln!("{layout} on cuda: final latents {d:.3e}, mean pixel difference {mean:.3}");
+        assert!(d <= latent_tol, "{layout}: latents differ by {d}");
+        assert!(mean <= pixel_tol, "{layout}: mean pixel difference {mean}");
+    }
+}
