@@ -227,7 +227,41 @@ def run_case(pipe, name, prompt, width, height, seed, steps, guidance, max_t5, r
             "max_t5": max_t5, "image_levels": levels}
 
 
+def ref_image(w, h):
+    """The init image: RGB (4x, 5y, 2(x+y)) mod 256."""
+    from PIL import Image
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([(4 * x) % 256, (5 * y) % 256, (2 * (x + y)) % 256], axis=-1).astype(np.uint8)
+    return Image.fromarray(rgb, "RGB")
+
+
+def deterministic_vae():
+    """img2img takes the encoder's mean, not a sample (conditioning.md §2.3)."""
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    DiagonalGaussianDistribution.sample = lambda self, generator=None: self.mean
+
+
+def run_img2img(pipe, module, name, prompt, width, height, seed, steps, guidance, strength, max_t5, rec, pack_noise):
+    """An img2img case: diffusers' own pipeline with sqm's noise in place of randn."""
+    h, w = height // 8, width // 8
+    noise = torch.from_numpy(gaussian(seed, 16 * h * w)).reshape(1, 16, h, w)
+    module.randn_tensor = lambda shape, **kw: (pack(noise) if pack_noise else noise).reshape(shape)
+    lat = []
+    kwargs = {"max_sequence_length": max_t5} if max_t5 else {}
+    with torch.no_grad():
+        image = pipe(prompt=prompt, image=ref_image(width, height), strength=strength, height=height, width=width,
+                     num_inference_steps=steps, guidance_scale=guidance, output_type="pil",
+                     callback_on_step_end=lambda _p, _i, _t, kw: lat.append(kw["latents"].clone()) or {},
+                     callback_on_step_end_tensor_inputs=["latents"], **kwargs).images[0]
+    rec[f"{name}.final"] = lat[-1][0].float().clone()
+    img = np.array(image)
+    rec[f"{name}.image"] = torch.from_numpy(img.copy())
+    return {"prompt": prompt, "width": width, "height": height, "seed": seed, "steps": steps, "guidance": guidance,
+            "strength": strength, "steps_run": len(lat), "max_t5": max_t5, "image": "ref_64x48.png"}
+
+
 def main():
+    deterministic_vae()
     gen = torch.Generator().manual_seed(20261130)
     clip_tok, clip_vocab = word_tokenizer(True)
     t5_tok, t5_vocab = word_tokenizer(False)
@@ -245,10 +279,20 @@ def main():
         pipe = FluxPipeline(scheduler=sched, vae=vae, text_encoder=clip, tokenizer=hf_tokenizer(clip_tok, True),
                             text_encoder_2=t5, tokenizer_2=hf_tokenizer(t5_tok, False), transformer=transformer)
         pipe.set_progress_bar_config(disable=True)
+        from diffusers import FluxImg2ImgPipeline
+        import diffusers.pipelines.flux.pipeline_flux_img2img as img2img_module
+        i2i = FluxImg2ImgPipeline(**pipe.components)
+        i2i.set_progress_bar_config(disable=True)
+        prompt = "an orc warrior with a torch at dusk"
         if variant == "schnell":
-            cases["FS1"] = run_case(pipe, "FS1", "an orc warrior with a torch at dusk", 64, 48, 3, 2, 0.0, 256, rec)
+            cases["FS1"] = run_case(pipe, "FS1", prompt, 64, 48, 3, 2, 0.0, 256, rec)
+            cases["I2"] = run_img2img(i2i, img2img_module, "I2", prompt, 64, 48, 7, 4, 0.0, 0.35, 256, rec, False)
         else:
-            cases["FD1"] = run_case(pipe, "FD1", "an orc warrior with a torch at dusk", 64, 64, 5, 3, 3.5, 512, rec)
+            cases["FD1"] = run_case(pipe, "FD1", prompt, 64, 64, 5, 3, 3.5, 512, rec)
+            cases["I1"] = run_img2img(i2i, img2img_module, "I1", prompt, 64, 48, 7, 4, 3.5, 0.6, 512, rec, False)
+            # strength 1: diffusers starts from pure noise, as the plain render.
+            cases["I3"] = run_img2img(i2i, img2img_module, "I3", prompt, 64, 48, 7, 4, 3.5, 1.0, 512, rec, False)
+    ref_image(64, 48).save(OUT / "ref_64x48.png")
     save_file({k: v.contiguous() for k, v in rec.items()}, OUT / "reference.safetensors")
     (OUT / "reference.json").write_text(json.dumps({
         "versions": PINS, "note": "written by scripts/flux_reference.py; do not edit", "cases": cases,

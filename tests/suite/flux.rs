@@ -55,6 +55,7 @@ fn job(variant: Variant, seed: u32, steps: u32) -> RenderJob {
         subject: "orc warrior".into(),
         mood: "dusk".into(),
         post: None,
+        init: None,
     }
 }
 

@@ -64,6 +64,7 @@ fn check(name: &str, variant: Variant, quantized: bool) {
         subject: String::new(),
         mood: String::new(),
         post: None,
+        init: None,
     };
     let mut trace = Trace::default();
     let img = b.render_traced(&job, &mut |_, _| {}, &|| false, Some(&mut trace)).unwrap();
@@ -112,4 +113,75 @@ fn gguf_schnell_matches_diffusers_within_quantization() {
 #[test]
 fn gguf_dev_matches_diffusers_within_quantization() {
     check("FD1", Variant::Dev, true);
+}
+
+/// conditioning.md §2: img2img against diffusers' FluxImg2ImgPipeline
+/// (the encoder's mean, sqm's noise), dev at strength 0.6 and 1.0 and
+/// schnell at 0.35; strength 1 is the plain render, pixel for pixel.
+fn img2img(name: &str, variant: Variant) -> sqm::render::Image {
+    let c = case(name);
+    let layout = fixtures().join(format!("tiny-{}", variant.name()));
+    let opts = ImageOptions { model_dir: Some(layout), device: "cpu".into(), ..Default::default() };
+    let files = flux::locate_in(&opts, None).unwrap();
+    let mut b = FluxBackend::from_files(opts, files).unwrap();
+    let bytes = std::fs::read(fixtures().join(c["image"].as_str().unwrap())).unwrap();
+    let input = sqm::render::input::decode(&bytes).unwrap();
+    let (w, h) = (c["width"].as_u64().unwrap() as u32, c["height"].as_u64().unwrap() as u32);
+    let strength = c["strength"].as_f64().unwrap();
+    let job = RenderJob {
+        tier: Tier::Portrait,
+        positive_prompt: c["prompt"].as_str().unwrap().into(),
+        negative_prompt: String::new(),
+        seed: c["seed"].as_u64().unwrap() as u32,
+        width: w,
+        height: h,
+        steps: c["steps"].as_u64().unwrap() as u32,
+        guidance: c["guidance"].as_f64().unwrap() as f32,
+        variant,
+        subject: String::new(),
+        mood: String::new(),
+        post: None,
+        init: Some(sqm::render::init::InitImage::new(&input, w, h, strength)),
+    };
+    let mut trace = Trace::default();
+    let mut steps = Vec::new();
+    let img = b.render_traced(&job, &mut |s, n| steps.push((s, n)), &|| false, Some(&mut trace)).unwrap();
+    let run = c["steps_run"].as_u64().unwrap() as u32;
+    assert_eq!(steps, (1..=run).map(|s| (s, run)).collect::<Vec<_>>(), "{name}: progress counts the steps run");
+    let fin = diff(&trace.latents.unwrap().squeeze(0).unwrap(), &r(&format!("{name}.final")));
+    let want = r(&format!("{name}.image")).flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let max_pix = img.rgb.iter().zip(&want).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
+    eprintln!("{name}: final {:.1e}/{:.2}, pixels max {max_pix}", fin.0, fin.1);
+    assert!(fin.0 <= 5e-4, "{name}: final latents differ by {}", fin.0);
+    assert!(max_pix <= 1, "{name}: a pixel differs by {max_pix}");
+    img
+}
+
+#[test]
+fn img2img_matches_diffusers() {
+    img2img("I1", Variant::Dev);
+    img2img("I2", Variant::Schnell);
+    let full = img2img("I3", Variant::Dev);
+    // Strength 1 starts from the noise alone: the plain render's pixels.
+    let c = case("I3");
+    let opts =
+        ImageOptions { model_dir: Some(fixtures().join("tiny-dev")), device: "cpu".into(), ..Default::default() };
+    let mut b = FluxBackend::from_files(opts.clone(), flux::locate_in(&opts, None).unwrap()).unwrap();
+    let plain = RenderJob {
+        tier: Tier::Portrait,
+        positive_prompt: c["prompt"].as_str().unwrap().into(),
+        negative_prompt: String::new(),
+        seed: 7,
+        width: 64,
+        height: 48,
+        steps: 4,
+        guidance: 3.5,
+        variant: Variant::Dev,
+        subject: String::new(),
+        mood: String::new(),
+        post: None,
+        init: None,
+    };
+    let img = b.render_traced(&plain, &mut |_, _| {}, &|| false, None).unwrap();
+    assert_eq!(img, full, "strength 1.0 equals the plain render byte for byte");
 }

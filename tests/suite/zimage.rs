@@ -60,6 +60,7 @@ fn job_of(c: &serde_json::Value) -> RenderJob {
         subject: String::new(),
         mood: String::new(),
         post: None,
+        init: None,
     }
 }
 

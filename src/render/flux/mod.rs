@@ -144,6 +144,8 @@ struct Loaded {
     text: text::TextEncoders,
     decoder: autoencoder::Decoder,
     vae: autoencoder::Config,
+    /// The VAE's encoder, loaded by the first img2img job.
+    encoder: Option<autoencoder::Encoder>,
     /// The transformers in memory, any subset of the located files.
     variants: Vec<LoadedVariant>,
     /// Every component's size and the room they share.
@@ -204,7 +206,8 @@ impl FluxBackend {
         let vb = mmap(std::slice::from_ref(&first.ae), dtype, &device)?;
         let decoder = autoencoder::Decoder::new(&vae, vb.pp("decoder")).map_err(|e| tensor_err(&first.ae, e))?;
         tracing::info!(device = ?device, ms = started.elapsed().as_millis() as u64, "flux text encoders and decoder loaded");
-        self.loaded = Some(Loaded { device, dtype, text, decoder, vae, variants: Vec::new(), plan, tick: 0 });
+        self.loaded =
+            Some(Loaded { device, dtype, text, decoder, vae, encoder: None, variants: Vec::new(), plan, tick: 0 });
         Ok(())
     }
 
@@ -389,6 +392,7 @@ impl Backend for FluxBackend {
                 subject: "black".into(),
                 mood: String::new(),
                 post: None,
+                init: None,
             };
             self.render(&job, &mut |_, _| {}, &|| false)?;
         }
@@ -420,6 +424,37 @@ pub struct Trace {
 }
 
 impl FluxBackend {
+    /// The packed latents (1, L, 4·z) of an init image: the encoder's mean,
+    /// shifted and scaled as the decoder expects them back.
+    fn encode_init(&mut self, init: &crate::render::init::InitImage) -> Result<Tensor, RenderError> {
+        let loaded = self.loaded.as_mut().expect("loaded");
+        if loaded.encoder.is_none() {
+            let ae = &self.files[0].ae;
+            let vb = mmap(std::slice::from_ref(ae), loaded.dtype, &loaded.device)?;
+            let enc = autoencoder::Encoder::new(&loaded.vae, vb.pp("encoder")).map_err(|e| tensor_err(ae, e))?;
+            loaded.encoder = Some(enc);
+        }
+        let (w, h) = (init.width as usize, init.height as usize);
+        let px: Vec<f32> = init.rgb.iter().map(|&v| 2.0 * v as f32 / 255.0 - 1.0).collect();
+        let vae = &loaded.vae;
+        let z = vae.z_channels;
+        let x = Tensor::from_vec(px, (1, h, w, 3), &Device::Cpu)
+            .and_then(|t| t.permute((0, 3, 1, 2)))
+            .and_then(|t| t.to_device(&loaded.device))
+            .and_then(|t| t.to_dtype(loaded.dtype))
+            .map_err(run_err)?;
+        let moments = candle_nn::Module::forward(loaded.encoder.as_ref().expect("loaded"), &x).map_err(run_err)?;
+        let (lh, lw) = (h / 8, w / 8);
+        moments
+            .narrow(1, 0, z)
+            .and_then(|m| m.to_dtype(DType::F32))
+            .and_then(|m| (m - vae.shift_factor)? * vae.scale_factor)
+            .and_then(|m| m.reshape((1, z, lh / 2, 2, lw / 2, 2)))
+            .and_then(|m| m.permute((0, 2, 4, 1, 3, 5)))
+            .and_then(|m| m.reshape((1, (lh / 2) * (lw / 2), z * 4)))
+            .map_err(run_err)
+    }
+
     /// Renders `job`, recording intermediates into `trace`.
     pub fn render_traced(
         &mut self,
@@ -440,6 +475,11 @@ impl FluxBackend {
             self.warned_fallback = true;
         }
         let idx = self.variant_index(file)?;
+        // img2img: the init image's latents, the encoder's mean (conditioning.md §2.3).
+        let x0 = match &job.init {
+            Some(init) => Some(self.encode_init(init)?),
+            None => None,
+        };
         let loaded = self.loaded.as_mut().expect("loaded above");
         let lv = &loaded.variants[idx];
         let variant = lv.variant;
@@ -482,9 +522,24 @@ impl FluxBackend {
         }
         let guidance = lv.transformer.has_guidance().then_some(job.guidance);
         let rope = lv.transformer.rope(txt.dim(1).map_err(run_err)?, hp, wp, &dev).map_err(run_err)?;
-        let mut img = packed;
-        let steps = job.steps;
-        for (i, pair) in timesteps.windows(2).enumerate() {
+        // img2img starts later on the same schedule, from the init image's
+        // latents noised to that step: σ·ε + (1 − σ)·x0.
+        let start = match &job.init {
+            Some(init) => {
+                crate::render::init::start_step(job.steps, init.strength).map_err(RenderError::Invalid)? as usize
+            }
+            None => 0,
+        };
+        let mut img = match &x0 {
+            Some(x0) => {
+                let sigma = timesteps[start];
+                ((&packed * sigma).and_then(|n| n + (x0 * (1.0 - sigma))?)).map_err(run_err)?
+            }
+            None => packed,
+        };
+        let steps = job.steps - start as u32;
+        for (i, pair) in timesteps.windows(2).enumerate().skip(start) {
+            let i = i - start;
             if cancel() {
                 return Err(RenderError::Cancelled);
             }

@@ -691,6 +691,7 @@ impl Backend for ZImageBackend {
                 subject: "black".into(),
                 mood: String::new(),
                 post: None,
+                init: None,
             };
             self.render_traced(&job, &mut |_, _| {}, &|| false, None)?;
         }

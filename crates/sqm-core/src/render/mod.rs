@@ -6,6 +6,7 @@
 //! parameters embedded; [`pipeline`] turns a render request into a job.
 
 pub(crate) mod font;
+pub mod init;
 pub mod input;
 pub mod null;
 pub mod output;
@@ -38,6 +39,9 @@ pub struct RenderJob {
     /// and the result is cropped/rotated to the plan's size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post: Option<PostPlan>,
+    /// img2img: the init image on this canvas and its strength.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<init::InitImage>,
 }
 
 /// A post directive and the size the image ends at.

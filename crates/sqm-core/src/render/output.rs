@@ -30,6 +30,10 @@ pub fn render_key(backend: &str, model: Option<&str>, job: &RenderJob) -> String
         // A post directive changes the pixels: its directive and the final canvas.
         canonical.insert("post", serde_json::json!({"post": p.post, "width": p.width, "height": p.height}));
     }
+    if let Some(i) = &job.init {
+        // img2img: the fitted pixels' hash and the strength (conditioning.md §2.4).
+        canonical.insert("init_image", serde_json::json!({"sha256": i.sha256, "strength": i.strength}));
+    }
     let text = serde_json::to_string(&canonical).expect("json");
     let digest = Sha256::digest(text.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -58,6 +62,9 @@ pub(crate) fn parameters_text(job: &RenderJob, model: &str) -> String {
         "\nSteps: {}, Sampler: Euler, CFG scale: {}, Seed: {}, Size: {}x{}, Model: {}",
         job.steps, job.guidance, job.seed, job.width, job.height, model
     ));
+    if let Some(i) = &job.init {
+        s.push_str(&format!(", Denoising strength: {}", i.strength));
+    }
     s
 }
 

@@ -290,6 +290,7 @@ fn layered_job(
         subject: cue.subject.clone(),
         mood: cue.mood.clone(),
         post,
+        init: None,
     };
     Ok(PreparedJob {
         job,
@@ -359,6 +360,7 @@ fn flux_era_job(
         subject: cue.subject.clone(),
         mood: cue.mood.clone(),
         post: None,
+        init: None,
     };
     Ok(PreparedJob {
         job,

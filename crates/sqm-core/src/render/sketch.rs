@@ -361,6 +361,7 @@ mod tests {
             subject: "orc warrior".into(),
             mood: mood.into(),
             post: None,
+            init: None,
         }
     }
 
