@@ -454,6 +454,27 @@ def main():
     turbo_bf.set_progress_bar_config(disable=True)
     cases["S1"] = run_case(turbo_bf, "S1", "a red fox", "", 80, 48, 7, 3, 0.0, rec)
     cases["S1"]["layout"] = "tiny-single"
+    # I1: img2img on Turbo (ZImageImg2ImgPipeline), the encoder's mean and sqm's noise.
+    from flux_reference import deterministic_vae, ref_image
+    from diffusers import ZImageImg2ImgPipeline
+    import diffusers.pipelines.z_image.pipeline_z_image_img2img as i2i_module
+    deterministic_vae()
+    i2i = ZImageImg2ImgPipeline(**turbo.components)
+    i2i.set_progress_bar_config(disable=True)
+    noise = torch.from_numpy(gaussian(7, 16 * 6 * 8)).reshape(1, 16, 6, 8)
+    i2i_module.randn_tensor = lambda shape, **kw: noise.reshape(shape)
+    lat = []
+    with torch.no_grad():
+        image = i2i(prompt="a red fox", image=ref_image(64, 48), strength=0.6, height=48, width=64,
+                    num_inference_steps=3, guidance_scale=0.0, output_type="pil",
+                    callback_on_step_end=lambda _p, _i, _t, kw: lat.append(kw["latents"].clone()) or {},
+                    callback_on_step_end_tensor_inputs=["latents"]).images[0]
+    rec["I1.final"] = lat[-1][0].float().clone()
+    rec["I1.image"] = torch.from_numpy(np.array(image).copy())
+    ref_image(64, 48).save(OUT / "ref_64x48.png")
+    cases["I1"] = {"prompt": "a red fox", "negative": "", "width": 64, "height": 48, "seed": 7, "steps": 3,
+                   "guidance": 0.0, "strength": 0.6, "steps_run": len(lat), "image": "ref_64x48.png",
+                   "layout": "tiny-turbo"}
     # L1: 600 words, ids and embeddings only.
     words = ("ash falls on the glass road under a slate sky while the forge towns keep their fires "
              "lit against the dark and trade heat like coin").split()

@@ -524,3 +524,33 @@ fn on_cuda_zimage_matches_diffusers_in_bf16_and_gguf() {
         assert!(mean <= pixel_tol, "{layout}: mean pixel difference {mean}");
     }
 }
+
+/// conditioning.md §2 for Z-Image: img2img against diffusers'
+/// ZImageImg2ImgPipeline (the encoder's mean, sqm's noise), in the
+/// diffusers layout and from ComfyUI's BFL-named autoencoder.
+#[test]
+fn img2img_matches_diffusers() {
+    let c = case("I1");
+    let bytes = std::fs::read(fixtures().join(c["image"].as_str().unwrap())).unwrap();
+    let input = sqm::render::input::decode(&bytes).unwrap();
+    let mut job = job_of(&c);
+    job.init = Some(sqm::render::init::InitImage::new(&input, 64, 48, c["strength"].as_f64().unwrap()));
+    for layout in ["tiny-turbo", "tiny-single"] {
+        let mut b = backend(layout, Fidelity::Turbo, false);
+        let mut trace = Trace::default();
+        let mut steps = Vec::new();
+        let img = b.render_traced(&job, &mut |s, n| steps.push((s, n)), &|| false, Some(&mut trace)).unwrap();
+        let run = c["steps_run"].as_u64().unwrap() as u32;
+        assert_eq!(steps, (1..=run).map(|s| (s, run)).collect::<Vec<_>>());
+        let (d, m) = diff(trace.latents.last().unwrap(), &r("I1.final"));
+        let want = r("I1.image").flatten_all().unwrap().to_vec1::<u8>().unwrap();
+        let max_pix = img.rgb.iter().zip(&want).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
+        eprintln!("I1 on {layout}: final {d:.1e}/{m:.2}, pixels max {max_pix}");
+        // The single file's transformer is bf16-rounded: its own bound.
+        let tol = if layout == "tiny-turbo" { 5e-4 } else { 0.05 * m };
+        assert!(d <= tol, "I1 on {layout}: final latents differ by {d}");
+        if layout == "tiny-turbo" {
+            assert!(max_pix <= 1, "I1: a pixel differs by {max_pix}");
+        }
+    }
+}

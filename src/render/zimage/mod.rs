@@ -152,8 +152,20 @@ enum Decoder {
     Bfl(candle_transformers::models::flux::autoencoder::Decoder),
 }
 
+/// The autoencoder's encoder in either layout (img2img).
+enum Encoder {
+    Diffusers(candle_transformers::models::z_image::vae::Encoder),
+    Bfl(candle_transformers::models::flux::autoencoder::Encoder),
+}
+
 struct Vae_ {
     decoder: Decoder,
+    /// Built by the first img2img job.
+    encoder: Option<Encoder>,
+    /// How to build it.
+    source: Vae,
+    config_diffusers: Option<candle_transformers::models::z_image::vae::VaeConfig>,
+    config_bfl: Option<candle_transformers::models::flux::autoencoder::Config>,
     latent_channels: usize,
     scaling: f64,
     shift: f64,
@@ -173,6 +185,10 @@ fn load_vae(vae: &Vae, dtype: DType, device: &Device) -> Result<Vae_, String> {
             let decoder = zvae::Decoder::new(&cfg, vb.pp("decoder")).map_err(err)?;
             Ok(Vae_ {
                 decoder: Decoder::Diffusers(decoder),
+                encoder: None,
+                source: vae.clone(),
+                config_diffusers: Some(cfg.clone()),
+                config_bfl: None,
                 latent_channels: cfg.latent_channels,
                 scaling: cfg.scaling_factor,
                 shift: cfg.shift_factor,
@@ -199,6 +215,10 @@ fn load_vae(vae: &Vae, dtype: DType, device: &Device) -> Result<Vae_, String> {
             let decoder = autoencoder::Decoder::new(&cfg, vb.pp("decoder")).map_err(err)?;
             Ok(Vae_ {
                 decoder: Decoder::Bfl(decoder),
+                encoder: None,
+                source: vae.clone(),
+                config_diffusers: None,
+                config_bfl: Some(cfg.clone()),
                 latent_channels: cfg.z_channels,
                 scaling: cfg.scale_factor,
                 shift: cfg.shift_factor,
@@ -208,6 +228,43 @@ fn load_vae(vae: &Vae, dtype: DType, device: &Device) -> Result<Vae_, String> {
 }
 
 impl Vae_ {
+    /// The latents (C, h, w) of an init image: the encoder's mean, shifted
+    /// and scaled as `decode` expects them back.
+    fn encode_mean(
+        &mut self,
+        init: &crate::render::init::InitImage,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor, String> {
+        use candle_transformers::models::{flux::autoencoder, z_image::vae as zvae};
+        let path = self.source.path().to_path_buf();
+        let err = |e: candle_core::Error| format!("{}: {}", path.display(), e.to_string().lines().next().unwrap_or(""));
+        if self.encoder.is_none() {
+            // SAFETY: read-only mapping of a file sqm does not modify.
+            let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&path], dtype, device) }.map_err(err)?;
+            self.encoder = Some(match (&self.config_diffusers, &self.config_bfl) {
+                (Some(c), _) => Encoder::Diffusers(zvae::Encoder::new(c, vb.pp("encoder")).map_err(err)?),
+                (None, Some(c)) => Encoder::Bfl(autoencoder::Encoder::new(c, vb.pp("encoder")).map_err(err)?),
+                (None, None) => return Err("no VAE config".into()),
+            });
+        }
+        let (w, h) = (init.width as usize, init.height as usize);
+        let px: Vec<f32> = init.rgb.iter().map(|&v| 2.0 * v as f32 / 255.0 - 1.0).collect();
+        let run = || -> candle_core::Result<Tensor> {
+            let x = Tensor::from_vec(px, (1, h, w, 3), &Device::Cpu)?
+                .permute((0, 3, 1, 2))?
+                .to_device(device)?
+                .to_dtype(dtype)?;
+            let moments = match self.encoder.as_ref().expect("built above") {
+                Encoder::Diffusers(e) => e.forward(&x)?,
+                Encoder::Bfl(e) => e.forward(&x)?,
+            };
+            let mean = moments.narrow(1, 0, self.latent_channels)?.to_dtype(DType::F32)?;
+            ((mean - self.shift)? * self.scaling)?.squeeze(0)
+        };
+        run().map_err(err)
+    }
+
     fn decode(&self, z: &Tensor) -> candle_core::Result<Tensor> {
         let z = ((z / self.scaling)? + self.shift)?;
         match &self.decoder {
@@ -598,8 +655,23 @@ impl ZImageBackend {
             t.noise = Some(x.clone());
             t.sigmas = sig.clone();
         }
-        let steps = job.steps;
-        for i in 0..steps as usize {
+        // img2img (conditioning.md §2.3): start later on the same schedule,
+        // from σ·ε + (1 − σ)·x0, x0 the init image's latents.
+        let start = match &job.init {
+            Some(init) => {
+                let start = crate::render::init::start_step(job.steps, init.strength).map_err(RenderError::Invalid)?;
+                let (dtype, device) = (l.dtype, dev.clone());
+                let l = self.loaded.as_mut().expect("loaded");
+                let x0 = l.vae.encode_mean(init, dtype, &device).map_err(backend_err)?;
+                let s = sig[start as usize] as f64;
+                x = ((&x * s).and_then(|n| n + (x0 * (1.0 - s))?)).map_err(run_err)?;
+                start as usize
+            }
+            None => 0,
+        };
+        let l = self.loaded.as_ref().expect("loaded");
+        let steps = job.steps - start as u32;
+        for i in start..job.steps as usize {
             if cancel() {
                 return Err(RenderError::Cancelled);
             }
@@ -607,7 +679,7 @@ impl ZImageBackend {
             let t = (1000.0f32 - sig[i] * 1000.0) / 1000.0;
             let mut v = l.transformer.forward(&x, t, &e_p).map_err(run_err)?;
             if let Some(t) = trace.as_deref_mut() {
-                if i == 0 {
+                if i == start {
                     t.first_velocity = Some(v.clone());
                 }
             }
@@ -621,7 +693,7 @@ impl ZImageBackend {
             if let Some(t) = trace.as_deref_mut() {
                 t.latents.push(x.clone());
             }
-            progress(i as u32 + 1, steps);
+            progress((i - start) as u32 + 1, steps);
         }
         if cancel() {
             return Err(RenderError::Cancelled);
