@@ -92,6 +92,12 @@ pub struct Args {
     /// Output directory for content-addressed renders.
     #[arg(long, env = "SIDEQUEST_OUTPUT_DIR", value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
+    /// img2img: start from this image (PNG or JPEG), fitted to the canvas.
+    #[arg(long, visible_alias = "reference", value_name = "FILE")]
+    pub init_image: Option<PathBuf>,
+    /// img2img: the fraction of the steps that run, 0 to 1 (1: the plain render).
+    #[arg(long, default_value_t = 0.6, requires = "init_image", value_parser = parse_strength)]
+    pub strength: f64,
     /// Print the composed request as JSON and render nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -103,6 +109,11 @@ pub struct Args {
 fn parse_side(name: &str, s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|_| format!("{name} must be a whole number, got '{s}'"))?;
     crate::render::pipeline::check_size(name, n).map_err(|e| e.to_string())
+}
+
+fn parse_strength(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("must be a number from 0 to 1, got '{s}'"))?;
+    crate::render::init::check_strength(v)
 }
 
 fn parse_guidance(s: &str) -> Result<f32, String> {
@@ -130,6 +141,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
             composer = prepared.composer,
             "--camera applies to composer v2 only (a character or place ref in a world with catalogs); ignored"
         );
+    }
+    let mut prepared = prepared;
+    if args.init_image.is_some() && matches!(args.backend.as_str(), "sketch" | "null") {
+        tracing::warn!(backend = %args.backend, "--init-image: this backend applies no init image; ignored");
+    } else if let Some(path) = &args.init_image {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let img = crate::render::input::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let job = &mut prepared.job;
+        crate::render::init::start_step(job.steps, args.strength).map_err(|e| anyhow::anyhow!(e))?;
+        job.init = Some(crate::render::init::InitImage::new(&img, job.width, job.height, args.strength));
     }
     if args.dry_run {
         print_dry_run(&args, &prepared, options.fidelity)?;
@@ -243,6 +264,9 @@ fn print_dry_run(args: &Args, prepared: &PreparedJob, fidelity: Option<crate::pr
     let mut doc = doc;
     if let Some(f) = fidelity {
         doc["fidelity"] = f.name().into();
+    }
+    if let Some(i) = &j.init {
+        doc["init_image"] = serde_json::json!({"sha256": i.sha256, "strength": i.strength});
     }
     if let Some(p) = &j.post {
         // The canvas the backend renders before the directive, and the directive.

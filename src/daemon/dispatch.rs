@@ -176,6 +176,30 @@ async fn render(
         }
         Err(e) => return (Err(WireError::new(Code::GenerationFailed, format!("internal error: {e}"))), None),
     };
+    // img2img: the init image on the job's canvas, before queueing.
+    let mut job = job;
+    let mut warnings: Vec<String> = Vec::new();
+    if let Some(src) = params.reference_image.clone() {
+        let name = ctx.render.backend_name;
+        if matches!(name, "sketch" | "null") {
+            warnings.push(format!("reference_image: backend '{name}' applies no init image"));
+        } else {
+            let dirs: Vec<std::path::PathBuf> =
+                ctx.config.input_dir.iter().cloned().chain([ctx.config.output_dir().to_path_buf()]).collect();
+            let strength = params.strength;
+            let attached = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&std::path::Path> = dirs.iter().map(|d| d.as_path()).collect();
+                crate::render::init::attach(&mut job.job, &src, strength, &refs).map(|()| job)
+            })
+            .await;
+            job = match attached {
+                Ok(Ok(j)) => j,
+                Ok(Err(e)) => return (Err(WireError::new(Code::InvalidRequest, e.to_string())), None),
+                Err(e) => return (Err(WireError::new(Code::GenerationFailed, format!("internal error: {e}"))), None),
+            };
+        }
+    }
+    let conditioned: Vec<&str> = job.job.init.as_ref().map(|_| "img2img").into_iter().collect();
     if ctx.is_shutting_down() {
         return (Err(LaneError::ShuttingDown(Work::Render).into()), None);
     }
@@ -201,6 +225,18 @@ async fn render(
         Ok(v) => super::publish::after_render(ctx, &req.params, tier, v, &dispatch).await,
         Err(e) => Err(e),
     };
+    // What steered the picture, and what was ignored (conditioning.md §1.6).
+    let result = result.map(|mut v| {
+        if let Value::Object(o) = &mut v {
+            if !conditioned.is_empty() {
+                o.insert("conditioned".into(), serde_json::json!(conditioned));
+            }
+            if !warnings.is_empty() {
+                o.insert("warnings".into(), serde_json::json!(warnings));
+            }
+        }
+        v
+    });
     super::spans::record_outcome(&dispatch, &result);
     if let Ok(v) = &result {
         dispatch.record("cached", v.get("cached").and_then(Value::as_bool).unwrap_or(false));

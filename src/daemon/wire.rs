@@ -603,6 +603,9 @@ pub(crate) struct RenderParams {
     /// The fidelity the caller expects (zimage.md §1.2), checked against a
     /// `zimage` backend's after composing; other backends ignore it.
     pub fidelity: Option<String>,
+    /// img2img (conditioning.md §2.1): the init image and its strength.
+    pub reference_image: Option<Value>,
+    pub strength: f64,
 }
 
 pub(crate) fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, WireError> {
@@ -672,7 +675,20 @@ pub(crate) fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, 
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(WireError::new(Code::InvalidRequest, "'fidelity' must be string or null")),
     };
-    Ok(RenderParams { request, priority, stream: p.bool("stream")?, fidelity })
+    let reference_image = match params.get("reference_image") {
+        None | Some(Value::Null) => None,
+        Some(v @ (Value::String(_) | Value::Object(_))) => Some(v.clone()),
+        Some(_) => {
+            return Err(WireError::new(Code::InvalidRequest, "'reference_image' must be an object, a string or null"))
+        }
+    };
+    let strength = match params.get("strength") {
+        None | Some(Value::Null) => 0.6,
+        Some(Value::Number(n)) => crate::render::init::check_strength(n.as_f64().unwrap_or(f64::NAN))
+            .map_err(|m| WireError::new(Code::InvalidRequest, m))?,
+        Some(_) => return Err(WireError::new(Code::InvalidRequest, "'strength' must be a number or null")),
+    };
+    Ok(RenderParams { request, priority, stream: p.bool("stream")?, fidelity, reference_image, strength })
 }
 
 #[cfg(test)]

@@ -185,3 +185,114 @@ fn img2img_matches_diffusers() {
     let img = b.render_traced(&plain, &mut |_, _| {}, &|| false, None).unwrap();
     assert_eq!(img, full, "strength 1.0 equals the plain render byte for byte");
 }
+
+fn tiny(variant: &str) -> String {
+    fixtures().join(format!("tiny-{variant}")).display().to_string()
+}
+
+/// conditioning.md §5's img2img examples on the socket: the init image
+/// inline, progress over the steps that run, `conditioned`, the PNG's
+/// strength; and the refusals before queueing.
+#[test]
+fn the_daemon_takes_a_reference_image() {
+    use base64::Engine;
+    let png = std::fs::read(fixtures().join("ref_64x48.png")).unwrap();
+    let data = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&png));
+    let d = crate::common::Daemon::start(&[
+        "--backend",
+        "flux",
+        "--model-dir",
+        &tiny("schnell"),
+        "--device",
+        "cpu",
+        "--no-warmup",
+    ]);
+    let mut c = d.connect();
+    let line = serde_json::json!({"id":"i1","method":"render","params":{"tier":"text_overlay","positive_prompt":"a sign","seed":3,
+        "reference_image": data, "strength": 0.6, "stream": true}});
+    c.send(&line.to_string());
+    let mut steps = Vec::new();
+    let reply = loop {
+        let l = c.line().unwrap();
+        match l["event"].as_str() {
+            Some("progress") => steps.push((l["step"].as_u64().unwrap(), l["steps"].as_u64().unwrap())),
+            Some(_) => {}
+            None => break l,
+        }
+    };
+    // Schnell's 4 steps at strength 0.6: trunc(4 − 2.4) = 1, so 3 run.
+    assert_eq!(steps, [(1, 3), (2, 3), (3, 3)], "{reply}");
+    assert_eq!(reply["result"]["conditioned"], serde_json::json!(["img2img"]), "{reply}");
+    let file = std::fs::read(reply["result"]["image_path"].as_str().unwrap()).unwrap();
+    assert!(String::from_utf8_lossy(&file).contains("Denoising strength: 0.6"));
+    // The same image as an ImageSource object is the same render.
+    let again = d.call(
+        &serde_json::json!({"id":"i2","method":"render","params":{"tier":"text_overlay","positive_prompt":"a sign","seed":3,
+            "reference_image": {"image_data": data, "uri": null}}})
+        .to_string(),
+    );
+    assert_eq!(again["result"]["cached"], true, "{again}");
+    for (extra, message) in [
+        (serde_json::json!({"strength": 1.5}), "strength must be in [0, 1], got 1.5"),
+        (serde_json::json!({"strength": 0}), "strength 0 leaves no denoising step at 4 steps"),
+        (
+            serde_json::json!({"reference_image": {"image_data": null, "uri": "file:///etc/passwd"}}),
+            "reference_image: image not readable",
+        ),
+        (serde_json::json!({"reference_image": "bm90IGFuIGltYWdl"}), "reference_image: image not readable"),
+        (serde_json::json!({"reference_image": 7}), "'reference_image' must be an object, a string or null"),
+    ] {
+        let mut params =
+            serde_json::json!({"tier":"text_overlay","positive_prompt":"a sign","seed":3,"reference_image": data});
+        for (k, v) in extra.as_object().unwrap() {
+            params[k] = v.clone();
+        }
+        let e = d.call(&serde_json::json!({"id":"e","method":"render","params":params}).to_string());
+        assert_eq!(
+            (e["error"]["code"].as_str(), e["error"]["message"].as_str()),
+            (Some("INVALID_REQUEST"), Some(message)),
+            "{e}"
+        );
+    }
+}
+
+/// `sqm render --init-image`: strength 1 gives the plain render's pixels
+/// (under its own key); the dry run names the image's hash.
+#[test]
+fn render_takes_an_init_image() {
+    let out = tempfile::tempdir().unwrap();
+    let init = fixtures().join("ref_64x48.png");
+    let dev = tiny("dev");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["render", "--backend", "flux", "--model-dir", dev.as_str()];
+        let o = out.path().to_str().unwrap().to_owned();
+        args.extend([
+            "--device", "cpu", "--tier", "portrait", "--width", "64", "--height", "64", "--seed", "7", "--steps", "4",
+        ]);
+        args.extend(["--prompt", "an orc warrior", "--json", "--output-dir"]);
+        let mut args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        args.push(o);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = std::process::Command::new(crate::common::SQM)
+            .args(&args)
+            .env("HF_HUB_CACHE", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    let full = run(&["--init-image", init.to_str().unwrap(), "--strength", "1"]);
+    assert_ne!(plain["image_path"], full["image_path"], "another key");
+    let pixels = |v: &serde_json::Value| {
+        let f = std::fs::File::open(v["image_path"].as_str().unwrap()).unwrap();
+        let mut r = png::Decoder::new(std::io::BufReader::new(f)).read_info().unwrap();
+        let mut buf = vec![0; r.output_buffer_size().unwrap()];
+        r.next_frame(&mut buf).unwrap();
+        buf
+    };
+    assert_eq!(pixels(&plain), pixels(&full));
+    let dry = run(&["--reference", init.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(dry["init_image"]["strength"], 0.6);
+    assert_eq!(dry["init_image"]["sha256"].as_str().unwrap().len(), 64);
+}

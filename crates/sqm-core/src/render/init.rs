@@ -47,6 +47,46 @@ pub fn start_step(steps: u32, strength: f64) -> Result<u32, String> {
     Ok(start)
 }
 
+/// Why a request's init image cannot be used.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    /// Missing, refused, undecodable or too large: one text for every
+    /// reason, so a peer learns nothing about the host's files.
+    #[error("reference_image: image not readable")]
+    Unreadable,
+    #[error("{0}")]
+    NoStep(String),
+}
+
+/// Loads `src` (an ImageSource object, or a string taken as its
+/// `image_data`), a `uri` only inside one of `dirs`, and puts it on `job`'s
+/// canvas with `strength`, after checking a step would run.
+pub fn attach(
+    job: &mut super::RenderJob,
+    src: &serde_json::Value,
+    strength: f64,
+    dirs: &[&std::path::Path],
+) -> Result<(), AttachError> {
+    start_step(job.steps, strength).map_err(AttachError::NoStep)?;
+    let src = match src {
+        serde_json::Value::String(s) => serde_json::json!({ "image_data": s }),
+        other => other.clone(),
+    };
+    let mut img = super::input::load(&src, None);
+    for dir in dirs {
+        if img.is_ok() {
+            break;
+        }
+        img = super::input::load(&src, Some(dir));
+    }
+    let img = img.map_err(|e| {
+        tracing::warn!(error = %e, "reference_image refused");
+        AttachError::Unreadable
+    })?;
+    job.init = Some(InitImage::new(&img, job.width, job.height, strength));
+    Ok(())
+}
+
 /// Checks a request's strength.
 pub fn check_strength(s: f64) -> Result<f64, String> {
     if s.is_finite() && (0.0..=1.0).contains(&s) {
