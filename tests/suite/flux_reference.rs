@@ -296,3 +296,32 @@ fn render_takes_an_init_image() {
     assert_eq!(dry["init_image"]["strength"], 0.6);
     assert_eq!(dry["init_image"]["sha256"].as_str().unwrap().len(), 64);
 }
+
+/// The ZeroMQ worker: a RenderRequest's reference_image drives an img2img
+/// render (`conditioned`); an unreadable one is a warning and the render
+/// goes on plain.
+#[test]
+fn the_zeromq_worker_takes_a_reference_image() {
+    use base64::Engine;
+    let png = std::fs::read(fixtures().join("ref_64x48.png")).unwrap();
+    let data = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&png));
+    let c = crate::common::Controller::bind(None);
+    let schnell = tiny("schnell");
+    let _d = c.worker(&["--backend", "flux", "--model-dir", &schnell, "--device", "cpu"]);
+    c.send(
+        &serde_json::json!({"type":"RenderRequest","request_id":"i1","prompt":"a lighthouse","width":64,"height":64,
+        "seed":4,"reference_image":{"image_data": data,"uri":null},"strength":0.6}),
+    );
+    let r = c.recv();
+    assert_eq!(r["type"], "ImageReady", "{r}");
+    assert_eq!(r["conditioned"], serde_json::json!(["img2img"]), "{r}");
+    c.send(
+        &serde_json::json!({"type":"RenderRequest","request_id":"i2","prompt":"a lighthouse","width":64,"height":64,
+        "seed":4,"reference_image":{"image_data":null,"uri":"file:///etc/shadow"}}),
+    );
+    let r = c.recv();
+    assert_eq!(r["type"], "ImageReady", "{r}");
+    assert!(r.get("conditioned").is_none(), "{r}");
+    let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert!(warnings.contains(&"reference_image: image not readable"), "{r}");
+}

@@ -97,6 +97,46 @@ impl WorkerState {
         }
         let mut prepared = prepared;
         lane.fit_variant(&mut prepared);
+        // img2img from the message's reference_image; a refused image is a
+        // warning and the render goes on without it (conditioning.md §3.5).
+        let mut conditioned = Vec::new();
+        if let Some(src) = msg.get("reference_image").filter(|v| !v.is_null()).cloned() {
+            if matches!(lane.backend_name, "sketch" | "null") {
+                warnings.push(format!("reference_image: backend '{}' applies no init image", lane.backend_name));
+            } else {
+                let strength = match msg.get("strength") {
+                    None | Some(Value::Null) => Ok(0.6),
+                    Some(v) => crate::render::init::check_strength(v.as_f64().unwrap_or(f64::NAN)),
+                };
+                match strength {
+                    Err(m) => warnings.push(m),
+                    Ok(strength) => {
+                        let dirs: Vec<PathBuf> = self
+                            .ctx
+                            .config
+                            .input_dir
+                            .iter()
+                            .cloned()
+                            .chain([self.ctx.config.output_dir().to_path_buf()])
+                            .collect();
+                        let mut job = prepared.job.clone();
+                        let attached = tokio::task::spawn_blocking(move || {
+                            let refs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
+                            crate::render::init::attach(&mut job, &src, strength, &refs).map(|()| job)
+                        })
+                        .await;
+                        match attached {
+                            Ok(Ok(job)) => {
+                                prepared.job = job;
+                                conditioned.push("img2img");
+                            }
+                            Ok(Err(e)) => warnings.push(e.to_string()),
+                            Err(_) => warnings.push("reference_image: image not readable".into()),
+                        }
+                    }
+                }
+            }
+        }
         let key = crate::render::output::render_key(lane.backend_name, lane.model.as_deref(), &prepared.job);
         let out_dir = self.ctx.config.output_dir().to_path_buf();
         let planned = crate::render::output::output_path(&out_dir, lane.backend_name, &key);
@@ -133,6 +173,7 @@ impl WorkerState {
             image_data: None,
             format: None,
             warnings: Vec::new(),
+            conditioned,
         };
         if !(src.as_os_str() == "/dev/null" || src.as_os_str().is_empty()) {
             if let Some(cache) = &self.ctx.cache {

@@ -47,6 +47,9 @@ pub(super) struct ImageReady {
     pub format: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What steered the picture (`img2img`); omitted when nothing did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditioned: Vec<&'static str>,
 }
 
 /// A successful `AudioReady`: the library track that matched.
