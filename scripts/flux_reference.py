@@ -235,6 +235,15 @@ def ref_image(w, h):
     return Image.fromarray(rgb, "RGB")
 
 
+def depth_image(w, h):
+    """experimance's mock depth map, near = white: 255·(1 − d/dmax) about the centre, as gray RGB."""
+    from PIL import Image
+    y, x = np.mgrid[0:h, 0:w]
+    d = np.sqrt((x - w / 2) ** 2 + (y - h / 2) ** 2)
+    g = (255 * (1 - d / d.max())).astype(np.uint8)
+    return Image.fromarray(np.stack([g, g, g], axis=-1), "RGB")
+
+
 def deterministic_vae():
     """img2img takes the encoder's mean, not a sample (conditioning.md §2.3)."""
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
@@ -293,6 +302,31 @@ def main():
             # strength 1: diffusers starts from pure noise, as the plain render.
             cases["I3"] = run_img2img(i2i, img2img_module, "I3", prompt, 64, 48, 7, 4, 3.5, 1.0, 512, rec, False)
     ref_image(64, 48).save(OUT / "ref_64x48.png")
+    # Depth (FLUX.1-Depth-dev: dev with 128 input channels) beside dev.
+    from diffusers import FluxControlPipeline
+    depth_t = FluxTransformer2DModel(patch_size=1, in_channels=128, out_channels=64, num_layers=1, num_single_layers=2,
+                                     attention_head_dim=HEAD_DIM, num_attention_heads=HEADS, joint_attention_dim=TEXT,
+                                     pooled_projection_dim=TEXT, guidance_embeds=True, axes_dims_rope=(4, 6, 6))
+    reseed(depth_t, gen)
+    depth_t.eval()
+    save_file(bfl_transformer(depth_t.state_dict(), 1, 2), OUT / "tiny-dev" / "flux1-depth-dev.safetensors")
+    control = FluxControlPipeline(scheduler=pipe.scheduler, vae=vae, text_encoder=clip, tokenizer=pipe.tokenizer,
+                                  text_encoder_2=t5, tokenizer_2=pipe.tokenizer_2, transformer=depth_t)
+    control.set_progress_bar_config(disable=True)
+    import diffusers.pipelines.flux.pipeline_flux_control as control_module
+    noise = torch.from_numpy(gaussian(7, 16 * 6 * 8)).reshape(1, 16, 6, 8)
+    lat = []
+    with torch.no_grad():
+        image = control(prompt="an orc warrior with a torch at dusk", control_image=depth_image(64, 48), height=48,
+                        width=64, num_inference_steps=4, guidance_scale=10.0, latents=pack(noise),
+                        max_sequence_length=512, output_type="pil",
+                        callback_on_step_end=lambda _p, _i, _t, kw: lat.append(kw["latents"].clone()) or {},
+                        callback_on_step_end_tensor_inputs=["latents"]).images[0]
+    rec["D1.final"] = lat[-1][0].float().clone()
+    rec["D1.image"] = torch.from_numpy(np.array(image).copy())
+    depth_image(64, 48).convert("L").save(OUT / "depth_64x48.png")
+    cases["D1"] = {"prompt": "an orc warrior with a torch at dusk", "width": 64, "height": 48, "seed": 7, "steps": 4,
+                   "guidance": 10.0, "depth": "depth_64x48.png"}
     save_file({k: v.contiguous() for k, v in rec.items()}, OUT / "reference.safetensors")
     (OUT / "reference.json").write_text(json.dumps({
         "versions": PINS, "note": "written by scripts/flux_reference.py; do not edit", "cases": cases,

@@ -56,6 +56,7 @@ fn job(variant: Variant, seed: u32, steps: u32) -> RenderJob {
         mood: "dusk".into(),
         post: None,
         init: None,
+        control: None,
     }
 }
 

@@ -65,6 +65,7 @@ fn check(name: &str, variant: Variant, quantized: bool) {
         mood: String::new(),
         post: None,
         init: None,
+        control: None,
     };
     let mut trace = Trace::default();
     let img = b.render_traced(&job, &mut |_, _| {}, &|| false, Some(&mut trace)).unwrap();
@@ -142,6 +143,7 @@ fn img2img(name: &str, variant: Variant) -> sqm::render::Image {
         mood: String::new(),
         post: None,
         init: Some(sqm::render::init::InitImage::new(&input, w, h, strength)),
+        control: None,
     };
     let mut trace = Trace::default();
     let mut steps = Vec::new();
@@ -181,6 +183,7 @@ fn img2img_matches_diffusers() {
         mood: String::new(),
         post: None,
         init: None,
+        control: None,
     };
     let img = b.render_traced(&plain, &mut |_, _| {}, &|| false, None).unwrap();
     assert_eq!(img, full, "strength 1.0 equals the plain render byte for byte");
@@ -324,4 +327,44 @@ fn the_zeromq_worker_takes_a_reference_image() {
     assert!(r.get("conditioned").is_none(), "{r}");
     let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
     assert!(warnings.contains(&"reference_image: image not readable"), "{r}");
+}
+
+/// conditioning.md §3: a depth render against diffusers' FluxControlPipeline
+/// (FLUX.1-Depth-dev's 128 input channels, the control's encoder mean).
+#[test]
+fn depth_matches_diffusers() {
+    let c = case("D1");
+    let opts =
+        ImageOptions { model_dir: Some(fixtures().join("tiny-dev")), device: "cpu".into(), ..Default::default() };
+    let mut b = FluxBackend::from_files(opts.clone(), flux::locate_in(&opts, None).unwrap()).unwrap();
+    assert_eq!(sqm::render::Backend::depth_model(&b).as_deref(), Some("flux1-depth-dev"));
+    let bytes = std::fs::read(fixtures().join(c["depth"].as_str().unwrap())).unwrap();
+    use base64::Engine;
+    let src = serde_json::json!({"image_data": base64::engine::general_purpose::STANDARD.encode(&bytes), "uri": null});
+    let mut job = RenderJob {
+        tier: Tier::Portrait,
+        positive_prompt: c["prompt"].as_str().unwrap().into(),
+        negative_prompt: String::new(),
+        seed: 7,
+        width: 64,
+        height: 48,
+        steps: 4,
+        guidance: 0.0,
+        variant: Variant::Schnell,
+        subject: String::new(),
+        mood: String::new(),
+        post: None,
+        init: None,
+        control: None,
+    };
+    sqm::render::control::attach_depth(&mut job, &src, "flux1-depth-dev", &[]).unwrap();
+    assert_eq!((job.guidance, job.variant), (10.0, Variant::Dev), "depth renders at guidance 10 on dev's schedule");
+    let mut trace = Trace::default();
+    let img = b.render_traced(&job, &mut |_, _| {}, &|| false, Some(&mut trace)).unwrap();
+    let fin = diff(&trace.latents.unwrap().squeeze(0).unwrap(), &r("D1.final"));
+    let want = r("D1.image").flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let max_pix = img.rgb.iter().zip(&want).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
+    eprintln!("D1: final {:.1e}/{:.2}, pixels max {max_pix}", fin.0, fin.1);
+    assert!(fin.0 <= 5e-4, "D1: final latents differ by {}", fin.0);
+    assert!(max_pix <= 1, "D1: a pixel differs by {max_pix}");
 }

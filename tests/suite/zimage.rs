@@ -61,6 +61,7 @@ fn job_of(c: &serde_json::Value) -> RenderJob {
         mood: String::new(),
         post: None,
         init: None,
+        control: None,
     }
 }
 

@@ -144,8 +144,10 @@ struct Loaded {
     text: text::TextEncoders,
     decoder: autoencoder::Decoder,
     vae: autoencoder::Config,
-    /// The VAE's encoder, loaded by the first img2img job.
+    /// The VAE's encoder, loaded by the first img2img or depth job.
     encoder: Option<autoencoder::Encoder>,
+    /// FLUX.1-Depth-dev's transformer, loaded by the first depth job.
+    depth: Option<model::Flux>,
     /// The transformers in memory, any subset of the located files.
     variants: Vec<LoadedVariant>,
     /// Every component's size and the room they share.
@@ -174,13 +176,31 @@ pub struct FluxBackend {
     /// Located at construction, so `model()` can name the weights early.
     files: Vec<FluxFiles>,
     warned_fallback: bool,
+    /// FLUX.1-Depth-dev's transformer, when installed (conditioning.md §3.2).
+    depth_file: Option<PathBuf>,
+}
+
+/// The depth model's transformer: `flux1-depth-dev.safetensors` in the
+/// model folder, its `FLUX.1-Depth-dev/` child, or the hub cache.
+fn find_depth(opts: &ImageOptions, hub: Option<&Path>) -> Option<PathBuf> {
+    const FILE: &str = "flux1-depth-dev.safetensors";
+    let mut candidates = Vec::new();
+    if let Some(d) = &opts.model_dir {
+        candidates.push(d.join(FILE));
+        candidates.push(d.join("FLUX.1-Depth-dev").join(FILE));
+    }
+    if let Some(snap) = hub.and_then(|h| crate::hub::hub_snapshot(h, "black-forest-labs/FLUX.1-Depth-dev")) {
+        candidates.push(snap.join(FILE));
+    }
+    candidates.into_iter().find(|p| p.is_file())
 }
 
 impl FluxBackend {
     /// Locates the weights (nothing is read yet). Fails when none exist.
     pub(crate) fn new(opts: ImageOptions) -> Result<Self, RenderError> {
         let files = locate(&opts)?;
-        Ok(FluxBackend { opts, loaded: None, files, warned_fallback: false })
+        let depth_file = find_depth(&opts, crate::hub::hub_cache().as_deref());
+        Ok(FluxBackend { opts, loaded: None, files, warned_fallback: false, depth_file })
     }
 
     /// A backend over files already located (see [`locate_in`]).
@@ -188,7 +208,8 @@ impl FluxBackend {
         if files.is_empty() {
             return Err(backend_err("no Flux weights given"));
         }
-        Ok(FluxBackend { opts, loaded: None, files, warned_fallback: false })
+        let depth_file = find_depth(&opts, None);
+        Ok(FluxBackend { opts, loaded: None, files, warned_fallback: false, depth_file })
     }
 
     /// Loads what every variant shares (text encoders, the VAE decoder)
@@ -206,8 +227,18 @@ impl FluxBackend {
         let vb = mmap(std::slice::from_ref(&first.ae), dtype, &device)?;
         let decoder = autoencoder::Decoder::new(&vae, vb.pp("decoder")).map_err(|e| tensor_err(&first.ae, e))?;
         tracing::info!(device = ?device, ms = started.elapsed().as_millis() as u64, "flux text encoders and decoder loaded");
-        self.loaded =
-            Some(Loaded { device, dtype, text, decoder, vae, encoder: None, variants: Vec::new(), plan, tick: 0 });
+        self.loaded = Some(Loaded {
+            device,
+            dtype,
+            text,
+            decoder,
+            vae,
+            encoder: None,
+            depth: None,
+            variants: Vec::new(),
+            plan,
+            tick: 0,
+        });
         Ok(())
     }
 
@@ -358,6 +389,10 @@ impl Backend for FluxBackend {
         self.opts.quantized
     }
 
+    fn depth_model(&self) -> Option<String> {
+        self.depth_file.as_ref().map(|_| "flux1-depth-dev".to_owned())
+    }
+
     /// The variants with weights on disk.
     fn variants(&self) -> Vec<Variant> {
         self.files.iter().map(|f| f.variant).collect()
@@ -393,6 +428,7 @@ impl Backend for FluxBackend {
                 mood: String::new(),
                 post: None,
                 init: None,
+                control: None,
             };
             self.render(&job, &mut |_, _| {}, &|| false)?;
         }
@@ -426,7 +462,7 @@ pub struct Trace {
 impl FluxBackend {
     /// The packed latents (1, L, 4·z) of an init image: the encoder's mean,
     /// shifted and scaled as the decoder expects them back.
-    fn encode_init(&mut self, init: &crate::render::init::InitImage) -> Result<Tensor, RenderError> {
+    fn encode_rgb(&mut self, rgb: &[u8], width: u32, height: u32) -> Result<Tensor, RenderError> {
         let loaded = self.loaded.as_mut().expect("loaded");
         if loaded.encoder.is_none() {
             let ae = &self.files[0].ae;
@@ -434,8 +470,8 @@ impl FluxBackend {
             let enc = autoencoder::Encoder::new(&loaded.vae, vb.pp("encoder")).map_err(|e| tensor_err(ae, e))?;
             loaded.encoder = Some(enc);
         }
-        let (w, h) = (init.width as usize, init.height as usize);
-        let px: Vec<f32> = init.rgb.iter().map(|&v| 2.0 * v as f32 / 255.0 - 1.0).collect();
+        let (w, h) = (width as usize, height as usize);
+        let px: Vec<f32> = rgb.iter().map(|&v| 2.0 * v as f32 / 255.0 - 1.0).collect();
         let vae = &loaded.vae;
         let z = vae.z_channels;
         let x = Tensor::from_vec(px, (1, h, w, 3), &Device::Cpu)
@@ -453,6 +489,39 @@ impl FluxBackend {
             .and_then(|m| m.permute((0, 2, 4, 1, 3, 5)))
             .and_then(|m| m.reshape((1, (lh / 2) * (lw / 2), z * 4)))
             .map_err(run_err)
+    }
+
+    /// Loads FLUX.1-Depth-dev's transformer (128 input channels: the noisy
+    /// latents and the control's, side by side).
+    fn load_depth(&mut self) -> Result<(), RenderError> {
+        let Some(path) = self.depth_file.clone() else {
+            return Err(backend_err("no depth model (FLUX.1-Depth-dev not found)"));
+        };
+        let loaded = self.loaded.as_mut().expect("loaded");
+        if loaded.depth.is_some() {
+            return Ok(());
+        }
+        files::inspect_safetensors(&path).map_err(backend_err)?;
+        let store =
+            crate::render::weights::Store::safetensors(std::slice::from_ref(&path), loaded.dtype, &loaded.device)
+                .map_err(|e| tensor_err(&path, e))?;
+        let shape = |n: &str| store.shape(n).map_err(|e| tensor_err(&path, e));
+        let (img_in, out) = (shape("img_in.weight")?, shape("final_layer.linear.weight")?);
+        let latent = 4 * loaded.vae.z_channels;
+        if img_in.get(1) != Some(&(2 * latent)) || out.first() != Some(&latent) {
+            return Err(backend_err(format!(
+                "{}: not a depth model: img_in.weight is {img_in:?} and final_layer.linear.weight {out:?} (expected [H, {}] and [{latent}, H])",
+                path.display(),
+                2 * latent
+            )));
+        }
+        let mut config = files::transformer_config(&self.files[0]).map_err(backend_err)?;
+        config.in_channels = 2 * latent;
+        config.guidance_embed = true;
+        let started = std::time::Instant::now();
+        loaded.depth = Some(model::Flux::load(&store, &config).map_err(|e| tensor_err(&path, e))?);
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "flux depth transformer loaded");
+        Ok(())
     }
 
     /// Renders `job`, recording intermediates into `trace`.
@@ -475,19 +544,30 @@ impl FluxBackend {
             self.warned_fallback = true;
         }
         let idx = self.variant_index(file)?;
+        // Depth: the control image's latents beside the noisy ones.
+        let control = match &job.control {
+            Some(c) => {
+                self.load_depth()?;
+                Some(self.encode_rgb(&c.rgb, c.width, c.height)?)
+            }
+            None => None,
+        };
         // img2img: the init image's latents, the encoder's mean (conditioning.md §2.3).
         let x0 = match &job.init {
-            Some(init) => Some(self.encode_init(init)?),
+            Some(init) => Some(self.encode_rgb(&init.rgb, init.width, init.height)?),
             None => None,
         };
         let loaded = self.loaded.as_mut().expect("loaded above");
         let lv = &loaded.variants[idx];
-        let variant = lv.variant;
+        let (transformer, variant) = match (&control, &loaded.depth) {
+            (Some(_), Some(depth)) => (depth, Variant::Dev),
+            _ => (&lv.transformer, lv.variant),
+        };
         let (w, h) = (job.width as usize, job.height as usize);
         let dev = loaded.device.clone();
         // Activations: the weights' dtype, but f32 around a quantized
         // transformer (its kernels take f32; bf16 inputs fail on GPUs).
-        let dtype = lv.transformer.dtype;
+        let dtype = transformer.dtype;
         if cancel() {
             return Err(RenderError::Cancelled);
         }
@@ -520,8 +600,8 @@ impl FluxBackend {
         if let Some(t) = trace.as_deref_mut() {
             t.sigmas = timesteps.clone();
         }
-        let guidance = lv.transformer.has_guidance().then_some(job.guidance);
-        let rope = lv.transformer.rope(txt.dim(1).map_err(run_err)?, hp, wp, &dev).map_err(run_err)?;
+        let guidance = transformer.has_guidance().then_some(job.guidance);
+        let rope = transformer.rope(txt.dim(1).map_err(run_err)?, hp, wp, &dev).map_err(run_err)?;
         // img2img starts later on the same schedule, from the init image's
         // latents noised to that step: σ·ε + (1 − σ)·x0.
         let start = match &job.init {
@@ -544,7 +624,11 @@ impl FluxBackend {
                 return Err(RenderError::Cancelled);
             }
             let (t_curr, t_prev) = (pair[0], pair[1]);
-            let pred = lv.transformer.forward(&img, &txt, &vec_, t_curr as f32, guidance, &rope).map_err(run_err)?;
+            let input = match &control {
+                Some(c) => Tensor::cat(&[&img, c], 2).map_err(run_err)?,
+                None => img.clone(),
+            };
+            let pred = transformer.forward(&input, &txt, &vec_, t_curr as f32, guidance, &rope).map_err(run_err)?;
             if let Some(t) = trace.as_deref_mut() {
                 if i == 0 {
                     t.first_velocity = Some(pred.clone());

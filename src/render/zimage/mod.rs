@@ -764,6 +764,7 @@ impl Backend for ZImageBackend {
                 mood: String::new(),
                 post: None,
                 init: None,
+                control: None,
             };
             self.render_traced(&job, &mut |_, _| {}, &|| false, None)?;
         }

@@ -24,15 +24,42 @@ pub struct InitImage {
 impl InitImage {
     /// `img` fitted to `width`×`height` (cover, then centre crop).
     pub fn new(img: &InputImage, width: u32, height: u32, strength: f64) -> InitImage {
-        let rgb = fit(&to_rgb(img), img.width, img.height, width, height);
-        let mut h = Sha256::new();
-        h.update(b"rgb8");
-        h.update(width.to_le_bytes());
-        h.update(height.to_le_bytes());
-        h.update(&rgb);
-        let sha256 = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let (rgb, sha256) = fitted(img, width, height);
         InitImage { width, height, rgb: Arc::new(rgb), sha256, strength }
     }
+}
+
+/// `img` as RGB8 on a `width`×`height` canvas, and its content hash:
+/// SHA-256 of `rgb8` ‖ u32 LE width ‖ u32 LE height ‖ the pixels.
+pub(crate) fn fitted(img: &InputImage, width: u32, height: u32) -> (Vec<u8>, String) {
+    let rgb = fit(&to_rgb(img), img.width, img.height, width, height);
+    let mut h = Sha256::new();
+    h.update(b"rgb8");
+    h.update(width.to_le_bytes());
+    h.update(height.to_le_bytes());
+    h.update(&rgb);
+    let sha256 = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    (rgb, sha256)
+}
+
+/// Loads an ImageSource (a string is its `image_data`), a `uri` only
+/// inside one of `dirs`.
+pub(crate) fn load_source(
+    src: &serde_json::Value,
+    dirs: &[&std::path::Path],
+) -> Result<InputImage, super::input::InputError> {
+    let src = match src {
+        serde_json::Value::String(s) => serde_json::json!({ "image_data": s }),
+        other => other.clone(),
+    };
+    let mut img = super::input::load(&src, None);
+    for dir in dirs {
+        if img.is_ok() {
+            break;
+        }
+        img = super::input::load(&src, Some(dir));
+    }
+    img
 }
 
 /// The first step that runs for `strength` over `steps` (diffusers'
@@ -68,18 +95,7 @@ pub fn attach(
     dirs: &[&std::path::Path],
 ) -> Result<(), AttachError> {
     start_step(job.steps, strength).map_err(AttachError::NoStep)?;
-    let src = match src {
-        serde_json::Value::String(s) => serde_json::json!({ "image_data": s }),
-        other => other.clone(),
-    };
-    let mut img = super::input::load(&src, None);
-    for dir in dirs {
-        if img.is_ok() {
-            break;
-        }
-        img = super::input::load(&src, Some(dir));
-    }
-    let img = img.map_err(|e| {
+    let img = load_source(src, dirs).map_err(|e| {
         tracing::warn!(error = %e, "reference_image refused");
         AttachError::Unreadable
     })?;

@@ -5,6 +5,7 @@
 //! flag between steps. [`output`] writes PNGs atomically with their
 //! parameters embedded; [`pipeline`] turns a render request into a job.
 
+pub mod control;
 pub(crate) mod font;
 pub mod init;
 pub mod input;
@@ -42,6 +43,9 @@ pub struct RenderJob {
     /// img2img: the init image on this canvas and its strength.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<init::InitImage>,
+    /// Structural conditioning (a depth map) for a control model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<control::Control>,
 }
 
 /// A post directive and the size the image ends at.
@@ -124,6 +128,10 @@ pub trait Backend: Send {
     /// The most bytes of weights resident at once so far.
     fn peak_resident_bytes(&self) -> u64 {
         self.resident().iter().map(|r| r.bytes).sum()
+    }
+    /// The depth model this backend can condition on (None: none).
+    fn depth_model(&self) -> Option<String> {
+        None
     }
     /// The Z-Image fidelity this process loaded (None: not a Z-Image backend).
     fn fidelity(&self) -> Option<crate::prompt::Fidelity> {

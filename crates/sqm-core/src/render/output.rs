@@ -34,6 +34,9 @@ pub fn render_key(backend: &str, model: Option<&str>, job: &RenderJob) -> String
         // img2img: the fitted pixels' hash and the strength (conditioning.md §2.4).
         canonical.insert("init_image", serde_json::json!({"sha256": i.sha256, "strength": i.strength}));
     }
+    if let Some(c) = &job.control {
+        canonical.insert("control", serde_json::json!({"kind": c.kind, "model": c.model, "sha256": c.sha256}));
+    }
     let text = serde_json::to_string(&canonical).expect("json");
     let digest = Sha256::digest(text.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -64,6 +67,9 @@ pub(crate) fn parameters_text(job: &RenderJob, model: &str) -> String {
     ));
     if let Some(i) = &job.init {
         s.push_str(&format!(", Denoising strength: {}", i.strength));
+    }
+    if let Some(c) = &job.control {
+        s.push_str(&format!(", Control: {} {}", c.kind, c.model));
     }
     s
 }

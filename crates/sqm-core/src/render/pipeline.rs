@@ -291,6 +291,7 @@ fn layered_job(
         mood: cue.mood.clone(),
         post,
         init: None,
+        control: None,
     };
     Ok(PreparedJob {
         job,
@@ -361,6 +362,7 @@ fn flux_era_job(
         mood: cue.mood.clone(),
         post: None,
         init: None,
+        control: None,
     };
     Ok(PreparedJob {
         job,

@@ -362,6 +362,7 @@ mod tests {
             mood: mood.into(),
             post: None,
             init: None,
+            control: None,
         }
     }
 
