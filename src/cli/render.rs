@@ -157,7 +157,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         return Ok(super::exit::OK);
     }
     let mut backend = backend_by_name(&args.backend, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut prepared = prepared;
     if let Some(wanted) = prepared.run_on(&backend.variants()) {
         tracing::warn!(
             wanted = wanted.name(),

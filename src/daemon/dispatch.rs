@@ -199,7 +199,55 @@ async fn render(
             };
         }
     }
-    let conditioned: Vec<&str> = job.job.init.as_ref().map(|_| "img2img").into_iter().collect();
+    // Depth: strict on the socket (conditioning.md §3.5).
+    if let Some(src) = params.depth_map.clone() {
+        let name = ctx.render.backend_name;
+        match (name, &ctx.render.depth_model) {
+            ("sketch" | "null", _) => warnings.push(format!("depth_map: backend '{name}' applies no depth")),
+            ("zimage", _) => {
+                return (
+                    Err(WireError::new(
+                        Code::GenerationFailed,
+                        "depth_map: backend 'zimage' has no depth conditioning",
+                    )),
+                    None,
+                )
+            }
+            (_, None) => {
+                return (
+                    Err(WireError::new(
+                        Code::GenerationFailed,
+                        format!(
+                            "depth_map: backend '{name}' has no depth model (FLUX.1-Depth-dev not found in the model \
+                             folder or the Hugging Face hub cache)"
+                        ),
+                    )),
+                    None,
+                )
+            }
+            (_, Some(model)) => {
+                let dirs: Vec<std::path::PathBuf> =
+                    ctx.config.input_dir.iter().cloned().chain([ctx.config.output_dir().to_path_buf()]).collect();
+                let model = model.clone();
+                let attached = tokio::task::spawn_blocking(move || {
+                    let refs: Vec<&std::path::Path> = dirs.iter().map(|d| d.as_path()).collect();
+                    crate::render::control::attach_depth(&mut job.job, &src, &model, &refs).map(|()| job)
+                })
+                .await;
+                job = match attached {
+                    Ok(Ok(j)) => j,
+                    Ok(Err(m)) => return (Err(WireError::new(Code::InvalidRequest, m)), None),
+                    Err(e) => {
+                        return (Err(WireError::new(Code::GenerationFailed, format!("internal error: {e}"))), None)
+                    }
+                };
+            }
+        }
+    }
+    let mut conditioned: Vec<&str> = job.job.init.as_ref().map(|_| "img2img").into_iter().collect();
+    if job.job.control.is_some() {
+        conditioned.push("depth");
+    }
     if ctx.is_shutting_down() {
         return (Err(LaneError::ShuttingDown(Work::Render).into()), None);
     }

@@ -235,6 +235,8 @@ pub(crate) struct RenderLane {
     pub model: Option<String>,
     /// The Z-Image fidelity the backend loaded (None for other backends).
     pub fidelity: Option<crate::prompt::Fidelity>,
+    /// The depth model the backend conditions on (None: no depth weights).
+    pub depth_model: Option<String>,
     /// The Flux variants the backend has (empty: any).
     variants: Vec<crate::prompt::Variant>,
     variant_warned: AtomicBool,
@@ -278,6 +280,7 @@ impl RenderLane {
             backend_name: backend.name(),
             model: backend.model(),
             fidelity: backend.fidelity(),
+            depth_model: backend.depth_model(),
             variants: backend.variants(),
             variant_warned: AtomicBool::new(false),
             out_dir,

@@ -606,6 +606,8 @@ pub(crate) struct RenderParams {
     /// img2img (conditioning.md §2.1): the init image and its strength.
     pub reference_image: Option<Value>,
     pub strength: f64,
+    /// Depth conditioning (conditioning.md §3): a depth map, near = white.
+    pub depth_map: Option<Value>,
 }
 
 pub(crate) fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, WireError> {
@@ -688,7 +690,12 @@ pub(crate) fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, 
             .map_err(|m| WireError::new(Code::InvalidRequest, m))?,
         Some(_) => return Err(WireError::new(Code::InvalidRequest, "'strength' must be a number or null")),
     };
-    Ok(RenderParams { request, priority, stream: p.bool("stream")?, fidelity, reference_image, strength })
+    let depth_map = match params.get("depth_map") {
+        None | Some(Value::Null) => None,
+        Some(v @ (Value::String(_) | Value::Object(_))) => Some(v.clone()),
+        Some(_) => return Err(WireError::new(Code::InvalidRequest, "'depth_map' must be an object, a string or null")),
+    };
+    Ok(RenderParams { request, priority, stream: p.bool("stream")?, fidelity, reference_image, strength, depth_map })
 }
 
 #[cfg(test)]

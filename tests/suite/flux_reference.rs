@@ -326,7 +326,7 @@ fn the_zeromq_worker_takes_a_reference_image() {
     assert_eq!(r["type"], "ImageReady", "{r}");
     assert!(r.get("conditioned").is_none(), "{r}");
     let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
-    assert!(warnings.contains(&"reference_image: image not readable"), "{r}");
+    assert_eq!(warnings, ["reference image not readable"], "{r}");
 }
 
 /// conditioning.md §3: a depth render against diffusers' FluxControlPipeline
@@ -367,4 +367,43 @@ fn depth_matches_diffusers() {
     eprintln!("D1: final {:.1e}/{:.2}, pixels max {max_pix}", fin.0, fin.1);
     assert!(fin.0 <= 5e-4, "D1: final latents differ by {}", fin.0);
     assert!(max_pix <= 1, "D1: a pixel differs by {max_pix}");
+}
+
+/// §5: a ZeroMQ RenderRequest with experimance's depth map renders with
+/// the depth model (guidance 10), and says so; the socket is strict where
+/// the backend has no depth model.
+#[test]
+fn depth_maps_on_zeromq_and_the_socket() {
+    use base64::Engine;
+    let png = std::fs::read(fixtures().join("depth_64x48.png")).unwrap();
+    let data = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&png));
+    let c = crate::common::Controller::bind(None);
+    let dev = tiny("dev");
+    let d = c.worker(&["--backend", "flux", "--model-dir", &dev, "--device", "cpu"]);
+    c.send(&serde_json::json!({"type":"RenderRequest","request_id":"6f1c","prompt":"sand dunes at dawn","seed":42,
+        "width":64,"height":64,"depth_map":{"image_data": data,"uri":null},"era":"wilderness","biome":"desert"}));
+    let r = c.recv();
+    assert_eq!(r["type"], "ImageReady", "{r}");
+    assert_eq!(r["conditioned"], serde_json::json!(["depth"]), "{r}");
+    let file = r["uri"].as_str().unwrap().strip_prefix("file://").unwrap().to_owned();
+    let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+    assert!(text.contains("Control: depth flux1-depth-dev") && text.contains("CFG scale: 10"), "the PNG says how");
+    assert!(std::path::Path::new(&file.replace(".png", ".depth.png")).is_file(), "the map is kept beside it");
+    // The socket on the same daemon: conditioned, and strict without a depth model.
+    let v = d.call(&serde_json::json!({"id":"s","method":"render","params":{"tier":"text_overlay","positive_prompt":"x","seed":1,"depth_map": data}}).to_string());
+    assert_eq!(v["result"]["conditioned"], serde_json::json!(["depth"]), "{v}");
+    let schnell_only = tempfile::tempdir().unwrap();
+    crate::common::copy_tree(&fixtures().join("tiny-schnell"), schnell_only.path());
+    let root = schnell_only.path().to_str().unwrap().to_owned();
+    let d =
+        crate::common::Daemon::start(&["--backend", "flux", "--model-dir", &root, "--device", "cpu", "--no-warmup"]);
+    let v = d.call(&serde_json::json!({"id":"s","method":"render","params":{"tier":"text_overlay","positive_prompt":"x","depth_map": data}}).to_string());
+    assert_eq!(v["error"]["code"], "GENERATION_FAILED", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("depth_map: backend 'flux' has no depth model (FLUX.1-Depth-dev not found"),
+        "{v}"
+    );
 }

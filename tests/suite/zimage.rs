@@ -275,7 +275,7 @@ fn missing_and_broken_weights_are_named() {
 
     let copy = |name: &str| {
         let z = dir.path().join(name);
-        copy_dir(&fixtures().join("tiny-turbo"), &z);
+        common::copy_tree(&fixtures().join("tiny-turbo"), &z);
         z
     };
     let serve_err = |z: &Path| {
@@ -314,25 +314,13 @@ fn missing_and_broken_weights_are_named() {
     assert!(err.contains("model-00001-of-00003.safetensors: truncated: the header describes"), "{err}");
     // A truncated GGUF names its tensor.
     let g = dir.path().join("gguf");
-    copy_dir(&fixtures().join("tiny-gguf"), &g);
+    common::copy_tree(&fixtures().join("tiny-gguf"), &g);
     let f = g.join("z_image_turbo-Q8_0.gguf");
     let len = std::fs::metadata(&f).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(len - 10).unwrap();
     let err = serve_err(&g);
     assert!(err.contains("z_image_turbo-Q8_0.gguf: truncated GGUF: tensor '"), "{err}");
     assert!(err.contains(&format!(", the file has {}", len - 10)), "{err}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for e in walkdir::WalkDir::new(from) {
-        let e = e.unwrap();
-        let dst = to.join(e.path().strip_prefix(from).unwrap());
-        if e.file_type().is_dir() {
-            std::fs::create_dir_all(&dst).unwrap();
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
 }
 
 /// §6's daemon session: a streamed render with 8 progress steps, a cache

@@ -101,9 +101,8 @@ impl WorkerState {
         // warning and the render goes on without it (conditioning.md §3.5).
         let mut conditioned = Vec::new();
         if let Some(src) = msg.get("reference_image").filter(|v| !v.is_null()).cloned() {
-            if matches!(lane.backend_name, "sketch" | "null") {
-                warnings.push(format!("reference_image: backend '{}' applies no init image", lane.backend_name));
-            } else {
+            // The weight-free backends keep the image beside the output only.
+            if !matches!(lane.backend_name, "sketch" | "null") {
                 let strength = match msg.get("strength") {
                     None | Some(Value::Null) => Ok(0.6),
                     Some(v) => crate::render::init::check_strength(v.as_f64().unwrap_or(f64::NAN)),
@@ -130,9 +129,43 @@ impl WorkerState {
                                 prepared.job = job;
                                 conditioned.push("img2img");
                             }
+                            // An unreadable image is reported once, by the
+                            // store beside the output.
+                            Ok(Err(crate::render::init::AttachError::Unreadable)) | Err(_) => {}
                             Ok(Err(e)) => warnings.push(e.to_string()),
-                            Err(_) => warnings.push("reference_image: image not readable".into()),
                         }
+                    }
+                }
+            }
+        }
+        // depth_map drives a depth render where the lane has a depth model;
+        // otherwise the render goes on plain, and says so.
+        if let Some(src) = msg.get("depth_map").filter(|v| !v.is_null()).cloned() {
+            match lane.depth_model.clone() {
+                None => warnings
+                    .push("depth_map: no depth model (FLUX.1-Depth-dev not found); rendered without depth".into()),
+                Some(model) => {
+                    let dirs: Vec<PathBuf> = self
+                        .ctx
+                        .config
+                        .input_dir
+                        .iter()
+                        .cloned()
+                        .chain([self.ctx.config.output_dir().to_path_buf()])
+                        .collect();
+                    let mut job = prepared.job.clone();
+                    let attached = tokio::task::spawn_blocking(move || {
+                        let refs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
+                        crate::render::control::attach_depth(&mut job, &src, &model, &refs).map(|()| job)
+                    })
+                    .await;
+                    match attached {
+                        Ok(Ok(job)) => {
+                            prepared.job = job;
+                            conditioned.push("depth");
+                        }
+                        // Reported once, by the store beside the output.
+                        Ok(Err(_)) | Err(_) => {}
                     }
                 }
             }

@@ -440,3 +440,16 @@ pub fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[f32]) {
     b.extend_from_slice(&data);
     std::fs::write(path, b).unwrap();
 }
+
+/// Copies a folder tree (fixtures a test modifies or narrows).
+pub fn copy_tree(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let dst = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
