@@ -124,6 +124,8 @@ impl Ctx {
                 backend: self.render.backend_name.into(),
                 model: self.render.model.clone(),
                 fidelity: self.render.fidelity.map(|f| f.name().to_owned()),
+                depth_model: self.render.depth_model.clone(),
+                input_dirs: self.config.input_dir.iter().map(|d| d.display().to_string()).collect(),
                 device: self.config.device.clone(),
                 embed_model: self.embed.model_name.clone(),
                 heartbeat: self.config.heartbeat,

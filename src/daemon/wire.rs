@@ -278,6 +278,12 @@ pub(crate) struct SqmStatus {
     /// The Z-Image fidelity (zimage only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fidelity: Option<String>,
+    /// The depth model depth_map requests use (null: none installed).
+    #[serde(default)]
+    pub depth_model: Option<String>,
+    /// Where `uri` image inputs may live.
+    #[serde(default)]
+    pub input_dirs: Vec<String>,
     pub device: String,
     pub embed_model: String,
     pub heartbeat: bool,

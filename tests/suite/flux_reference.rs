@@ -392,6 +392,10 @@ fn depth_maps_on_zeromq_and_the_socket() {
     // The socket on the same daemon: conditioned, and strict without a depth model.
     let v = d.call(&serde_json::json!({"id":"s","method":"render","params":{"tier":"text_overlay","positive_prompt":"x","seed":1,"depth_map": data}}).to_string());
     assert_eq!(v["result"]["conditioned"], serde_json::json!(["depth"]), "{v}");
+    let st = d.call(r#"{"id":"st","method":"status"}"#)["result"]["sqm"].clone();
+    assert_eq!(st["depth_model"], "flux1-depth-dev");
+    let models: Vec<&str> = st["loaded"].as_array().unwrap().iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert!(models.contains(&"flux1-depth-dev"), "the depth transformer is resident: {st}");
     let schnell_only = tempfile::tempdir().unwrap();
     crate::common::copy_tree(&fixtures().join("tiny-schnell"), schnell_only.path());
     let root = schnell_only.path().to_str().unwrap().to_owned();

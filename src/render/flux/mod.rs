@@ -148,6 +148,8 @@ struct Loaded {
     encoder: Option<autoencoder::Encoder>,
     /// FLUX.1-Depth-dev's transformer, loaded by the first depth job.
     depth: Option<model::Flux>,
+    /// Its entry in `resident`.
+    depth_resident: Option<crate::render::Resident>,
     /// The transformers in memory, any subset of the located files.
     variants: Vec<LoadedVariant>,
     /// Every component's size and the room they share.
@@ -161,6 +163,7 @@ impl Loaded {
         let mut files: Vec<usize> = self.variants.iter().map(|v| v.file).collect();
         files.sort_unstable();
         out.extend(files.into_iter().map(|f| self.plan.transformers[f].clone()));
+        out.extend(self.depth_resident.clone());
         out
     }
 
@@ -235,6 +238,7 @@ impl FluxBackend {
             vae,
             encoder: None,
             depth: None,
+            depth_resident: None,
             variants: Vec::new(),
             plan,
             tick: 0,
@@ -501,7 +505,12 @@ impl FluxBackend {
         if loaded.depth.is_some() {
             return Ok(());
         }
-        files::inspect_safetensors(&path).map_err(backend_err)?;
+        let elements = files::inspect_safetensors(&path).map_err(backend_err)?.elements;
+        let mut resident = loaded.plan.transformers[0].clone();
+        resident.model = "flux1-depth-dev".into();
+        resident.format = "safetensors".into();
+        resident.dtype = loaded.dtype.as_str().into();
+        resident.bytes = elements * loaded.dtype.size_in_bytes() as u64;
         let store =
             crate::render::weights::Store::safetensors(std::slice::from_ref(&path), loaded.dtype, &loaded.device)
                 .map_err(|e| tensor_err(&path, e))?;
@@ -520,6 +529,7 @@ impl FluxBackend {
         config.guidance_embed = true;
         let started = std::time::Instant::now();
         loaded.depth = Some(model::Flux::load(&store, &config).map_err(|e| tensor_err(&path, e))?);
+        loaded.depth_resident = Some(resident);
         tracing::info!(ms = started.elapsed().as_millis() as u64, "flux depth transformer loaded");
         Ok(())
     }
