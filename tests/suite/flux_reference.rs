@@ -411,3 +411,27 @@ fn depth_maps_on_zeromq_and_the_socket() {
         "{v}"
     );
 }
+
+/// The weight-free backends take the conditioning params, check them, and
+/// render plainly with a warning (under the plain key).
+#[test]
+fn sketch_ignores_conditioning_with_warnings() {
+    let d = crate::common::Daemon::start(&["--no-warmup"]);
+    let plain =
+        d.call(r#"{"id":"p","method":"render","params":{"tier":"portrait","positive_prompt":"an orc","seed":2}}"#);
+    let v = d.call(
+        r#"{"id":"w","method":"render","params":{"tier":"portrait","positive_prompt":"an orc","seed":2,"reference_image":"AAAA","depth_map":"AAAA"}}"#,
+    );
+    assert_eq!(
+        v["result"]["warnings"],
+        serde_json::json!([
+            "reference_image: backend 'sketch' applies no init image",
+            "depth_map: backend 'sketch' applies no depth"
+        ]),
+        "{v}"
+    );
+    assert!(v["result"].get("conditioned").is_none(), "{v}");
+    assert_eq!(v["result"]["image_path"], plain["result"]["image_path"]);
+    let bad = d.call(r#"{"id":"b","method":"render","params":{"tier":"portrait","positive_prompt":"an orc","reference_image":"AAAA","strength":"high"}}"#);
+    assert_eq!(bad["error"]["message"], "'strength' must be a number or null", "{bad}");
+}

@@ -384,6 +384,9 @@ fn the_daemon_renders_and_refuses_other_fidelities() {
         assert_eq!(line["id"], "r3", "{line}");
         assert_eq!((line["error"]["code"].as_str().unwrap(), line["error"]["message"].as_str().unwrap()), (code, message));
     }
+    // Z-Image has no depth conditioning: the socket says so, before queueing.
+    let e = d.call(r#"{"id":"d","method":"render","params":{"tier":"portrait","positive_prompt":"orc","depth_map":"iVBORw0KGgo="}}"#);
+    assert_eq!(e["error"]["message"], "depth_map: backend 'zimage' has no depth conditioning", "{e}");
     let status = d.call(r#"{"id":"s","method":"status"}"#)["result"].clone();
     assert_eq!((&status["flux"], &status["image"]), (&"warm".into(), &"warm".into()));
     let q = &status["sqm"];
