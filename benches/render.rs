@@ -118,23 +118,7 @@ fn flux_tiny() -> f64 {
         b.render(&job(1), &mut |_, _| {}, &|| false).unwrap();
     });
     // Per step: the gaps between successive progress callbacks.
-    let mut gaps = Vec::new();
-    for _ in 0..3 {
-        let mut last: Option<Instant> = None;
-        b.render(
-            &job(9),
-            &mut |_, _| {
-                let now = Instant::now();
-                if let Some(l) = last {
-                    gaps.push((now - l).as_secs_f64() * 1e3);
-                }
-                last = Some(now);
-            },
-            &|| false,
-        )
-        .unwrap();
-    }
-    let per_step = median(gaps);
+    let per_step = step_ms(&mut b, &job(9));
 
     // Baseline: candle's denoise over the same transformer and inputs.
     let cfg = flux::model::Config {

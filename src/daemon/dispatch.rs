@@ -184,19 +184,19 @@ async fn render(
         if matches!(name, "sketch" | "null") {
             warnings.push(format!("reference_image: backend '{name}' applies no init image"));
         } else {
-            let dirs: Vec<std::path::PathBuf> =
-                ctx.config.input_dir.iter().cloned().chain([ctx.config.output_dir().to_path_buf()]).collect();
             let strength = params.strength;
-            let attached = tokio::task::spawn_blocking(move || {
-                let refs: Vec<&std::path::Path> = dirs.iter().map(|d| d.as_path()).collect();
-                crate::render::init::attach(&mut job.job, &src, strength, &refs).map(|()| job)
-            })
-            .await;
-            job = match attached {
-                Ok(Ok(j)) => j,
-                Ok(Err(e)) => return (Err(WireError::new(Code::InvalidRequest, e.to_string())), None),
-                Err(e) => return (Err(WireError::new(Code::GenerationFailed, format!("internal error: {e}"))), None),
-            };
+            let attached =
+                super::inputs::attach_off_thread(job.job.clone(), ctx.config.input_roots(), move |j, roots| {
+                    crate::render::init::attach(j, &src, strength, roots)
+                })
+                .await;
+            match attached {
+                Ok(j) => job.job = j,
+                Err(Some(e)) => return (Err(WireError::new(Code::InvalidRequest, e.to_string())), None),
+                Err(None) => {
+                    return (Err(WireError::new(Code::GenerationFailed, "internal error: input task failed")), None)
+                }
+            }
         }
     }
     // Depth: strict on the socket (conditioning.md §3.5).
@@ -226,21 +226,19 @@ async fn render(
                 )
             }
             (_, Some(model)) => {
-                let dirs: Vec<std::path::PathBuf> =
-                    ctx.config.input_dir.iter().cloned().chain([ctx.config.output_dir().to_path_buf()]).collect();
                 let model = model.clone();
-                let attached = tokio::task::spawn_blocking(move || {
-                    let refs: Vec<&std::path::Path> = dirs.iter().map(|d| d.as_path()).collect();
-                    crate::render::control::attach_depth(&mut job.job, &src, &model, &refs).map(|()| job)
-                })
-                .await;
-                job = match attached {
-                    Ok(Ok(j)) => j,
-                    Ok(Err(m)) => return (Err(WireError::new(Code::InvalidRequest, m)), None),
-                    Err(e) => {
-                        return (Err(WireError::new(Code::GenerationFailed, format!("internal error: {e}"))), None)
+                let attached =
+                    super::inputs::attach_off_thread(job.job.clone(), ctx.config.input_roots(), move |j, roots| {
+                        crate::render::control::attach_depth(j, &src, &model, roots)
+                    })
+                    .await;
+                match attached {
+                    Ok(j) => job.job = j,
+                    Err(Some(m)) => return (Err(WireError::new(Code::InvalidRequest, m)), None),
+                    Err(None) => {
+                        return (Err(WireError::new(Code::GenerationFailed, "internal error: input task failed")), None)
                     }
-                };
+                }
             }
         }
     }

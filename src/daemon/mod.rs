@@ -21,6 +21,7 @@ pub(crate) mod cache;
 pub mod client;
 pub(crate) mod connection;
 pub(crate) mod dispatch;
+pub(crate) mod inputs;
 pub(crate) mod publish;
 pub mod scheduler;
 pub mod server;

@@ -94,6 +94,12 @@ impl Config {
     pub(crate) fn output_dir(&self) -> &Path {
         self.output_dir.as_deref().unwrap_or(Path::new(""))
     }
+
+    /// Where a request's image `uri` may point: `--input-dir`, then the
+    /// output folder (refining earlier renders).
+    pub(crate) fn input_roots(&self) -> Vec<PathBuf> {
+        self.input_dir.iter().cloned().chain([self.output_dir().to_path_buf()]).collect()
+    }
 }
 
 /// The output folder's bound with ZeroMQ or an object store (2 GiB, as

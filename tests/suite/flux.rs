@@ -396,7 +396,7 @@ fn status_reports_real_residency_and_budgets_are_enforced() {
     let loaded = warm["loaded"].as_array().unwrap().clone();
     // The bytes are the tensors' own: f32 elements × 4, counted from the files.
     let transformer = root.clone() + "/FLUX.1-schnell/flux1-schnell.safetensors";
-    assert_eq!(loaded[2]["bytes"], safetensors_elements(Path::new(&transformer)) * 4, "{loaded:?}");
+    assert_eq!(loaded[2]["bytes"], common::safetensors_elements(Path::new(&transformer)) * 4, "{loaded:?}");
     assert!(loaded.iter().all(|c| c["device"] == "cpu" && c["dtype"] == "f32" && c["format"] == "safetensors"));
     let sum: u64 = loaded.iter().map(|c| c["bytes"].as_u64().unwrap()).sum();
     let m = &warm["memory"];
@@ -449,18 +449,6 @@ fn status_reports_real_residency_and_budgets_are_enforced() {
 fn flux_daemon(root: &str, budget: &str) -> common::Daemon {
     let flags = ["--backend", "flux", "--model-dir", root, "--device", "cpu", "--no-warmup", "--memory-budget", budget];
     common::Daemon::start(&flags)
-}
-
-/// Elements of every tensor in a safetensors file, read from its header.
-fn safetensors_elements(path: &Path) -> u64 {
-    let bytes = std::fs::read(path).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    header
-        .iter()
-        .filter(|(k, _)| *k != "__metadata__")
-        .map(|(_, v)| v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product::<u64>())
-        .sum()
 }
 
 /// zimage.md §4.5 c: with only dev weights, a schnell tier (text_overlay)

@@ -404,7 +404,7 @@ fn the_daemon_renders_and_refuses_other_fidelities() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .map(|p| safetensors_elements(&p))
+        .map(|p| common::safetensors_elements(&p))
         .sum::<u64>()
         * 4;
     assert_eq!(loaded[0]["bytes"], transformer);
@@ -412,17 +412,6 @@ fn the_daemon_renders_and_refuses_other_fidelities() {
         (&loaded[0]["format"], &loaded[0]["dtype"], &loaded[0]["device"]),
         (&"safetensors".into(), &"f32".into(), &"cpu".into())
     );
-}
-
-fn safetensors_elements(path: &Path) -> u64 {
-    let bytes = std::fs::read(path).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    header
-        .iter()
-        .filter(|(k, _)| *k != "__metadata__")
-        .map(|(_, v)| v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product::<u64>())
-        .sum()
 }
 
 /// §4: a budget below the transformer, decoder and working memory fails

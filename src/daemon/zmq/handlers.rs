@@ -110,29 +110,21 @@ impl WorkerState {
                 match strength {
                     Err(m) => warnings.push(m),
                     Ok(strength) => {
-                        let dirs: Vec<PathBuf> = self
-                            .ctx
-                            .config
-                            .input_dir
-                            .iter()
-                            .cloned()
-                            .chain([self.ctx.config.output_dir().to_path_buf()])
-                            .collect();
-                        let mut job = prepared.job.clone();
-                        let attached = tokio::task::spawn_blocking(move || {
-                            let refs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
-                            crate::render::init::attach(&mut job, &src, strength, &refs).map(|()| job)
-                        })
+                        let attached = crate::daemon::inputs::attach_off_thread(
+                            prepared.job.clone(),
+                            self.ctx.config.input_roots(),
+                            move |j, roots| crate::render::init::attach(j, &src, strength, roots),
+                        )
                         .await;
                         match attached {
-                            Ok(Ok(job)) => {
+                            Ok(job) => {
                                 prepared.job = job;
                                 conditioned.push("img2img");
                             }
                             // An unreadable image is reported once, by the
                             // store beside the output.
-                            Ok(Err(crate::render::init::AttachError::Unreadable)) | Err(_) => {}
-                            Ok(Err(e)) => warnings.push(e.to_string()),
+                            Err(Some(crate::render::init::AttachError::Unreadable)) | Err(None) => {}
+                            Err(Some(e)) => warnings.push(e.to_string()),
                         }
                     }
                 }
@@ -145,27 +137,16 @@ impl WorkerState {
                 None => warnings
                     .push("depth_map: no depth model (FLUX.1-Depth-dev not found); rendered without depth".into()),
                 Some(model) => {
-                    let dirs: Vec<PathBuf> = self
-                        .ctx
-                        .config
-                        .input_dir
-                        .iter()
-                        .cloned()
-                        .chain([self.ctx.config.output_dir().to_path_buf()])
-                        .collect();
-                    let mut job = prepared.job.clone();
-                    let attached = tokio::task::spawn_blocking(move || {
-                        let refs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
-                        crate::render::control::attach_depth(&mut job, &src, &model, &refs).map(|()| job)
-                    })
+                    let attached = crate::daemon::inputs::attach_off_thread(
+                        prepared.job.clone(),
+                        self.ctx.config.input_roots(),
+                        move |j, roots| crate::render::control::attach_depth(j, &src, &model, roots),
+                    )
                     .await;
-                    match attached {
-                        Ok(Ok(job)) => {
-                            prepared.job = job;
-                            conditioned.push("depth");
-                        }
-                        // Reported once, by the store beside the output.
-                        Ok(Err(_)) | Err(_) => {}
+                    // An unreadable map is reported once, by the store beside the output.
+                    if let Ok(job) = attached {
+                        prepared.job = job;
+                        conditioned.push("depth");
                     }
                 }
             }

@@ -418,22 +418,7 @@ impl Backend for FluxBackend {
         let was = self.is_loaded();
         self.load()?;
         if !was {
-            let job = RenderJob {
-                tier: crate::interpret::Tier::Portrait,
-                positive_prompt: "black".into(),
-                negative_prompt: String::new(),
-                seed: 0,
-                width: 512,
-                height: 512,
-                steps: 1,
-                guidance: 0.0,
-                variant: self.files[0].variant,
-                subject: "black".into(),
-                mood: String::new(),
-                post: None,
-                init: None,
-                control: None,
-            };
+            let job = RenderJob::warm_up(1, self.files[0].variant);
             self.render(&job, &mut |_, _| {}, &|| false)?;
         }
         Ok(())

@@ -750,22 +750,7 @@ impl Backend for ZImageBackend {
         let was = self.is_loaded();
         self.load()?;
         if !was {
-            let job = RenderJob {
-                tier: crate::interpret::Tier::Portrait,
-                positive_prompt: "black".into(),
-                negative_prompt: String::new(),
-                seed: 0,
-                width: 512,
-                height: 512,
-                steps: 2,
-                guidance: 0.0,
-                variant: crate::prompt::Variant::Schnell,
-                subject: "black".into(),
-                mood: String::new(),
-                post: None,
-                init: None,
-                control: None,
-            };
+            let job = RenderJob::warm_up(2, crate::prompt::Variant::Schnell);
             self.render_traced(&job, &mut |_, _| {}, &|| false, None)?;
         }
         Ok(())

@@ -48,6 +48,29 @@ pub struct RenderJob {
     pub control: Option<control::Control>,
 }
 
+impl RenderJob {
+    /// The warm-up render the model backends share: "black", seed 0,
+    /// 512×512, no guidance, `steps` steps on `variant`.
+    pub fn warm_up(steps: u32, variant: Variant) -> RenderJob {
+        RenderJob {
+            tier: Tier::Portrait,
+            positive_prompt: "black".into(),
+            negative_prompt: String::new(),
+            seed: 0,
+            width: 512,
+            height: 512,
+            steps,
+            guidance: 0.0,
+            variant,
+            subject: "black".into(),
+            mood: String::new(),
+            post: None,
+            init: None,
+            control: None,
+        }
+    }
+}
+
 /// A post directive and the size the image ends at.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PostPlan {
