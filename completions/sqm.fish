@@ -174,6 +174,7 @@ complete -c sqm -n "__fish_sqm_using_subcommand render" -l out -d 'Where to writ
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l output-dir -d 'Output directory for content-addressed renders' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l init-image -l reference -d 'img2img: start from this image (PNG or JPEG), fitted to the canvas' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l strength -d 'img2img: the fraction of the steps that run, 0 to 1 (1: the plain render)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l depth -d 'Depth conditioning: a depth map (near = white), for FLUX.1-Depth-dev' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l dry-run -d 'Print the composed request as JSON and render nothing'
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l json -d 'Print the result as JSON'

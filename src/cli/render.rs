@@ -98,6 +98,9 @@ pub struct Args {
     /// img2img: the fraction of the steps that run, 0 to 1 (1: the plain render).
     #[arg(long, default_value_t = 0.6, requires = "init_image", value_parser = parse_strength)]
     pub strength: f64,
+    /// Depth conditioning: a depth map (near = white), for FLUX.1-Depth-dev.
+    #[arg(long, value_name = "FILE")]
+    pub depth: Option<PathBuf>,
     /// Print the composed request as JSON and render nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -163,6 +166,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
             using = prepared.job.variant.name(),
             "no weights for the tier's Flux variant: rendering with the other one, at its settings"
         );
+    }
+    // After the variant is settled: depth runs dev's schedule at its own guidance.
+    if let Some(path) = &args.depth {
+        let Some(model) = backend.depth_model() else {
+            bail!("--depth: backend '{}' has no depth model (FLUX.1-Depth-dev not found)", args.backend);
+        };
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let img = crate::render::input::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        crate::render::control::set_depth(&mut prepared.job, &img, &model);
     }
     let out_dir = match &args.output_dir {
         Some(d) => d.clone(),

@@ -295,6 +295,12 @@ fn render_takes_an_init_image() {
         buf
     };
     assert_eq!(pixels(&plain), pixels(&full));
+    let depth = run(&["--depth", fixtures().join("depth_64x48.png").to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&std::fs::read(depth["image_path"].as_str().unwrap()).unwrap()).into_owned();
+    assert!(
+        text.contains("Control: depth flux1-depth-dev") && text.contains("CFG scale: 10"),
+        "--depth renders with the depth model"
+    );
     let dry = run(&["--reference", init.to_str().unwrap(), "--dry-run"]);
     assert_eq!(dry["init_image"]["strength"], 0.6);
     assert_eq!(dry["init_image"]["sha256"].as_str().unwrap().len(), 64);

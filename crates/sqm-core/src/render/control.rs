@@ -34,7 +34,14 @@ pub fn attach_depth(
         tracing::warn!(error = %e, "depth_map refused");
         "depth_map: image not readable".to_owned()
     })?;
-    let (rgb, sha256) = super::init::fitted(&img, job.width, job.height);
+    set_depth(job, &img, model);
+    Ok(())
+}
+
+/// Puts the decoded depth map `img` on `job`'s canvas for `model`, at the
+/// depth guidance on dev's schedule.
+pub fn set_depth(job: &mut super::RenderJob, img: &super::input::InputImage, model: &str) {
+    let (rgb, sha256) = super::init::fitted(img, job.width, job.height);
     job.control = Some(Control {
         kind: "depth".into(),
         model: model.into(),
@@ -45,5 +52,4 @@ pub fn attach_depth(
     });
     job.guidance = DEPTH_GUIDANCE;
     job.variant = crate::prompt::Variant::Dev;
-    Ok(())
 }

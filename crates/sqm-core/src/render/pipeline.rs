@@ -100,6 +100,10 @@ impl PreparedJob {
     /// variant's steps and guidance (zimage.md §4.5 c), before its cache
     /// key is made. Returns the variant it asked for when it changed.
     pub fn run_on(&mut self, available: &[crate::prompt::Variant]) -> Option<crate::prompt::Variant> {
+        // A depth job runs its control model at its own settings.
+        if self.job.control.is_some() {
+            return None;
+        }
         let wanted = self.job.variant;
         let &have = available.first().filter(|_| !available.contains(&wanted))?;
         let (steps, guidance) = crate::prompt::tiers::TierSpec::variant_settings(self.job.tier, have);
