@@ -10,7 +10,7 @@ them, and word-level tokenizers; then runs diffusers' FluxPipeline on
 the same weights with sqm's noise and records its intermediate tensors.
 
     (venv as in scripts/zimage_reference.py)
-    /tmp/zvenv/bin/python scripts/flux_reference.py
+    ~/venvs/sqm-reference/bin/python scripts/flux_reference.py
 
 Writes tests/fixtures/flux/: tiny-schnell/, tiny-dev/, reference.safetensors
 and reference.json. CI never runs this.

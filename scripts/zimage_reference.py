@@ -7,10 +7,10 @@ transformers' own classes, writes them in every weight layout sqm reads
 ZImagePipeline on them with sqm's seeded noise, and records the
 intermediate tensors. CPU only, no network.
 
-    python3 -m venv /tmp/zvenv
-    /tmp/zvenv/bin/pip install torch==2.15.0 diffusers==0.42.1 \
+    python3 -m venv ~/venvs/sqm-reference
+    ~/venvs/sqm-reference/bin/pip install torch==2.15.0 diffusers==0.42.1 \
         transformers==5.23.0 safetensors==0.8.0 gguf==0.19.0
-    /tmp/zvenv/bin/python scripts/zimage_reference.py
+    ~/venvs/sqm-reference/bin/python scripts/zimage_reference.py
 
 Writes tests/fixtures/zimage/: tiny-turbo/, tiny-base/, tiny-single/,
 tiny-gguf/, reference.safetensors and reference.json. CI never runs this;
