@@ -169,3 +169,10 @@ pub(crate) fn softmax_f32(x: &Tensor) -> Result<Tensor> {
     let dtype = x.dtype();
     candle_nn::ops::softmax_last_dim(&x.to_dtype(DType::F32)?)?.to_dtype(dtype)
 }
+
+/// RGB8 pixels (`w`×`h`) as a (1, 3, h, w) tensor in [-1, 1]: 2p/255 − 1,
+/// the autoencoders' input.
+pub(crate) fn rgb_tensor(rgb: &[u8], w: usize, h: usize, device: &Device, dtype: DType) -> Result<Tensor> {
+    let px: Vec<f32> = rgb.iter().map(|&v| 2.0 * v as f32 / 255.0 - 1.0).collect();
+    Tensor::from_vec(px, (1, h, w, 3), &Device::Cpu)?.permute((0, 3, 1, 2))?.to_device(device)?.to_dtype(dtype)
+}

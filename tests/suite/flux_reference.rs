@@ -33,17 +33,7 @@ fn case(name: &str) -> serde_json::Value {
     doc["cases"][name].clone()
 }
 
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-}
-
-/// max |a − b| and max |b|.
-fn diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
-    let (a, b) = (flat(a), flat(b));
-    assert_eq!(a.len(), b.len(), "sizes differ");
-    let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    (d, b.iter().map(|v| v.abs()).fold(0f32, f32::max))
-}
+use crate::common::diff;
 
 fn check(name: &str, variant: Variant, quantized: bool) {
     let c = case(name);

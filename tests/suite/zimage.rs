@@ -65,17 +65,7 @@ fn job_of(c: &serde_json::Value) -> RenderJob {
     }
 }
 
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-}
-
-/// max |a − b| and max |b|.
-fn diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
-    let (a, b) = (flat(a), flat(b));
-    assert_eq!(a.len(), b.len(), "shapes differ");
-    let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    (d, b.iter().map(|v| v.abs()).fold(0f32, f32::max))
-}
+use crate::common::{diff, flat};
 
 /// ‖a − b‖₂ / ‖b‖₂.
 fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {

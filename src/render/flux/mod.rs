@@ -460,14 +460,9 @@ impl FluxBackend {
             loaded.encoder = Some(enc);
         }
         let (w, h) = (width as usize, height as usize);
-        let px: Vec<f32> = rgb.iter().map(|&v| 2.0 * v as f32 / 255.0 - 1.0).collect();
         let vae = &loaded.vae;
         let z = vae.z_channels;
-        let x = Tensor::from_vec(px, (1, h, w, 3), &Device::Cpu)
-            .and_then(|t| t.permute((0, 3, 1, 2)))
-            .and_then(|t| t.to_device(&loaded.device))
-            .and_then(|t| t.to_dtype(loaded.dtype))
-            .map_err(run_err)?;
+        let x = crate::render::weights::rgb_tensor(rgb, w, h, &loaded.device, loaded.dtype).map_err(run_err)?;
         let moments = candle_nn::Module::forward(loaded.encoder.as_ref().expect("loaded"), &x).map_err(run_err)?;
         let (lh, lw) = (h / 8, w / 8);
         moments

@@ -465,3 +465,16 @@ pub fn safetensors_elements(path: &Path) -> u64 {
         .map(|(_, v)| v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product::<u64>())
         .sum()
 }
+
+/// A tensor's values as f32 (fixture comparisons).
+pub fn flat(t: &candle_core::Tensor) -> Vec<f32> {
+    t.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// max |a − b| and max |b|.
+pub fn diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> (f32, f32) {
+    let (a, b) = (flat(a), flat(b));
+    assert_eq!(a.len(), b.len(), "sizes differ");
+    let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    (d, b.iter().map(|v| v.abs()).fold(0f32, f32::max))
+}
