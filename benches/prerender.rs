@@ -10,7 +10,7 @@ use sqm::prerender::{self, Quiet, Work};
 
 fn main() {
     let pack = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs/ashfall");
-    let jobs: Vec<_> = prerender::plan(&pack, "sketch", Some("sketch-v1"), &[], None)
+    let jobs: Vec<_> = prerender::plan(&pack, "sketch", Some("sketch-v1"), &[], None, None)
         .expect("plan")
         .into_iter()
         .filter(|j| matches!(j.work, Work::Image(_)))

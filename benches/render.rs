@@ -113,6 +113,7 @@ fn flux_tiny() -> f64 {
         post: None,
         init: None,
         control: None,
+        loras: Vec::new(),
     };
     let one = time_ms(5, || {
         b.render(&job(1), &mut |_, _| {}, &|| false).unwrap();
@@ -220,6 +221,7 @@ fn zimage_tiny(flux_step: f64) {
         post: None,
         init: None,
         control: None,
+        loras: Vec::new(),
     };
     println!();
     println!("z-image, tiny random model (2+1+1 blocks, width 96), 256x448 = 448 image + 64 caption tokens, CPU f32");

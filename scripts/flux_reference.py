@@ -12,8 +12,14 @@ the same weights with sqm's noise and records its intermediate tensors.
     (venv as in scripts/zimage_reference.py)
     ~/venvs/sqm-reference/bin/python scripts/flux_reference.py
 
-Writes tests/fixtures/flux/: tiny-schnell/, tiny-dev/, reference.safetensors
-and reference.json. CI never runs this.
+LoRA cases (conditioning.md §4): rank-2 LoRA files on the tiny dev model
+in PEFT (diffusers names, every module), kohya (sd-scripts names, the
+modules diffusers converts faithfully) and XLabs formats, loaded with
+diffusers' own `load_lora_weights` (peft 0.21.2); a full kohya file whose
+merged tensors are checked against numpy (W1).
+
+Writes tests/fixtures/flux/: tiny-schnell/, tiny-dev/, lora/,
+reference.safetensors and reference.json. CI never runs this.
 """
 
 import json
@@ -29,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from zimage_reference import PINS, bfl_vae, gaussian, q8_or_f32, reseed, tiny_vae  # noqa: E402
 
 import gguf  # noqa: E402
+import peft  # noqa: E402
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline  # noqa: E402
 from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
@@ -327,11 +334,181 @@ def main():
     depth_image(64, 48).convert("L").save(OUT / "depth_64x48.png")
     cases["D1"] = {"prompt": "an orc warrior with a torch at dusk", "width": 64, "height": 48, "seed": 7, "steps": 4,
                    "guidance": 10.0, "depth": "depth_64x48.png"}
+    lora_cases(pipe, control, rec, cases)
     save_file({k: v.contiguous() for k, v in rec.items()}, OUT / "reference.safetensors")
     (OUT / "reference.json").write_text(json.dumps({
-        "versions": PINS, "note": "written by scripts/flux_reference.py; do not edit", "cases": cases,
+        "versions": {**PINS, "peft": peft.__version__}, "note": "written by scripts/flux_reference.py; do not edit", "cases": cases,
     }, indent=1) + "\n")
     print("wrote", OUT)
+
+
+RANK = 2
+assert peft.__version__ == "0.21.2", peft.__version__
+
+
+def lora_pair(gen, d_in, d_out):
+    """A (rank × in) and B (out × rank): big enough to move the picture."""
+    a = torch.randn(RANK, d_in, generator=gen) / math.sqrt(d_in)
+    b = torch.randn(d_out, RANK, generator=gen) * 0.4
+    return a.contiguous(), b.contiguous()
+
+
+def linear_shapes(model, names):
+    mods = dict(model.named_modules())
+    return {n: (mods[n].in_features, mods[n].out_features) for n in names}
+
+
+def peft_modules(singles):
+    d = [f"transformer_blocks.0.{m}" for m in (
+        "attn.to_q", "attn.to_k", "attn.to_v", "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj",
+        "attn.to_out.0", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
+        "ff_context.net.2", "norm1.linear", "norm1_context.linear")]
+    s = [f"single_transformer_blocks.{i}.{m}" for i in range(singles)
+         for m in ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp", "proj_out", "norm.linear")]
+    top = ["x_embedder", "context_embedder", "proj_out", "norm_out.linear"] + [
+        f"time_text_embed.{e}_embedder.linear_{k}" for e in ("timestep", "text", "guidance") for k in (1, 2)]
+    return d + s + top
+
+
+KOHYA_DOUBLE = ("img_attn_qkv", "img_attn_proj", "img_mlp_0", "img_mlp_2", "img_mod_lin",
+                "txt_attn_qkv", "txt_attn_proj", "txt_mlp_0", "txt_mlp_2", "txt_mod_lin")
+
+
+def kohya_file(gen, bfl, modules):
+    """sd-scripts names; alphas vary (1, 4, absent) so m = alpha/rank is exercised."""
+    out = {}
+    for j, (kohya, target) in enumerate(modules):
+        w = bfl[f"{target}.weight"]
+        a, b = lora_pair(gen, w.shape[1], w.shape[0])
+        out[f"lora_unet_{kohya}.lora_down.weight"] = a
+        out[f"lora_unet_{kohya}.lora_up.weight"] = b
+        if j % 3 != 2:
+            out[f"lora_unet_{kohya}.alpha"] = torch.tensor(1.0 if j % 3 == 0 else 4.0)
+    return out
+
+
+def kohya_target(name):
+    if name.startswith("double_blocks_0_"):
+        side, rest = name[len("double_blocks_0_"):].split("_", 1)
+        rest = {"attn_qkv": "attn.qkv", "attn_proj": "attn.proj", "mlp_0": "mlp.0", "mlp_2": "mlp.2",
+                "mod_lin": "mod.lin"}[rest]
+        return f"double_blocks.0.{side}_{rest}"
+    if name.startswith("single_blocks_"):
+        i, rest = name[len("single_blocks_"):].split("_", 1)
+        return f"single_blocks.{i}." + {"linear1": "linear1", "linear2": "linear2",
+                                         "modulation_lin": "modulation.lin"}[rest]
+    return {"img_in": "img_in", "txt_in": "txt_in", "final_layer_linear": "final_layer.linear",
+            "final_layer_adaLN_modulation_1": "final_layer.adaLN_modulation.1"}.get(name) or \
+        name.replace("_in_in_layer", "_in.in_layer").replace("_in_out_layer", "_in.out_layer")
+
+
+def lora_cases(pipe, control, rec, cases):
+    """L1–L4, D3 through diffusers' LoRA loading; W1 merged against numpy."""
+    gen = torch.Generator().manual_seed(4242)
+    folder = OUT / "lora"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    transformer = pipe.transformer
+    bfl = bfl_transformer(transformer.state_dict(), 1, 2)
+    # peft_all: every module, diffusers names under transformer., `.alpha` 1.
+    names = peft_modules(2)
+    shapes = linear_shapes(transformer, names)
+    peft = {}
+    for n in names:
+        a, b = lora_pair(gen, *shapes[n])
+        peft[f"transformer.{n}.lora_A.weight"] = a
+        peft[f"transformer.{n}.lora_B.weight"] = b
+        peft[f"transformer.{n}.alpha"] = torch.tensor(1.0)
+    save_file(peft, folder / "peft_all.safetensors")
+    # kohya_part: what diffusers' converter handles faithfully (no linear1:
+    # it splits by the full model's widths; no final_layer: it drops alphas).
+    part = [f"double_blocks_0_{m}" for m in KOHYA_DOUBLE] + [
+        f"single_blocks_{i}_{m}" for i in range(2) for m in ("linear2", "modulation_lin")] + ["img_in", "txt_in"]
+    save_file(kohya_file(gen, bfl, [(k, kohya_target(k)) for k in part]), folder / "kohya_part.safetensors")
+    # kohya_full: every module, for the merged-tensor check (W1).
+    full = part + [f"single_blocks_{i}_linear1" for i in range(2)] + [
+        "final_layer_linear", "final_layer_adaLN_modulation_1"] + [
+        f"{e}_in_{k}_layer" for e in ("time", "vector", "guidance") for k in ("in", "out")]
+    full_sd = kohya_file(gen, bfl, [(k, kohya_target(k)) for k in full])
+    save_file(full_sd, folder / "kohya_full.safetensors")
+    # xlabs: attention only, m = 1.
+    h = HIDDEN
+    xl = {}
+    for nm, (d_in, d_out) in {"double_blocks.0.processor.qkv_lora1": (h, 3 * h),
+                              "double_blocks.0.processor.qkv_lora2": (h, 3 * h),
+                              "double_blocks.0.processor.proj_lora1": (h, h),
+                              "double_blocks.0.processor.proj_lora2": (h, h),
+                              "single_blocks.0.processor.qkv_lora": (h, 3 * h),
+                              "single_blocks.1.processor.proj_lora": (h + 4 * h, h)}.items():
+        a, b = lora_pair(gen, d_in, d_out)
+        xl[f"{nm}.down.weight"] = a
+        xl[f"{nm}.up.weight"] = b
+    save_file(xl, folder / "xlabs.safetensors")
+
+    prompt = "an orc warrior with a torch at dusk"
+    cases["F0"] = run_case(pipe, "F0", prompt, 64, 48, 7, 4, 3.5, 512, rec)
+
+    def diffusers_form(file):
+        """The file as diffusers loads it. diffusers 0.42.1's kohya converter
+        leaves the top-level modules (x_embedder, context_embedder, …)
+        without their `transformer.` prefix, so the pipeline drops them
+        silently; conditioning.md §4 says the fixture must not copy that:
+        the converter's own output is loaded with the prefix restored."""
+        if not file.startswith("kohya"):
+            return str(folder / file)
+        from diffusers.loaders.lora_conversion_utils import _convert_kohya_flux_lora_to_diffusers
+        from safetensors.torch import load_file
+        conv = _convert_kohya_flux_lora_to_diffusers(load_file(folder / file))
+        return {(k if k.startswith("transformer.") else f"transformer.{k}"): v for k, v in conv.items()}
+
+    def with_loras(p, name, loras, run):
+        for i, (file, _scale) in enumerate(loras):
+            p.load_lora_weights(diffusers_form(file), adapter_name=f"a{i}")
+        p.set_adapters([f"a{i}" for i in range(len(loras))], adapter_weights=[s for _f, s in loras])
+        case = run()
+        p.unload_lora_weights()
+        case["loras"] = [{"file": f"lora/{f}", "scale": s} for f, s in loras]
+        base = rec["F0.image"].numpy().astype(int) if name != "D3" else rec["D1.image"].numpy().astype(int)
+        moved = np.abs(rec[f"{name}.image"].numpy().astype(int) - base).max()
+        assert moved > 8, (name, moved)
+        case["moved_levels"] = int(moved)
+        return case
+
+    for name, loras in (("L1", [("peft_all.safetensors", 0.8)]), ("L2", [("kohya_part.safetensors", 1.0)]),
+                        ("L3", [("xlabs.safetensors", 0.7)]),
+                        ("L4", [("peft_all.safetensors", 0.8), ("xlabs.safetensors", 0.7)])):
+        cases[name] = with_loras(pipe, name, loras, lambda n=name: run_case(pipe, n, prompt, 64, 48, 7, 4, 3.5, 512, rec))
+
+    def depth_run():
+        noise = torch.from_numpy(gaussian(7, 16 * 6 * 8)).reshape(1, 16, 6, 8)
+        lat = []
+        with torch.no_grad():
+            image = control(prompt=prompt, control_image=depth_image(64, 48), height=48, width=64,
+                            num_inference_steps=4, guidance_scale=10.0, latents=pack(noise), max_sequence_length=512,
+                            output_type="pil",
+                            callback_on_step_end=lambda _p, _i, _t, kw: lat.append(kw["latents"].clone()) or {},
+                            callback_on_step_end_tensor_inputs=["latents"]).images[0]
+        rec["D3.final"] = lat[-1][0].float().clone()
+        rec["D3.image"] = torch.from_numpy(np.array(image).copy())
+        return {"prompt": prompt, "width": 64, "height": 48, "seed": 7, "steps": 4, "guidance": 10.0,
+                "depth": "depth_64x48.png"}
+
+    cases["D3"] = with_loras(control, "D3", [("xlabs.safetensors", 0.7)], depth_run)
+
+    # W1: kohya_full merged by numpy, W + s·(alpha/rank)·up·down, in f64.
+    scale = 0.9
+    merged = {}
+    for k in full:
+        target = kohya_target(k)
+        down = full_sd[f"lora_unet_{k}.lora_down.weight"].double().numpy()
+        up = full_sd[f"lora_unet_{k}.lora_up.weight"].double().numpy()
+        alpha = full_sd.get(f"lora_unet_{k}.alpha")
+        m = float(alpha) / RANK if alpha is not None else 1.0
+        w = bfl[f"{target}.weight"].double().numpy() + scale * m * (up @ down)
+        rec[f"W1.{target}"] = torch.from_numpy(w).float()
+        merged[target] = True
+    cases["W1"] = {"file": "lora/kohya_full.safetensors", "scale": scale, "targets": sorted(merged)}
 
 
 if __name__ == "__main__":

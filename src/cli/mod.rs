@@ -191,6 +191,14 @@ pub struct FluxArgs {
     /// only (default: $SIDEQUEST_DAEMON_FIDELITY, else high_fidelity).
     #[arg(long, value_name = "FIDELITY", value_parser = ["turbo", "high_fidelity"])]
     pub fidelity: Option<String>,
+    /// A folder of LoRA files that requests and packs may name besides the genre pack's own
+    /// (conditioning.md §1.3); nothing outside it or the packs is ever opened.
+    #[arg(long, env = "SQM_LORA_DIR", value_name = "DIR")]
+    pub lora_dir: Option<std::path::PathBuf>,
+    /// Transformers kept built per model file, one per LoRA set (a new set rebuilds the least
+    /// recently used).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub lora_slots: u32,
 }
 
 impl FluxArgs {
@@ -214,7 +222,17 @@ impl FluxArgs {
             quantized: self.quantized,
             device: self.device.clone(),
             memory_budget: self.memory_budget,
+            lora_slots: self.lora_slots as usize,
         })
+    }
+}
+
+/// `FILE[:SCALE]` for `--lora` and `--zmq-lora`: scale 0 to 2, default 1.
+pub(crate) fn parse_lora(s: &str) -> Result<(std::path::PathBuf, f64), String> {
+    match s.rsplit_once(':').and_then(|(f, n)| Some((f, n.parse::<f64>().ok()?))) {
+        Some((f, scale)) if scale.is_finite() && (0.0..=2.0).contains(&scale) => Ok((f.into(), scale)),
+        Some((_, scale)) => Err(format!("the scale must be a number from 0 to 2, got {scale}")),
+        None => Ok((s.into(), 1.0)),
     }
 }
 

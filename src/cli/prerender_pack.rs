@@ -80,8 +80,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     // backend locates its weights (reading nothing yet).
     let probe = crate::render::backend_by_name(&args.backend, &flux_opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     let model = probe.model();
-    let jobs = prerender::plan(&pack_dir, probe.name(), model.as_deref(), &probe.variants(), probe.fidelity())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let jobs = prerender::plan(
+        &pack_dir,
+        probe.name(),
+        model.as_deref(),
+        &probe.variants(),
+        probe.fidelity(),
+        args.flux.lora_dir.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     if args.dry_run {
         print_plan(&args, &pack_dir, &out, &jobs);

@@ -101,6 +101,10 @@ pub struct Args {
     /// Depth conditioning: a depth map (near = white), for FLUX.1-Depth-dev.
     #[arg(long, value_name = "FILE")]
     pub depth: Option<PathBuf>,
+    /// A LoRA (.safetensors) merged into the transformer, at SCALE 0 to 2 (default 1); repeatable,
+    /// up to 8. Replaces the pack's LoRAs and their trigger words.
+    #[arg(long = "lora", value_name = "FILE[:SCALE]", value_parser = super::parse_lora)]
+    pub loras: Vec<(PathBuf, f64)>,
     /// Print the composed request as JSON and render nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -130,6 +134,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     let options = args.flux.options(&args.backend)?;
     let (mut req, styles) = request_of(&args)?;
     req.fidelity = options.fidelity;
+    // --lora: trusted paths, replacing the pack's stack (and its triggers).
+    let explicit = if args.loras.is_empty() {
+        None
+    } else {
+        req.loras = Some(Vec::new());
+        Some(crate::render::lora::from_paths(&args.loras).map_err(|e| anyhow::anyhow!("--lora: {e}"))?)
+    };
     let prepared = match prepare(&req, &styles) {
         Ok(Prepared::Job(j)) => j,
         Ok(Prepared::Skipped { reason }) => bail!("nothing to render ({reason})"),
@@ -146,6 +157,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         );
     }
     let mut prepared = prepared;
+    if let Some(loras) = explicit {
+        prepared.job.loras = loras;
+    }
+    if crate::render::lora::drop_on_weightless(&mut prepared.job, &args.backend) {
+        tracing::warn!(backend = %args.backend, "LoRAs: this backend applies no LoRA; ignored");
+    }
     if args.init_image.is_some() && matches!(args.backend.as_str(), "sketch" | "null") {
         tracing::warn!(backend = %args.backend, "--init-image: this backend applies no init image; ignored");
     } else if let Some(path) = &args.init_image {
@@ -237,7 +254,7 @@ fn request_of(args: &Args) -> anyhow::Result<(RenderRequest, crate::prompt::Styl
             Some(crate::pack::embedded::DEFAULT_GENRE),
         ),
     };
-    let styles = crate::prompt::StyleSource::new(root);
+    let styles = crate::prompt::StyleSource::new(root).with_lora_dir(args.flux.lora_dir.clone());
     let req = RenderRequest {
         tier: args.tier.clone(),
         subject,
@@ -275,6 +292,9 @@ fn print_dry_run(args: &Args, prepared: &PreparedJob, fidelity: Option<crate::pr
     let mut doc = doc;
     if let Some(f) = fidelity {
         doc["fidelity"] = f.name().into();
+    }
+    if !j.loras.is_empty() {
+        doc["loras"] = serde_json::to_value(&j.loras)?;
     }
     if let Some(i) = &j.init {
         doc["init_image"] = serde_json::json!({"sha256": i.sha256, "strength": i.strength});

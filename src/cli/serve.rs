@@ -90,6 +90,10 @@ pub struct Args {
     /// sketch and null). At most one of them may load weights (flux).
     #[arg(long, value_delimiter = ',', value_parser = crate::render::BACKENDS, value_name = "LIST", requires = "zmq")]
     pub zmq_generators: Option<Vec<String>>,
+    /// A LoRA (.safetensors) every ZeroMQ render takes, at SCALE 0 to 2 (default 1); repeatable,
+    /// up to 8. Replaces the pack's LoRAs for those renders.
+    #[arg(long = "zmq-lora", value_name = "FILE[:SCALE]", value_parser = super::parse_lora, requires = "zmq")]
+    pub zmq_loras: Vec<(PathBuf, f64)>,
     /// World whose audio.yaml replaces the genre's for AudioRenderRequest.
     #[arg(long, requires = "zmq")]
     pub world: Option<String>,
@@ -305,9 +309,15 @@ pub fn setup(args: &Args, announce: bool) -> anyhow::Result<Setup> {
                 session: args.zmq_session.clone(),
                 generators: zmq_generators(&args.backend, args.zmq_generators.as_deref())?,
                 flux: options.clone(),
+                loras: crate::render::lora::from_paths(&args.zmq_loras)
+                    .map_err(|e| anyhow::anyhow!("--zmq-lora: {e}"))?,
             })
         } else {
             None
+        },
+        lora_dir: match &args.flux.lora_dir {
+            Some(d) if !d.is_dir() => anyhow::bail!("--lora-dir {}: not a directory", d.display()),
+            other => other.clone(),
         },
         input_dir: match &args.input_dir {
             Some(d) if !d.is_dir() => anyhow::bail!("--input-dir {}: not a directory", d.display()),

@@ -116,6 +116,7 @@ async fn render(
     };
     tracing::Span::current().record("tier", params.request.tier.as_str());
     let styles = ctx.styles.clone();
+    let explicit_loras = params.request.loras.is_some();
     let mut request = params.request;
     // A Z-Image backend renders its fidelity's tier table.
     request.fidelity = ctx.render.fidelity;
@@ -179,6 +180,20 @@ async fn render(
     // img2img: the init image on the job's canvas, before queueing.
     let mut job = job;
     let mut warnings: Vec<String> = Vec::new();
+    // LoRAs: sketch and null checked the paths and apply none.
+    let name = ctx.render.backend_name;
+    if crate::render::lora::drop_on_weightless(&mut job.job, name) && explicit_loras {
+        warnings.push(format!("loras: backend '{name}' applies no LoRA"));
+    }
+    if name == "zimage" && !job.job.loras.is_empty() {
+        return (
+            Err(WireError::new(
+                Code::GenerationFailed,
+                "backend 'zimage' failed: LoRA is not supported on Z-Image yet",
+            )),
+            None,
+        );
+    }
     if let Some(src) = params.reference_image.clone() {
         let name = ctx.render.backend_name;
         if matches!(name, "sketch" | "null") {
@@ -242,7 +257,13 @@ async fn render(
             }
         }
     }
-    let mut conditioned: Vec<&str> = job.job.init.as_ref().map(|_| "img2img").into_iter().collect();
+    let mut conditioned: Vec<&str> = Vec::new();
+    if !job.job.loras.is_empty() {
+        conditioned.push("lora");
+    }
+    if job.job.init.is_some() {
+        conditioned.push("img2img");
+    }
     if job.job.control.is_some() {
         conditioned.push("depth");
     }

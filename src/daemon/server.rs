@@ -74,6 +74,9 @@ pub struct Config {
     /// The only folder requests may name image files in (`--input-dir`);
     /// `None` accepts inline images only.
     pub input_dir: Option<PathBuf>,
+    /// `--lora-dir`: LoRA files requests and packs may name besides the
+    /// genre pack's own.
+    pub lora_dir: Option<PathBuf>,
     /// Most client connections served at once; extra ones are refused.
     pub max_connections: usize,
     /// Print one "ready" line on stderr once the socket is served.
@@ -289,7 +292,7 @@ pub async fn run(
     );
     let embed = EmbedLane::start(embed_model, embed_loader);
     let ctx = Arc::new(Ctx {
-        styles: StyleSource::new(config.genre_packs.clone()),
+        styles: StyleSource::new(config.genre_packs.clone()).with_lora_dir(config.lora_dir.clone()),
         audio: Arc::new(super::audio::AudioService::new(
             config.genre_packs.clone(),
             config.default_genre.clone(),

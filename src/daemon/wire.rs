@@ -180,6 +180,7 @@ impl From<PrepareError> for WireError {
         match e {
             PrepareError::Generation(m) => WireError::new(Code::GenerationFailed, m),
             PrepareError::Extraction(m) => WireError::new(Code::ExtractionFailed, m),
+            PrepareError::Invalid(m) => WireError::new(Code::InvalidRequest, m),
             PrepareError::Compose(e, tier) => WireError::new(Code::ComposeFailed, e.to_string())
                 .with("error_type", e.kind.as_str())
                 .with("tier", tier.map(Value::String).unwrap_or(Value::Null)),
@@ -563,6 +564,47 @@ impl Params<'_> {
         }
     }
 
+    /// A list of strings, None when absent or null.
+    pub(crate) fn opt_strings(&self, name: &str) -> Result<Option<Vec<String>>, WireError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            _ => self.strings(name).map(Some),
+        }
+    }
+
+    /// A list of numbers, None when absent or null.
+    pub(crate) fn opt_numbers(&self, name: &str) -> Result<Option<Vec<f64>>, WireError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_f64().ok_or_else(|| invalid(name, "a list of numbers")))
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(_) => Err(invalid(name, "a list of numbers")),
+        }
+    }
+
+    /// A number, None when absent or null.
+    pub(crate) fn opt_number(&self, name: &str) -> Result<Option<f64>, WireError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => Ok(n.as_f64()),
+            Some(_) => Err(invalid(name, "a number")),
+        }
+    }
+
+    /// The LoRA params (conditioning.md §1.1): the explicit list, or None.
+    pub(crate) fn loras(&self) -> Result<Option<Vec<(String, f64)>>, WireError> {
+        crate::render::lora::request_list(
+            self.opt_strings("lora_paths")?,
+            self.opt_numbers("lora_scales")?,
+            self.opt_string("lora_path")?,
+            self.opt_number("lora_scale")?,
+        )
+        .map_err(|m| WireError::new(Code::InvalidRequest, m))
+    }
+
     pub(crate) fn bool(&self, name: &str) -> Result<bool, WireError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(false),
@@ -677,6 +719,7 @@ pub(crate) fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, 
             Some(_) => return Err(WireError::new(Code::InvalidRequest, "'pc_descriptor' must be object or null")),
         },
         fidelity: None,
+        loras: p.loras()?,
     };
     let fidelity = match params.get("fidelity") {
         None | Some(Value::Null) => None,

@@ -6,6 +6,8 @@ pub use sqm_core::render::*;
 
 #[cfg(feature = "engines")]
 pub mod flux;
+#[cfg(feature = "engines")]
+pub(crate) mod lora_weights;
 pub mod memory;
 #[cfg(feature = "engines")]
 pub(crate) mod weights;
@@ -30,6 +32,9 @@ pub struct ImageOptions {
     /// `--memory-budget`: the most the loaded weights (and a render's
     /// working memory) may take; None: what is free at load time.
     pub memory_budget: Option<memory::MemoryBudget>,
+    /// `--lora-slots`: built transformers kept per model file, one per
+    /// LoRA set (0 counts as 1).
+    pub lora_slots: usize,
 }
 
 /// The backends `backend_by_name` knows.

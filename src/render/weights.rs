@@ -1,6 +1,7 @@
 //! Tensors by name from safetensors (dense) or GGUF (quantized matrices,
 //! everything else dequantized), and the few layers Z-Image is built of.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,86 +9,120 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
+use super::lora_weights::Patch;
+
 /// Where tensors come from.
-pub(crate) enum Store {
-    Safetensors { st: MmapedSafetensors, dtype: DType, device: Device, files: Vec<PathBuf> },
-    Gguf { vb: candle_transformers::quantized_var_builder::VarBuilder, dtype: DType, device: Device, file: PathBuf },
+enum Source {
+    Safetensors { st: MmapedSafetensors, files: Vec<PathBuf> },
+    Gguf { vb: candle_transformers::quantized_var_builder::VarBuilder, file: PathBuf },
+}
+
+/// Tensors by name, in one dtype on one device; dense tensors may carry
+/// LoRA patches, merged in f32 as they load.
+pub(crate) struct Store {
+    src: Source,
+    dtype: DType,
+    device: Device,
+    patches: HashMap<String, Vec<Patch>>,
 }
 
 impl Store {
     pub(crate) fn safetensors(paths: &[PathBuf], dtype: DType, device: &Device) -> Result<Store> {
         // SAFETY: the files are only read, and not modified while mapped.
         let st = unsafe { MmapedSafetensors::multi(paths)? };
-        Ok(Store::Safetensors { st, dtype, device: device.clone(), files: paths.to_vec() })
+        let src = Source::Safetensors { st, files: paths.to_vec() };
+        Ok(Store { src, dtype, device: device.clone(), patches: HashMap::new() })
     }
 
     pub(crate) fn gguf(path: &Path, dtype: DType, device: &Device) -> Result<Store> {
         let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(path, device)?;
-        Ok(Store::Gguf { vb, dtype, device: device.clone(), file: path.to_path_buf() })
+        let src = Source::Gguf { vb, file: path.to_path_buf() };
+        Ok(Store { src, dtype, device: device.clone(), patches: HashMap::new() })
+    }
+
+    /// Merges `patches` (by target module) into the tensors as they load.
+    /// Quantized weights take none (conditioning.md §1.5).
+    pub(crate) fn with_patches(mut self, patches: HashMap<String, Vec<Patch>>) -> std::result::Result<Store, String> {
+        if !patches.is_empty() && matches!(self.src, Source::Gguf { .. }) {
+            return Err("LoRA on GGUF weights is not supported yet; use the safetensors weights".into());
+        }
+        self.patches = patches;
+        Ok(self)
     }
 
     /// Activations' dtype: the store's, f32 around quantized matrices.
     pub(crate) fn dtype(&self) -> DType {
-        match self {
-            Store::Safetensors { dtype, .. } | Store::Gguf { dtype, .. } => *dtype,
-        }
+        self.dtype
     }
 
     /// The file(s), for errors.
     pub(crate) fn describe(&self) -> String {
-        match self {
-            Store::Safetensors { files, .. } => {
+        match &self.src {
+            Source::Safetensors { files, .. } => {
                 files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             }
-            Store::Gguf { file, .. } => file.display().to_string(),
+            Source::Gguf { file, .. } => file.display().to_string(),
         }
     }
 
     pub(crate) fn has(&self, name: &str) -> bool {
-        match self {
-            Store::Safetensors { st, .. } => st.get(name).is_ok(),
-            Store::Gguf { vb, .. } => vb.contains_key(name),
+        match &self.src {
+            Source::Safetensors { st, .. } => st.get(name).is_ok(),
+            Source::Gguf { vb, .. } => vb.contains_key(name),
         }
     }
 
     /// The shape of tensor `name`.
     pub(crate) fn shape(&self, name: &str) -> Result<Vec<usize>> {
-        match self {
-            Store::Safetensors { st, .. } => Ok(st.get(name)?.shape().to_vec()),
-            Store::Gguf { vb, .. } => Ok(vb.get_no_shape(name)?.shape().dims().to_vec()),
+        match &self.src {
+            Source::Safetensors { st, .. } => Ok(st.get(name)?.shape().to_vec()),
+            Source::Gguf { vb, .. } => Ok(vb.get_no_shape(name)?.shape().dims().to_vec()),
         }
     }
 
-    /// A dense tensor in the store's dtype.
+    /// A dense tensor in the store's dtype (LoRA patches merged in f32,
+    /// then one cast).
     pub(crate) fn tensor(&self, name: &str) -> Result<Tensor> {
-        match self {
-            Store::Safetensors { st, dtype, device, .. } => st.load(name, device)?.to_dtype(*dtype),
-            Store::Gguf { vb, dtype, device, .. } => vb.get_no_shape(name)?.dequantize(device)?.to_dtype(*dtype),
+        let patched = [(".weight", false), (".bias", true)].iter().find_map(|(suffix, bias)| {
+            let module = name.strip_suffix(suffix)?;
+            Some((module, self.patches.get(module)?, *bias))
+        });
+        let (device, dtype) = (&self.device, self.dtype);
+        let raw = match &self.src {
+            Source::Safetensors { st, .. } => st.load(name, device)?,
+            Source::Gguf { vb, .. } => vb.get_no_shape(name)?.dequantize(device)?,
+        };
+        match patched {
+            Some((module, patches, bias)) => {
+                let h = self.shape(&format!("{module}.weight"))?[1];
+                super::lora_weights::apply(raw.to_dtype(DType::F32)?, patches, bias, h)?.to_dtype(dtype)
+            }
+            None => raw.to_dtype(dtype),
         }
     }
 
     fn qtensor(&self, name: &str) -> Result<Arc<QTensor>> {
-        match self {
-            Store::Gguf { vb, .. } => vb.get_no_shape(name),
-            Store::Safetensors { .. } => candle_core::bail!("{name} is not quantized"),
+        match &self.src {
+            Source::Gguf { vb, .. } => vb.get_no_shape(name),
+            Source::Safetensors { .. } => candle_core::bail!("{name} is not quantized"),
         }
     }
 
     /// `{name}.weight` (and `{name}.bias` when `bias`) as a linear layer.
     pub(crate) fn linear(&self, name: &str, bias: bool) -> Result<Linear> {
         let wname = format!("{name}.weight");
-        let weight = match self {
-            Store::Safetensors { .. } => LinearWeight::Dense(self.tensor(&wname)?),
-            Store::Gguf { .. } => {
+        let weight = match &self.src {
+            Source::Safetensors { .. } => LinearWeight::Dense(self.tensor(&wname)?),
+            Source::Gguf { .. } => {
                 let q = self.qtensor(&wname)?;
                 LinearWeight::Quantized(QMatMul::from_arc(q)?)
             }
         };
         let bias = if bias {
-            Some(match self {
+            Some(match &self.src {
                 // Biases stay f32 around quantized weights.
-                Store::Gguf { device, .. } => self.qtensor(&format!("{name}.bias"))?.dequantize(device)?,
-                Store::Safetensors { .. } => self.tensor(&format!("{name}.bias"))?,
+                Source::Gguf { .. } => self.qtensor(&format!("{name}.bias"))?.dequantize(&self.device)?,
+                Source::Safetensors { .. } => self.tensor(&format!("{name}.bias"))?,
             })
         } else {
             None

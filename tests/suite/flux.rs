@@ -57,6 +57,7 @@ fn job(variant: Variant, seed: u32, steps: u32) -> RenderJob {
         post: None,
         init: None,
         control: None,
+        loras: Vec::new(),
     }
 }
 

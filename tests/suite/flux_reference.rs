@@ -56,6 +56,7 @@ fn check(name: &str, variant: Variant, quantized: bool) {
         post: None,
         init: None,
         control: None,
+        loras: Vec::new(),
     };
     let mut trace = Trace::default();
     let img = b.render_traced(&job, &mut |_, _| {}, &|| false, Some(&mut trace)).unwrap();
@@ -134,6 +135,7 @@ fn img2img(name: &str, variant: Variant) -> sqm::render::Image {
         post: None,
         init: Some(sqm::render::init::InitImage::new(&input, w, h, strength)),
         control: None,
+        loras: Vec::new(),
     };
     let mut trace = Trace::default();
     let mut steps = Vec::new();
@@ -174,6 +176,7 @@ fn img2img_matches_diffusers() {
         post: None,
         init: None,
         control: None,
+        loras: Vec::new(),
     };
     let img = b.render_traced(&plain, &mut |_, _| {}, &|| false, None).unwrap();
     assert_eq!(img, full, "strength 1.0 equals the plain render byte for byte");
@@ -352,6 +355,7 @@ fn depth_matches_diffusers() {
         post: None,
         init: None,
         control: None,
+        loras: Vec::new(),
     };
     sqm::render::control::attach_depth(&mut job, &src, "flux1-depth-dev", &[]).unwrap();
     assert_eq!((job.guidance, job.variant), (10.0, Variant::Dev), "depth renders at guidance 10 on dev's schedule");

@@ -18,6 +18,7 @@ mod first_hour;
 mod flux;
 mod flux_reference;
 mod interpret_cli;
+mod lora;
 mod object_store;
 #[cfg(feature = "otlp")]
 mod otlp;

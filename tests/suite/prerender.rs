@@ -173,7 +173,7 @@ fn lock_and_output_errors() {
 fn one_failing_job_does_not_stop_the_rest() {
     let (_d, pack) = copy_pack();
     let out = pack.join(".cache/prerender");
-    let jobs = prerender::plan(&pack, "sketch", Some("sketch-v1"), &[], None).unwrap();
+    let jobs = prerender::plan(&pack, "sketch", Some("sketch-v1"), &[], None, None).unwrap();
     // The file disappears (or rots) between planning and running.
     std::fs::write(pack.join("audio/sfx/thunder.wav"), b"RIFF\x00\x00\x00\x00WAVEjunk").unwrap();
     let make = || sqm::render::backend_by_name("sketch", &Default::default());

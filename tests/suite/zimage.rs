@@ -62,6 +62,7 @@ fn job_of(c: &serde_json::Value) -> RenderJob {
         post: None,
         init: None,
         control: None,
+        loras: Vec::new(),
     }
 }
 

@@ -73,6 +73,10 @@ impl WorkerState {
         // The same pipeline entry as the socket's `render`, on the lane's tier table.
         let mut request = request;
         request.fidelity = lane.fidelity;
+        if !self.cfg.loras.is_empty() {
+            // --zmq-lora fixes the stack: no pack LoRAs, no triggers.
+            request.loras = Some(Vec::new());
+        }
         let styles = self.ctx.styles.clone();
         let prepared = match blocking(move || prepare(&request, &styles)).await {
             Some(Ok(Prepared::Job(job))) => *job,
@@ -97,9 +101,22 @@ impl WorkerState {
         }
         let mut prepared = prepared;
         lane.fit_variant(&mut prepared);
+        if !self.cfg.loras.is_empty() {
+            prepared.job.loras = self.cfg.loras.clone();
+        }
+        crate::render::lora::drop_on_weightless(&mut prepared.job, lane.backend_name);
+        if lane.backend_name == "zimage" && !prepared.job.loras.is_empty() {
+            return fail(
+                Code::GenerationFailed,
+                "backend 'zimage' failed: LoRA is not supported on Z-Image yet".into(),
+            );
+        }
         // img2img from the message's reference_image; a refused image is a
         // warning and the render goes on without it (conditioning.md §3.5).
         let mut conditioned = Vec::new();
+        if !prepared.job.loras.is_empty() {
+            conditioned.push("lora");
+        }
         if let Some(src) = msg.get("reference_image").filter(|v| !v.is_null()).cloned() {
             // The weight-free backends keep the image beside the output only.
             if !matches!(lane.backend_name, "sketch" | "null") {

@@ -52,6 +52,9 @@ pub struct ZmqConfig {
     pub generators: Vec<String>,
     /// How the backends `generator` names are built.
     pub flux: crate::render::ImageOptions,
+    /// `--zmq-lora`: the LoRA stack of every ZeroMQ render (empty: the
+    /// pack's).
+    pub loras: Vec<crate::render::lora::Lora>,
 }
 
 /// Largest number of results kept while the controller is unreachable.

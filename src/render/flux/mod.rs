@@ -129,10 +129,63 @@ pub(crate) fn device(spec: &str) -> Result<Device, RenderError> {
     }
 }
 
+/// A canonical LoRA set as (sha256, scale bits): what a built
+/// transformer is keyed by.
+type LoraKey = Vec<(String, u64)>;
+
+fn lora_key(loras: &[crate::render::lora::Lora]) -> LoraKey {
+    loras.iter().map(|l| (l.sha256.clone(), l.scale.to_bits())).collect()
+}
+
+/// `store` with `loras` merged as it loads, after checking every delta
+/// against the store's own shapes (so a bad LoRA never costs a loaded
+/// transformer).
+fn with_loras(
+    store: crate::render::weights::Store,
+    loras: &[crate::render::lora::Lora],
+) -> Result<crate::render::weights::Store, RenderError> {
+    use crate::render::lora_weights as lw;
+    if loras.is_empty() {
+        return Ok(store);
+    }
+    let set = loras
+        .iter()
+        .map(|l| Ok((l.name.clone(), lw::load(&l.path, &l.name, &l.sha256, lw::Family::Flux)?, l.scale)))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(backend_err)?;
+    let (patches, missing) =
+        lw::plan(&set, &|n| store.has(n).then(|| store.shape(n).ok()).flatten()).map_err(backend_err)?;
+    if missing > 0 {
+        tracing::warn!(modules = missing, "LoRA modules the model lacks were skipped");
+    }
+    let skipped: usize = set.iter().map(|(_, a, _)| a.skipped).sum();
+    if skipped > 0 {
+        tracing::warn!(keys = skipped, "LoRA text-encoder and norm keys were skipped");
+    }
+    store.with_patches(patches).map_err(backend_err)
+}
+
+/// The tensors `names` of the transformer file `path` (BFL names) with
+/// `loras` merged, in f32 on the CPU: the merge the renders use, for the
+/// reference tests.
+#[doc(hidden)]
+pub fn merged_weights(
+    path: &Path,
+    loras: &[crate::render::lora::Lora],
+    names: &[String],
+) -> Result<Vec<Tensor>, RenderError> {
+    let store = crate::render::weights::Store::safetensors(&[path.to_path_buf()], DType::F32, &Device::Cpu)
+        .map_err(|e| tensor_err(path, e))?;
+    let store = with_loras(store, loras)?;
+    names.iter().map(|n| store.tensor(n).map_err(|e| tensor_err(path, e))).collect()
+}
+
 struct LoadedVariant {
     variant: Variant,
     /// Which located file it came from.
     file: usize,
+    /// The LoRA set merged into it (canonical; empty: plain).
+    loras: LoraKey,
     transformer: model::Flux,
     /// When it last rendered (the loaded state's tick).
     used: u64,
@@ -146,8 +199,9 @@ struct Loaded {
     vae: autoencoder::Config,
     /// The VAE's encoder, loaded by the first img2img or depth job.
     encoder: Option<autoencoder::Encoder>,
-    /// FLUX.1-Depth-dev's transformer, loaded by the first depth job.
-    depth: Option<model::Flux>,
+    /// FLUX.1-Depth-dev's transformer, loaded by the first depth job, and
+    /// the LoRA set merged into it.
+    depth: Option<(model::Flux, LoraKey)>,
     /// Its entry in `resident`.
     depth_resident: Option<crate::render::Resident>,
     /// The transformers in memory, any subset of the located files.
@@ -249,19 +303,16 @@ impl FluxBackend {
     /// The loaded transformer for `file` (an index into the located files),
     /// loading it first; under the memory plan another variant's
     /// transformer may be freed for it, least recently used first.
-    fn variant_index(&mut self, file: usize) -> Result<usize, RenderError> {
+    fn variant_index(&mut self, file: usize, loras: &[crate::render::lora::Lora]) -> Result<usize, RenderError> {
+        let key = lora_key(loras);
+        let slots = self.opts.lora_slots.max(1);
         let loaded = self.loaded.as_mut().expect("shared parts loaded");
         loaded.tick += 1;
-        if let Some(i) = loaded.variants.iter().position(|v| v.file == file) {
+        if let Some(i) = loaded.variants.iter().position(|v| v.file == file && v.loras == key) {
             loaded.variants[i].used = loaded.tick;
             return Ok(i);
         }
         let bytes = loaded.plan.transformers[file].bytes;
-        while !loaded.plan.fits(loaded.resident_bytes() + bytes) && !loaded.variants.is_empty() {
-            let lru = (0..loaded.variants.len()).min_by_key(|&i| loaded.variants[i].used).expect("not empty");
-            let gone = loaded.variants.remove(lru);
-            tracing::info!(model = %self.files[gone.file].model_name(), "freed a Flux transformer for another variant");
-        }
         let f = &self.files[file];
         let (device, dtype) = (loaded.device.clone(), loaded.dtype);
         let mut config = files::transformer_config(f).map_err(backend_err)?;
@@ -297,6 +348,21 @@ impl FluxBackend {
             TransformerFile::Gguf(p) => crate::render::weights::Store::gguf(p, DType::F32, &device),
         }
         .map_err(|e| tensor_err(&path, e))?;
+        // The LoRAs are checked against this file before anything is freed.
+        let store = with_loras(store, loras)?;
+        // Slots: at most `--lora-slots` builds of one file; then the memory plan.
+        while loaded.variants.iter().filter(|v| v.file == file).count() >= slots {
+            let lru = (0..loaded.variants.len())
+                .filter(|&i| loaded.variants[i].file == file)
+                .min_by_key(|&i| loaded.variants[i].used)
+                .expect("counted");
+            loaded.variants.remove(lru);
+        }
+        while !loaded.plan.fits(loaded.resident_bytes() + bytes) && !loaded.variants.is_empty() {
+            let lru = (0..loaded.variants.len()).min_by_key(|&i| loaded.variants[i].used).expect("not empty");
+            let gone = loaded.variants.remove(lru);
+            tracing::info!(model = %self.files[gone.file].model_name(), "freed a Flux transformer for another variant");
+        }
         config.guidance_embed = store.has("guidance_in.in_layer.weight");
         let transformer = model::Flux::load(&store, &config).map_err(|e| tensor_err(&path, e))?;
         drop(store);
@@ -307,7 +373,7 @@ impl FluxBackend {
             "flux transformer loaded"
         );
         let tick = loaded.tick;
-        loaded.variants.push(LoadedVariant { variant: f.variant, file, transformer, used: tick });
+        loaded.variants.push(LoadedVariant { variant: f.variant, file, loras: key, transformer, used: tick });
         Ok(loaded.variants.len() - 1)
     }
 }
@@ -379,7 +445,7 @@ impl Backend for FluxBackend {
             self.load_shared()?;
         }
         if self.loaded.as_ref().is_some_and(|l| l.variants.is_empty()) {
-            self.variant_index(0)?;
+            self.variant_index(0, &[])?;
         }
         Ok(())
     }
@@ -477,12 +543,13 @@ impl FluxBackend {
 
     /// Loads FLUX.1-Depth-dev's transformer (128 input channels: the noisy
     /// latents and the control's, side by side).
-    fn load_depth(&mut self) -> Result<(), RenderError> {
+    fn load_depth(&mut self, loras: &[crate::render::lora::Lora]) -> Result<(), RenderError> {
         let Some(path) = self.depth_file.clone() else {
             return Err(backend_err("no depth model (FLUX.1-Depth-dev not found)"));
         };
+        let key = lora_key(loras);
         let loaded = self.loaded.as_mut().expect("loaded");
-        if loaded.depth.is_some() {
+        if loaded.depth.as_ref().is_some_and(|(_, k)| *k == key) {
             return Ok(());
         }
         let elements = files::inspect_safetensors(&path).map_err(backend_err)?.elements;
@@ -507,8 +574,10 @@ impl FluxBackend {
         let mut config = files::transformer_config(&self.files[0]).map_err(backend_err)?;
         config.in_channels = 2 * latent;
         config.guidance_embed = true;
+        let store = with_loras(store, loras)?;
+        loaded.depth = None;
         let started = std::time::Instant::now();
-        loaded.depth = Some(model::Flux::load(&store, &config).map_err(|e| tensor_err(&path, e))?);
+        loaded.depth = Some((model::Flux::load(&store, &config).map_err(|e| tensor_err(&path, e))?, key));
         loaded.depth_resident = Some(resident);
         tracing::info!(ms = started.elapsed().as_millis() as u64, "flux depth transformer loaded");
         Ok(())
@@ -533,11 +602,13 @@ impl FluxBackend {
             );
             self.warned_fallback = true;
         }
-        let idx = self.variant_index(file)?;
+        // A depth job builds the depth model with the job's LoRAs instead.
+        let plain: &[crate::render::lora::Lora] = if job.control.is_some() { &[] } else { &job.loras };
+        let idx = self.variant_index(file, plain)?;
         // Depth: the control image's latents beside the noisy ones.
         let control = match &job.control {
             Some(c) => {
-                self.load_depth()?;
+                self.load_depth(&job.loras)?;
                 Some(self.encode_rgb(&c.rgb, c.width, c.height)?)
             }
             None => None,
@@ -550,7 +621,7 @@ impl FluxBackend {
         let loaded = self.loaded.as_mut().expect("loaded above");
         let lv = &loaded.variants[idx];
         let (transformer, variant) = match (&control, &loaded.depth) {
-            (Some(_), Some(depth)) => (depth, Variant::Dev),
+            (Some(_), Some((depth, _))) => (depth, Variant::Dev),
             _ => (&lv.transformer, lv.variant),
         };
         let (w, h) = (job.width as usize, job.height as usize);

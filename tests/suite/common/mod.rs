@@ -311,6 +311,7 @@ pub fn server_config(dir: &Path, socket: &Path) -> sqm::daemon::server::Config {
         default_genre: None,
         zmq: None,
         input_dir: None,
+        lora_dir: None,
         max_connections: sqm::daemon::server::DEFAULT_MAX_CONNECTIONS,
         announce: false,
         output_pointer: None,

@@ -100,6 +100,17 @@ pub struct VisualStyle {
     pub preferred_model: String,
     pub base_seed: i64,
     pub visual_tag_overrides: IndexMap<String, String>,
+    /// LoRA fields (conditioning.md §1.2), read raw and checked by
+    /// `render::lora`: `loras` (genre list, world mapping) and the legacy
+    /// `lora`, `lora_scale`, `lora_trigger`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loras: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora_scale: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora_trigger: Option<serde_json::Value>,
 }
 
 impl Default for VisualStyle {
@@ -110,7 +121,29 @@ impl Default for VisualStyle {
             preferred_model: "flux".into(),
             base_seed: 0,
             visual_tag_overrides: IndexMap::new(),
+            loras: None,
+            lora: None,
+            lora_scale: None,
+            lora_trigger: None,
         }
+    }
+}
+
+impl VisualStyle {
+    /// The LoRA fields as a map, for `render::lora`.
+    pub fn lora_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        for (k, v) in [
+            ("loras", &self.loras),
+            ("lora", &self.lora),
+            ("lora_scale", &self.lora_scale),
+            ("lora_trigger", &self.lora_trigger),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.into(), v.clone());
+            }
+        }
+        m
     }
 }
 

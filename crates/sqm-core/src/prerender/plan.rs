@@ -74,10 +74,11 @@ pub fn plan(
     model: Option<&str>,
     variants: &[crate::prompt::Variant],
     fidelity: Option<crate::prompt::Fidelity>,
+    lora_dir: Option<&Path>,
 ) -> Result<Vec<Job>, PlanError> {
     let pack = Pack::load(pack_dir)?;
     let root = pack_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    let styles = StyleSource::new(root);
+    let styles = StyleSource::new(root).with_lora_dir(lora_dir.map(Path::to_path_buf));
     let genre = pack.genre.clone();
     let mut jobs = Vec::new();
     let mut image = |id: String, kind: &'static str, req: RenderRequest| -> Result<(), PlanError> {
@@ -89,6 +90,7 @@ pub fn plan(
             Err(e) => return Err(PlanError::Job { id, message: e.to_string() }),
         };
         prepared.run_on(variants);
+        crate::render::lora::drop_on_weightless(&mut prepared.job, backend);
         let key = render_key(backend, model, &prepared.job);
         jobs.push(Job { id, kind, work: Work::Image(prepared), key });
         Ok(())

@@ -20,6 +20,10 @@ pub struct Style {
     pub preferred_model: String,
     pub base_seed: i64,
     pub visual_tag_overrides: IndexMap<String, String>,
+    #[serde(skip)]
+    /// The pack's LoRA list after the world's `exclude`/`add`
+    /// (conditioning.md §1.2); empty without a genre.
+    pub loras: Vec<crate::render::lora::PackLora>,
 }
 
 impl Default for Style {
@@ -30,6 +34,7 @@ impl Default for Style {
             preferred_model: "flux".into(),
             base_seed: 0,
             visual_tag_overrides: IndexMap::new(),
+            loras: Vec::new(),
         }
     }
 }
@@ -84,6 +89,8 @@ pub struct StyleRequest<'a> {
 #[derive(Clone, Debug)]
 pub struct StyleSource {
     pub root: PathBuf,
+    /// `--lora-dir`: where LoRA files outside the packs may live.
+    pub lora_dir: Option<PathBuf>,
 }
 
 fn load_error(e: PackError) -> ComposeError {
@@ -92,7 +99,13 @@ fn load_error(e: PackError) -> ComposeError {
 
 impl StyleSource {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        StyleSource { root: root.into() }
+        StyleSource { root: root.into(), lora_dir: None }
+    }
+
+    /// The same packs, with LoRA files also allowed in `dir`.
+    pub fn with_lora_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.lora_dir = dir;
+        self
     }
 
     fn genre_dir(&self, genre: &str) -> Result<PathBuf, ComposeError> {
@@ -158,21 +171,33 @@ impl StyleSource {
         }
         let genre_files = catalog(&self.root, req.genre, "").map_err(load_error)?;
         let vs = style_of(&genre_files.genre_style)?.unwrap_or_default();
+        let in_file =
+            |f: String| move |e: String| ComposeError::new(ComposeErrorKind::PackLoadError, format!("{f}: {e}"));
+        let genre_yaml = format!("{}/visual_style.yaml", req.genre);
+        let mut loras = crate::render::lora::genre_loras(&vs.lora_fields(), &genre_dir).map_err(in_file(genre_yaml))?;
         let mut style = Style {
             positive_suffix: vs.positive_suffix,
             negative_prompt: vs.negative_prompt,
             preferred_model: vs.preferred_model,
             base_seed: vs.base_seed,
             visual_tag_overrides: vs.visual_tag_overrides,
+            loras: Vec::new(),
         };
         if !req.world.is_empty() {
-            self.world_dir(&genre_dir, req.genre, req.world)?;
+            let world_dir = self.world_dir(&genre_dir, req.genre, req.world)?;
             let world_files = catalog(&self.root, req.genre, req.world).map_err(load_error)?;
+            if let Some(ws) = style_of(&world_files.world_style)? {
+                let world_yaml = format!("{}/worlds/{}/visual_style.yaml", req.genre, req.world);
+                let w = crate::render::lora::world_loras(&ws.lora_fields(), &world_dir)
+                    .map_err(in_file(world_yaml.clone()))?;
+                loras = crate::render::lora::merge_world(loras, w).map_err(in_file(world_yaml))?;
+            }
             if let Some(w) = style_of(&world_files.world_style)?.map(|w| w.positive_suffix).filter(|w| !w.is_empty()) {
                 style.positive_suffix =
                     if style.positive_suffix.is_empty() { w } else { format!("{}, {w}", style.positive_suffix) };
             }
         }
+        style.loras = loras;
         Ok(Some(style))
     }
 

@@ -9,6 +9,7 @@ pub mod control;
 pub(crate) mod font;
 pub mod init;
 pub mod input;
+pub mod lora;
 pub mod null;
 pub mod output;
 pub mod pipeline;
@@ -46,6 +47,9 @@ pub struct RenderJob {
     /// Structural conditioning (a depth map) for a control model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<control::Control>,
+    /// LoRAs merged into the transformer: the canonical set (conditioning.md §1.6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<lora::Lora>,
 }
 
 impl RenderJob {
@@ -67,6 +71,7 @@ impl RenderJob {
             post: None,
             init: None,
             control: None,
+            loras: Vec::new(),
         }
     }
 }

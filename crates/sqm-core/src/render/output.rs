@@ -37,6 +37,11 @@ pub fn render_key(backend: &str, model: Option<&str>, job: &RenderJob) -> String
     if let Some(c) = &job.control {
         canonical.insert("control", serde_json::json!({"kind": c.kind, "model": c.model, "sha256": c.sha256}));
     }
+    if !job.loras.is_empty() {
+        let loras: Vec<serde_json::Value> =
+            job.loras.iter().map(|l| serde_json::json!({"scale": l.scale, "sha256": l.sha256})).collect();
+        canonical.insert("loras", serde_json::Value::Array(loras));
+    }
     let text = serde_json::to_string(&canonical).expect("json");
     let digest = Sha256::digest(text.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -70,6 +75,9 @@ pub(crate) fn parameters_text(job: &RenderJob, model: &str) -> String {
     }
     if let Some(c) = &job.control {
         s.push_str(&format!(", Control: {} {}", c.kind, c.model));
+    }
+    if !job.loras.is_empty() {
+        s.push_str(&format!(", Lora hashes: {}", super::lora::hashes_text(&job.loras)));
     }
     s
 }

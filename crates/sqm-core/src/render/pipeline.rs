@@ -57,6 +57,10 @@ pub struct RenderRequest {
     /// The process's Z-Image fidelity when the backend is `zimage`: the
     /// job takes that tier table (zimage.md §1.1). None for other backends.
     pub fidelity: Option<crate::prompt::Fidelity>,
+    /// An explicit LoRA list (path, scale), already shape-checked by
+    /// [`crate::render::lora::request_list`]: it replaces the pack's stack
+    /// and adds no triggers; `Some([])` turns pack LoRAs off.
+    pub loras: Option<Vec<(String, f64)>>,
 }
 
 /// An image side outside what the backends render.
@@ -135,6 +139,9 @@ pub enum PrepareError {
     Extraction(String),
     #[error("{0}")]
     Compose(ComposeError, Option<String>),
+    /// A request field that cannot be honoured (`INVALID_REQUEST`).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Tier names that count as a caller's own visual block.
@@ -178,13 +185,52 @@ pub fn prepare(req: &RenderRequest, styles: &StyleSource) -> Result<Prepared, Pr
     let layered = req.positive_prompt.is_empty()
         && style.is_some()
         && layered::applies(&styles.root, tier, &req.genre, &req.world, &cue.subject, &cue.characters);
-    let prepared = if layered {
+    let (loras, triggers) = loras_for(req, styles, style.as_ref(), tier)?;
+    let mut prepared = if layered {
         let camera = cue_camera.or_else(|| req.camera.clone());
         layered_job(req, styles, &cue, tier, &spec, camera)?
     } else {
         flux_era_job(req, styles, cue, tier, style.as_ref(), &spec, preferred)?
     };
+    // The pack stack's triggers lead composed prompts; a caller's own
+    // prompt stays verbatim (conditioning.md §1.2).
+    if !triggers.is_empty() && prepared.composer != "verbatim" {
+        let p = &mut prepared.job.positive_prompt;
+        *p = if p.is_empty() { triggers.join(", ") } else { format!("{}, {p}", triggers.join(", ")) };
+    }
+    prepared.job.loras = loras;
     Ok(Prepared::Job(Box::new(prepared)))
+}
+
+/// The job's LoRAs and triggers: the request's explicit list (files in
+/// the genre pack or the LoRA folder), else the pack's stack for `tier`.
+fn loras_for(
+    req: &RenderRequest,
+    styles: &StyleSource,
+    style: Option<&Style>,
+    tier: Tier,
+) -> Result<(Vec<super::lora::Lora>, Vec<String>), PrepareError> {
+    if let Some(list) = &req.loras {
+        let roots = super::lora::LoraRoots {
+            packs: Some(styles.root.clone()),
+            genre: req.genre.clone(),
+            lora_dir: styles.lora_dir.clone(),
+        };
+        return Ok((super::lora::resolve_request(list, &roots).map_err(PrepareError::Invalid)?, Vec::new()));
+    }
+    match style {
+        Some(s) if !req.genre.is_empty() && !s.loras.is_empty() => {
+            let genre_dir = styles.root.join(&req.genre);
+            super::lora::stack(&s.loras, tier, &genre_dir, styles.lora_dir.as_deref()).map_err(|e| {
+                let message = format!("{}/visual_style.yaml: {e}", req.genre);
+                PrepareError::Compose(
+                    ComposeError { kind: crate::prompt::style::ComposeErrorKind::PackLoadError, message },
+                    Some(tier.name().to_owned()),
+                )
+            })
+        }
+        _ => Ok((Vec::new(), Vec::new())),
+    }
 }
 
 fn compose_err(tier: Tier) -> impl Fn(ComposeError) -> PrepareError {
@@ -296,6 +342,7 @@ fn layered_job(
         post,
         init: None,
         control: None,
+        loras: Vec::new(),
     };
     Ok(PreparedJob {
         job,
@@ -367,6 +414,7 @@ fn flux_era_job(
         post: None,
         init: None,
         control: None,
+        loras: Vec::new(),
     };
     Ok(PreparedJob {
         job,

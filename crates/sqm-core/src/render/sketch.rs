@@ -363,6 +363,7 @@ mod tests {
             post: None,
             init: None,
             control: None,
+            loras: Vec::new(),
         }
     }
 

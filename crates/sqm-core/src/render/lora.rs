@@ -1,0 +1,508 @@
+//! LoRA adapters on a render (conditioning.md §1): which files, at which
+//! scales, found only inside the genre pack or the LoRA folder, and the
+//! canonical set that enters the cache key and fixes the merge order.
+//!
+//! Engines read the files; this module only names, checks and hashes them.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use sha2::{Digest, Sha256};
+
+use crate::interpret::Tier;
+use crate::pack::paths::{open_regular, Root};
+
+/// Most LoRAs one render takes.
+pub const MAX_LORAS: usize = 8;
+/// Largest LoRA file sqm opens.
+const FILE_CAP: u64 = 2 << 30;
+/// Largest safetensors header sqm reads.
+const HEADER_CAP: u64 = 100 << 20;
+
+/// One LoRA on a job: the canonical set holds these sorted by
+/// (sha256, scale), scale-0 entries dropped.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Lora {
+    /// The pack entry's `name`, or the file's stem.
+    pub name: String,
+    /// The path as the request or pack named it.
+    pub file: String,
+    /// Where it was found (canonical), for the engine.
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub sha256: String,
+    pub scale: f64,
+}
+
+/// The folders LoRA files may live in: the genre pack (`packs/<genre>/`)
+/// and the LoRA folder (`--lora-dir`).
+#[derive(Clone, Debug, Default)]
+pub struct LoraRoots {
+    pub packs: Option<PathBuf>,
+    pub genre: String,
+    pub lora_dir: Option<PathBuf>,
+}
+
+/// Checks the request's LoRA params (types already checked) and returns
+/// the explicit list, or None when the request names none (the pack stack
+/// applies). `lora_scale` alone is ignored; the singleton pair is a
+/// one-element list.
+pub fn request_list(
+    paths: Option<Vec<String>>,
+    scales: Option<Vec<f64>>,
+    path: Option<String>,
+    scale: Option<f64>,
+) -> Result<Option<Vec<(String, f64)>>, String> {
+    let singleton = path.is_some();
+    if singleton && (paths.is_some() || scales.is_some()) {
+        return Err("use either lora_path/lora_scale or lora_paths/lora_scales, not both".into());
+    }
+    let (paths, scales) = match (paths, path) {
+        (_, Some(p)) => (vec![p], Some(vec![scale.unwrap_or(1.0)])),
+        (Some(ps), None) => (ps, scales),
+        (None, None) if scales.is_some() => {
+            return Err(format!("'lora_scales' has {} entries but 'lora_paths' has 0", scales.map_or(0, |s| s.len())))
+        }
+        (None, None) => return Ok(None),
+    };
+    let scales = scales.unwrap_or_else(|| vec![1.0; paths.len()]);
+    if scales.len() != paths.len() {
+        return Err(format!("'lora_scales' has {} entries but 'lora_paths' has {}", scales.len(), paths.len()));
+    }
+    let field = if singleton { "lora_scale".to_owned() } else { String::new() };
+    for (i, s) in scales.iter().enumerate() {
+        if !(s.is_finite() && (0.0..=2.0).contains(s)) {
+            let name = if singleton { field.clone() } else { format!("lora_scales[{i}]") };
+            return Err(format!("{name} must be a finite number in [0, 2], got {s}"));
+        }
+    }
+    if paths.len() > MAX_LORAS {
+        return Err(format!("at most {MAX_LORAS} LoRAs per render, got {}", paths.len()));
+    }
+    Ok(Some(paths.into_iter().zip(scales).collect()))
+}
+
+/// The one text for a file that is outside the roots, missing, not a
+/// regular file or too big (no oracle for what is on the host).
+fn unreadable(field: &str, raw: &str) -> String {
+    format!("{field}: '{raw}' is not a readable LoRA in the genre pack or --lora-dir")
+}
+
+fn is_safetensors(raw: &str) -> bool {
+    Path::new(raw).extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+}
+
+/// Resolves a request's explicit list: relative paths in the genre pack,
+/// then the LoRA folder; absolute ones only inside the pack root or the
+/// LoRA folder. Hashes each file; returns the canonical set.
+pub fn resolve_request(list: &[(String, f64)], roots: &LoraRoots) -> Result<Vec<Lora>, String> {
+    let mut found: Vec<Lora> = Vec::new();
+    for (i, (raw, scale)) in list.iter().enumerate() {
+        let field = format!("lora_paths[{i}]");
+        if !is_safetensors(raw) {
+            return Err(format!("{field}: only .safetensors LoRA files are loaded"));
+        }
+        let p = Path::new(raw);
+        let mut bases: Vec<PathBuf> = Vec::new();
+        let mut roots_of: Vec<PathBuf> = Vec::new();
+        if let Some(packs) = &roots.packs {
+            if p.is_absolute() {
+                bases.push(PathBuf::new());
+                roots_of.push(packs.clone());
+            } else if !roots.genre.is_empty() {
+                bases.push(packs.join(&roots.genre));
+                roots_of.push(packs.join(&roots.genre));
+            }
+        }
+        if let Some(dir) = &roots.lora_dir {
+            bases.push(if p.is_absolute() { PathBuf::new() } else { dir.clone() });
+            roots_of.push(dir.clone());
+        }
+        let has_parent = p.components().any(|c| matches!(c, Component::ParentDir));
+        let path = (!has_parent)
+            .then(|| bases.iter().zip(&roots_of).find_map(|(base, root)| readable(&base.join(p), root)))
+            .flatten()
+            .ok_or_else(|| unreadable(&field, raw))?;
+        let sha256 = file_sha256(&path).map_err(|_| unreadable(&field, raw))?;
+        if let Some(j) = found.iter().position(|l| l.path == path || l.sha256 == sha256) {
+            return Err(format!("{field} is the same file as lora_paths[{j}]"));
+        }
+        let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        found.push(Lora { name, file: raw.clone(), path, sha256, scale: *scale });
+    }
+    Ok(canonical(found))
+}
+
+/// LoRAs named on the command line (trusted paths): checked as files,
+/// hashed, and put in canonical order.
+pub fn from_paths(list: &[(PathBuf, f64)]) -> Result<Vec<Lora>, String> {
+    if list.len() > MAX_LORAS {
+        return Err(format!("at most {MAX_LORAS} LoRAs per render, got {}", list.len()));
+    }
+    let mut found: Vec<Lora> = Vec::new();
+    for (p, scale) in list {
+        let raw = p.display().to_string();
+        if !is_safetensors(&raw) {
+            return Err(format!("{raw}: only .safetensors LoRA files are loaded"));
+        }
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let path = readable(p, dir).ok_or_else(|| format!("{raw}: not a readable safetensors file"))?;
+        let sha256 = file_sha256(&path).map_err(|e| format!("{raw}: {e}"))?;
+        if found.iter().any(|l| l.sha256 == sha256) {
+            return Err(format!("{raw} is given twice"));
+        }
+        let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        found.push(Lora { name, file: raw, path, sha256, scale: *scale });
+    }
+    Ok(canonical(found))
+}
+
+/// The canonical path of `path` when it is a regular safetensors file of
+/// bounded size inside `root`.
+fn readable(path: &Path, root: &Path) -> Option<PathBuf> {
+    let root = Root::new(root).ok()?;
+    let canonical = root.resolve(path).ok()?;
+    let (mut file, len) = open_regular(&canonical).ok()?;
+    if len > FILE_CAP || len < 8 {
+        return None;
+    }
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n).ok()?;
+    let header = u64::from_le_bytes(n);
+    (header <= HEADER_CAP && 8 + header <= len).then_some(canonical)
+}
+
+/// The canonical set: scale-0 entries dropped, sorted by (sha256, scale);
+/// also the merge order, so [A, B] and [B, A] merge bit for bit alike.
+pub fn canonical(mut loras: Vec<Lora>) -> Vec<Lora> {
+    loras.retain(|l| l.scale != 0.0);
+    loras.sort_by(|a, b| a.sha256.cmp(&b.sha256).then(a.scale.total_cmp(&b.scale)));
+    loras
+}
+
+/// SHA-256 of a file, cached by (path, size, mtime, inode).
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    type Cache = Mutex<HashMap<(PathBuf, u64, i64, i64, u64), String>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let meta = std::fs::metadata(path)?;
+    let id = (path.to_path_buf(), meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(h) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        return Ok(h.clone());
+    }
+    let (file, len) = open_regular(path).map_err(|e| std::io::Error::other(e.to_string()))?;
+    if len > FILE_CAP {
+        return Err(std::io::Error::other("too large"));
+    }
+    let mut hasher = Sha256::new();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file.take(FILE_CAP));
+    std::io::copy(&mut reader, &mut hasher)?;
+    let hex: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(id, hex.clone());
+    Ok(hex)
+}
+
+/// One entry of a pack's `loras` (conditioning.md §1.2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackLora {
+    pub name: String,
+    pub file: String,
+    pub scale: f64,
+    pub applies_to: Vec<String>,
+    pub trigger: Option<String>,
+    /// The folder of the YAML that named it (relative paths start there).
+    pub base: PathBuf,
+}
+
+impl PackLora {
+    /// True when the entry applies to `tier`: `all` matches every tier,
+    /// `scene` is `scene_illustration`, `portrait` also `portrait_square`.
+    pub fn applies(&self, tier: Tier) -> bool {
+        self.applies_to.iter().any(|a| match a.as_str() {
+            "all" => true,
+            "scene" => tier == Tier::SceneIllustration,
+            "portrait" => tier.is_portrait(),
+            other => other == tier.name(),
+        })
+    }
+}
+
+/// A world's `loras`: names to drop from the genre's list, entries to add.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorldLoras {
+    pub exclude: Vec<String>,
+    pub add: Vec<PackLora>,
+}
+
+/// Reads the genre's LoRA list from `visual_style.yaml`'s fields (`loras`,
+/// or the legacy `lora`/`lora_scale`/`lora_trigger`). `base` is the YAML's
+/// folder. Errors are prefixed with the entry (`loras[0]: …`).
+pub fn genre_loras(style: &serde_json::Map<String, serde_json::Value>, base: &Path) -> Result<Vec<PackLora>, String> {
+    let legacy = style.get("lora").filter(|v| !v.is_null());
+    match (style.get("loras").filter(|v| !v.is_null()), legacy) {
+        (Some(_), Some(_)) => Err("'lora' (legacy) and 'loras' cannot both be set; keep 'loras'".into()),
+        (Some(serde_json::Value::Array(items)), None) => {
+            let list: Vec<PackLora> = items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| entry(v, base, &format!("loras[{i}]")))
+                .collect::<Result<_, _>>()?;
+            for (i, l) in list.iter().enumerate() {
+                if list[..i].iter().any(|o| o.name == l.name) {
+                    return Err(format!("loras[{i}]: name '{}' is used twice", l.name));
+                }
+            }
+            Ok(list)
+        }
+        (Some(_), None) => Err("'loras' must be a list in a genre's visual_style.yaml".into()),
+        (None, Some(file)) => {
+            let file = file.as_str().ok_or("'lora' must be a string")?.to_owned();
+            let scale = match style.get("lora_scale").filter(|v| !v.is_null()) {
+                None => 1.0,
+                Some(v) => scale_of(v, "lora_scale")?,
+            };
+            let trigger = match style.get("lora_trigger").filter(|v| !v.is_null()) {
+                None => None,
+                Some(v) => Some(v.as_str().ok_or("'lora_trigger' must be a string")?.to_owned()),
+            };
+            Ok(vec![PackLora {
+                name: "lora".into(),
+                file,
+                scale,
+                applies_to: vec!["all".into()],
+                trigger,
+                base: base.to_path_buf(),
+            }])
+        }
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+/// Reads a world's `loras` mapping (`exclude`, `add`); absent: inherit.
+pub fn world_loras(style: &serde_json::Map<String, serde_json::Value>, base: &Path) -> Result<WorldLoras, String> {
+    match style.get("loras").filter(|v| !v.is_null()) {
+        None => Ok(WorldLoras::default()),
+        Some(serde_json::Value::Array(_)) => {
+            Err("a world's 'loras' is a mapping {exclude, add}, not a list (the genre's list is inherited)".into())
+        }
+        Some(serde_json::Value::Object(m)) => {
+            let exclude = match m.get("exclude").filter(|v| !v.is_null()) {
+                None => Vec::new(),
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned).ok_or("loras.exclude: entries must be strings"))
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err("loras.exclude must be a list of names".into()),
+            };
+            let add = match m.get("add").filter(|v| !v.is_null()) {
+                None => Vec::new(),
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| entry(v, base, &format!("loras.add[{i}]")))
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err("loras.add must be a list".into()),
+            };
+            Ok(WorldLoras { exclude, add })
+        }
+        Some(_) => Err("a world's 'loras' must be a mapping {exclude, add}".into()),
+    }
+}
+
+fn scale_of(v: &serde_json::Value, at: &str) -> Result<f64, String> {
+    match v.as_f64() {
+        Some(s) if s.is_finite() && (0.0..=2.0).contains(&s) => Ok(s),
+        _ => Err(format!("{at}: 'scale' must be a number in [0, 2], got {v}")),
+    }
+}
+
+fn entry(v: &serde_json::Value, base: &Path, at: &str) -> Result<PackLora, String> {
+    let m = v.as_object().ok_or_else(|| format!("{at}: must be a mapping"))?;
+    let req = |k: &str| m.get(k).filter(|v| !v.is_null()).ok_or_else(|| format!("{at}: missing required field '{k}'"));
+    let string = |k: &str| -> Result<String, String> {
+        req(k)?.as_str().map(str::to_owned).ok_or_else(|| format!("{at}: '{k}' must be a string"))
+    };
+    let name = string("name")?;
+    let file = string("file")?;
+    let scale = scale_of(req("scale")?, at)?;
+    let applies_to: Vec<String> = match req("applies_to")? {
+        serde_json::Value::Array(a) if !a.is_empty() => a
+            .iter()
+            .map(|t| t.as_str().map(str::to_owned).ok_or_else(|| format!("{at}: 'applies_to' entries must be strings")))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(format!("{at}: 'applies_to' must be a non-empty list of tiers")),
+    };
+    let trigger = match m.get("trigger").filter(|v| !v.is_null()) {
+        None => None,
+        Some(t) => Some(t.as_str().ok_or_else(|| format!("{at}: 'trigger' must be a string"))?.to_owned()),
+    };
+    Ok(PackLora { name, file, scale, applies_to, trigger, base: base.to_path_buf() })
+}
+
+/// The genre's entries, less the world's `exclude`, plus its `add`.
+pub fn merge_world(genre: Vec<PackLora>, world: WorldLoras) -> Result<Vec<PackLora>, String> {
+    let mut list: Vec<PackLora> = genre.into_iter().filter(|l| !world.exclude.contains(&l.name)).collect();
+    for (i, a) in world.add.into_iter().enumerate() {
+        if list.iter().any(|l| l.name == a.name) {
+            return Err(format!("loras.add[{i}]: '{}' is still inherited from the genre; exclude it first", a.name));
+        }
+        list.push(a);
+    }
+    Ok(list)
+}
+
+/// The stack for `tier`: entries that apply to it with a non-zero scale,
+/// their files found and hashed, and the triggers (distinct, stack order).
+/// `genre_dir` is `packs/<genre>`; files must stay inside it, else they
+/// are looked for in the LoRA folder.
+pub fn stack(
+    list: &[PackLora],
+    tier: Tier,
+    genre_dir: &Path,
+    lora_dir: Option<&Path>,
+) -> Result<(Vec<Lora>, Vec<String>), String> {
+    let mut loras = Vec::new();
+    let mut triggers: Vec<String> = Vec::new();
+    for (i, l) in list.iter().enumerate() {
+        if !l.applies(tier) || l.scale == 0.0 {
+            continue;
+        }
+        let path = pack_file(l, genre_dir, lora_dir).map_err(|e| format!("loras[{i}] ({}): {e}", l.name))?;
+        let sha256 =
+            file_sha256(&path).map_err(|_| format!("loras[{i}] ({}): '{}' is not readable", l.name, l.file))?;
+        if loras.iter().any(|o: &Lora| o.sha256 == sha256) {
+            return Err(format!("loras[{i}] ({}): the same file as another entry for this tier", l.name));
+        }
+        loras.push(Lora { name: l.name.clone(), file: l.file.clone(), path, sha256, scale: l.scale });
+        if let Some(t) = l.trigger.as_ref().filter(|t| !t.is_empty()) {
+            if !triggers.contains(t) {
+                triggers.push(t.clone());
+            }
+        }
+    }
+    Ok((canonical(loras), triggers))
+}
+
+/// A pack entry's file: relative to its YAML's folder inside the genre
+/// pack, else in the LoRA folder.
+pub fn pack_file(l: &PackLora, genre_dir: &Path, lora_dir: Option<&Path>) -> Result<PathBuf, String> {
+    let refused = || format!("'{}' is not a readable LoRA in the genre pack or --lora-dir", l.file);
+    if !is_safetensors(&l.file) {
+        return Err(format!("'{}': only .safetensors LoRA files are loaded", l.file));
+    }
+    let p = Path::new(&l.file);
+    if p.is_absolute() {
+        return Err(refused());
+    }
+    // A relative path may climb from a world's folder, never out of the genre.
+    if let Some(path) = readable(&l.base.join(p), genre_dir) {
+        return Ok(path);
+    }
+    if !p.components().any(|c| matches!(c, Component::ParentDir)) {
+        if let Some(dir) = lora_dir {
+            if let Some(path) = readable(&dir.join(p), dir) {
+                return Ok(path);
+            }
+        }
+    }
+    Err(refused())
+}
+
+/// Sketch and null apply no LoRA: the job keeps none (and its key stays
+/// the plain one). True when there were some to drop.
+pub fn drop_on_weightless(job: &mut crate::render::RenderJob, backend: &str) -> bool {
+    if matches!(backend, "sketch" | "null") && !job.loras.is_empty() {
+        job.loras.clear();
+        return true;
+    }
+    false
+}
+
+/// The A1111 `Lora hashes` text: `"name: <12 hex>, …"`.
+pub fn hashes_text(loras: &[Lora]) -> String {
+    let parts: Vec<String> = loras.iter().map(|l| format!("{}: {}", l.name, &l.sha256[..12])).collect();
+    format!("\"{}\"", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(paths: &[&str], scales: Option<&[f64]>) -> Result<Option<Vec<(String, f64)>>, String> {
+        request_list(Some(paths.iter().map(|s| s.to_string()).collect()), scales.map(|s| s.to_vec()), None, None)
+    }
+
+    #[test]
+    fn request_errors_have_the_spec_texts() {
+        let both = request_list(Some(vec![]), None, Some("a.safetensors".into()), None).unwrap_err();
+        assert_eq!(both, "use either lora_path/lora_scale or lora_paths/lora_scales, not both");
+        assert_eq!(list(&["a", "b"], Some(&[1.0])).unwrap_err(), "'lora_scales' has 1 entries but 'lora_paths' has 2");
+        assert_eq!(
+            list(&["a", "b"], Some(&[1.0, 2.5])).unwrap_err(),
+            "lora_scales[1] must be a finite number in [0, 2], got 2.5"
+        );
+        let nine: Vec<&str> = vec!["a"; 9];
+        assert_eq!(list(&nine, None).unwrap_err(), "at most 8 LoRAs per render, got 9");
+        assert_eq!(list(&["a"], None).unwrap(), Some(vec![("a".into(), 1.0)]));
+        // The Flux-era singleton is a one-element list; lora_scale alone is ignored.
+        let one = request_list(None, None, Some("x.safetensors".into()), Some(0.5)).unwrap();
+        assert_eq!(one, Some(vec![("x.safetensors".into(), 0.5)]));
+        assert_eq!(request_list(None, None, None, Some(0.5)).unwrap(), None);
+    }
+
+    #[test]
+    fn canonical_order_ignores_request_order_and_drops_zero() {
+        let l = |sha: &str, scale: f64| Lora {
+            name: sha.into(),
+            file: String::new(),
+            path: PathBuf::new(),
+            sha256: sha.into(),
+            scale,
+        };
+        let a = canonical(vec![l("bb", 0.5), l("aa", 1.0), l("cc", 0.0)]);
+        let b = canonical(vec![l("aa", 1.0), l("bb", 0.5)]);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn tiers_match_as_the_reference_names_them() {
+        let e = |t: &[&str]| PackLora {
+            name: "x".into(),
+            file: "x.safetensors".into(),
+            scale: 1.0,
+            applies_to: t.iter().map(|s| s.to_string()).collect(),
+            trigger: None,
+            base: PathBuf::new(),
+        };
+        assert!(e(&["scene"]).applies(Tier::SceneIllustration));
+        assert!(e(&["portrait"]).applies(Tier::PortraitSquare));
+        assert!(!e(&["portrait_square"]).applies(Tier::Portrait));
+        assert!(e(&["all"]).applies(Tier::Cartography));
+        assert!(!e(&["tactical_map", "encounter"]).applies(Tier::Landscape));
+    }
+
+    #[test]
+    fn key_gains_the_canonical_set() {
+        let mut job = crate::render::RenderJob::warm_up(12, crate::prompt::Variant::Dev);
+        job.positive_prompt = "a ruined watchtower at dusk".into();
+        job.seed = 1234;
+        (job.width, job.height, job.guidance) = (1024, 768, 3.5);
+        let model = Some("flux1-schnell+flux1-dev");
+        assert_eq!(crate::render::output::render_key("flux", model, &job), "6fd47de8cce8e485");
+        job.loras = vec![Lora {
+            name: "sw".into(),
+            file: "sw.safetensors".into(),
+            path: PathBuf::new(),
+            sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            scale: 0.8,
+        }];
+        assert_eq!(crate::render::output::render_key("flux", model, &job), "9964dd41ecbc6a98");
+        assert!(
+            crate::render::output::parameters_text(&job, "flux1-dev").ends_with(", Lora hashes: \"sw: 9f86d081884c\"")
+        );
+    }
+}

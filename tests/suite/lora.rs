@@ -1,0 +1,335 @@
+//! LoRA (conditioning.md §1) against the reference: rank-2 LoRA files on
+//! the tiny dev model in PEFT, kohya and XLabs formats, loaded by
+//! diffusers' own `load_lora_weights` in `scripts/flux_reference.py`, and a
+//! full kohya file's merged tensors against numpy. Then the request and
+//! pack paths of §5: containment, the exact refusals, triggers and keys.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::{Device, Tensor};
+use serde_json::{json, Value};
+use sqm::interpret::Tier;
+use sqm::prompt::Variant;
+use sqm::render::flux::{self, FluxBackend, ImageOptions, Trace};
+use sqm::render::lora::Lora;
+use sqm::render::RenderJob;
+
+use crate::common::diff;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flux")
+}
+
+fn reference() -> &'static HashMap<String, Tensor> {
+    static R: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
+    R.get_or_init(|| candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu).unwrap())
+}
+
+fn r(key: &str) -> Tensor {
+    reference().get(key).unwrap_or_else(|| panic!("no {key} in the reference")).clone()
+}
+
+fn case(name: &str) -> Value {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
+    doc["cases"][name].clone()
+}
+
+fn loras_of(c: &Value) -> Vec<Lora> {
+    let list: Vec<(PathBuf, f64)> = c["loras"]
+        .as_array()
+        .map(|a| {
+            a.iter().map(|l| (fixtures().join(l["file"].as_str().unwrap()), l["scale"].as_f64().unwrap())).collect()
+        })
+        .unwrap_or_default();
+    sqm::render::lora::from_paths(&list).unwrap()
+}
+
+fn job_of(c: &Value) -> RenderJob {
+    let mut job = RenderJob::warm_up(c["steps"].as_u64().unwrap() as u32, Variant::Dev);
+    job.tier = Tier::Portrait;
+    job.positive_prompt = c["prompt"].as_str().unwrap().into();
+    job.seed = c["seed"].as_u64().unwrap() as u32;
+    job.width = c["width"].as_u64().unwrap() as u32;
+    job.height = c["height"].as_u64().unwrap() as u32;
+    job.guidance = c["guidance"].as_f64().unwrap() as f32;
+    job.loras = loras_of(c);
+    job
+}
+
+fn backend() -> FluxBackend {
+    let opts =
+        ImageOptions { model_dir: Some(fixtures().join("tiny-dev")), device: "cpu".into(), ..Default::default() };
+    FluxBackend::from_files(opts.clone(), flux::locate_in(&opts, None).unwrap()).unwrap()
+}
+
+/// Renders `name`'s job and compares it with diffusers: the final latents
+/// within 1e-4, pixels within 1 level. Returns the pixels.
+fn check(b: &mut FluxBackend, name: &str, job: &RenderJob) -> Vec<u8> {
+    let mut trace = Trace::default();
+    let img = b.render_traced(job, &mut |_, _| {}, &|| false, Some(&mut trace)).unwrap();
+    let fin = diff(&trace.latents.unwrap().squeeze(0).unwrap(), &r(&format!("{name}.final")));
+    let want = r(&format!("{name}.image")).flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let max_pix = img.rgb.iter().zip(&want).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
+    eprintln!("{name}: final {:.1e}/{:.2}, pixels max {max_pix}", fin.0, fin.1);
+    assert!(fin.0 <= 1e-4, "{name}: final latents differ by {}", fin.0);
+    assert!(max_pix <= 1, "{name}: a pixel differs by {max_pix}");
+    img.rgb
+}
+
+/// F0 (the plain harness), then PEFT, kohya, XLabs and PEFT + XLabs on one
+/// backend: each new set rebuilds the transformer from its file, so the
+/// plain render afterwards is the first one, bit for bit.
+#[test]
+fn lora_renders_match_diffusers_in_each_format() {
+    let mut b = backend();
+    let plain = check(&mut b, "F0", &job_of(&case("F0")));
+    for name in ["L1", "L2", "L3", "L4"] {
+        let c = case(name);
+        let pixels = check(&mut b, name, &job_of(&c));
+        assert_ne!(pixels, plain, "{name} changes the picture ({} levels in diffusers)", c["moved_levels"]);
+    }
+    // [A, B] ≡ [B, A]: the canonical set fixes the merge order.
+    let mut job = job_of(&case("L4"));
+    job.loras.reverse();
+    job.loras = sqm::render::lora::canonical(job.loras);
+    assert_eq!(job.loras, job_of(&case("L4")).loras);
+    // Never unmerged: the plain model is rebuilt from its file.
+    assert_eq!(check(&mut b, "F0", &job_of(&case("F0"))), plain);
+    // Scale 0 is dropped from the set: the plain render.
+    let zero = sqm::render::lora::from_paths(&[(fixtures().join("lora/peft_all.safetensors"), 0.0)]).unwrap();
+    assert!(zero.is_empty());
+}
+
+/// D3: the depth model with an XLabs LoRA, against FluxControlPipeline.
+#[test]
+fn depth_with_a_lora_matches_diffusers() {
+    let c = case("D3");
+    let mut b = backend();
+    let mut job = job_of(&c);
+    let img = sqm::render::input::decode(&std::fs::read(fixtures().join("depth_64x48.png")).unwrap()).unwrap();
+    sqm::render::control::set_depth(&mut job, &img, "flux1-depth-dev");
+    check(&mut b, "D3", &job);
+}
+
+/// W1: kohya_full (every module: qkv, linear1, the embedders, the final
+/// layer) merged by sqm equals W + s·(α/r)·up·down computed by numpy.
+#[test]
+fn merged_tensors_match_numpy() {
+    let c = case("W1");
+    let loras =
+        sqm::render::lora::from_paths(&[(fixtures().join(c["file"].as_str().unwrap()), c["scale"].as_f64().unwrap())])
+            .unwrap();
+    let targets: Vec<String> =
+        c["targets"].as_array().unwrap().iter().map(|t| format!("{}.weight", t.as_str().unwrap())).collect();
+    assert!(targets.len() >= 25, "every module kind is covered");
+    let merged = flux::merged_weights(&fixtures().join("tiny-dev/flux1-dev.safetensors"), &loras, &targets).unwrap();
+    for (name, got) in targets.iter().zip(&merged) {
+        let want = r(&format!("W1.{}", name.strip_suffix(".weight").unwrap()));
+        let (d, m) = diff(got, &want);
+        assert!(d <= 1e-6 * m.max(1.0), "{name}: merged tensor differs by {d} (max {m})");
+    }
+}
+
+/// A pack of genre `g` with one LoRA (trigger `gstyle`) for `applies_to`,
+/// the file `lora/g.safetensors` inside it, and `sw/sw.safetensors`.
+fn pack(applies_to: &str) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for g in ["g", "sw"] {
+        std::fs::create_dir_all(root.path().join(g).join("lora")).unwrap();
+    }
+    std::fs::write(
+        root.path().join("g/visual_style.yaml"),
+        format!(
+            "positive_suffix: ink wash\nloras:\n  - {{name: g_land, file: lora/g.safetensors, scale: 0.8, applies_to: [{applies_to}], trigger: gstyle}}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(root.path().join("sw/visual_style.yaml"), "positive_suffix: space opera\n").unwrap();
+    std::fs::copy(fixtures().join("lora/xlabs.safetensors"), root.path().join("g/lora/g.safetensors")).unwrap();
+    std::fs::copy(fixtures().join("lora/peft_all.safetensors"), root.path().join("sw/sw.safetensors")).unwrap();
+    root
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn dry_run(root: &Path, extra: &[&str]) -> Value {
+    let dev = fixtures().join("tiny-dev");
+    let mut args = vec!["render", "--dry-run", "--json", "--genre-packs", root.to_str().unwrap(), "--genre", "g"];
+    args.extend(["--backend", "flux", "--model-dir", dev.to_str().unwrap()]);
+    args.extend(extra);
+    let o = std::process::Command::new(crate::common::SQM).args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// §5: the pack's stack for the landscape tier puts its trigger first and
+/// its LoRA in the job; the portrait tier takes none; `--lora` replaces the
+/// stack and its trigger; a verbatim prompt keeps no trigger.
+#[test]
+fn pack_loras_stack_by_tier_with_triggers() {
+    let root = pack("landscape");
+    let g = sha256(&root.path().join("g/lora/g.safetensors"));
+    let land = dry_run(root.path(), &["--tier", "landscape", "ruined", "chapel"]);
+    assert!(land["positive_prompt"].as_str().unwrap().starts_with("gstyle, "), "{land}");
+    assert_eq!(land["loras"], json!([{"name": "g_land", "file": "lora/g.safetensors", "sha256": g, "scale": 0.8}]));
+    let portrait = dry_run(root.path(), &["--tier", "portrait", "ruined", "chapel"]);
+    assert!(!portrait["positive_prompt"].as_str().unwrap().contains("gstyle"), "{portrait}");
+    assert!(portrait.get("loras").is_none(), "{portrait}");
+    let own = fixtures().join("lora/kohya_part.safetensors");
+    let explicit =
+        dry_run(root.path(), &["--tier", "landscape", "--lora", &format!("{}:0.5", own.display()), "ruined", "chapel"]);
+    assert!(!explicit["positive_prompt"].as_str().unwrap().contains("gstyle"), "{explicit}");
+    assert_eq!(explicit["loras"][0]["sha256"], sha256(&own));
+    assert_eq!(explicit["loras"][0]["scale"], 0.5);
+    let verbatim = dry_run(root.path(), &["--tier", "landscape", "--prompt", "x"]);
+    assert_eq!(verbatim["positive_prompt"], "x");
+    assert_eq!(verbatim["loras"][0]["sha256"], g, "a verbatim prompt still takes the pack's LoRA");
+    // A broken entry is the pack's error, named by file and entry.
+    std::fs::write(
+        root.path().join("g/visual_style.yaml"),
+        "loras:\n  - {name: a, file: lora/g.safetensors, applies_to: [all]}\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(crate::common::SQM)
+        .args([
+            "render",
+            "--dry-run",
+            "--tier",
+            "landscape",
+            "--genre-packs",
+            root.path().to_str().unwrap(),
+            "--genre",
+            "g",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("PackLoadError: g/visual_style.yaml: loras[0]: missing required field 'scale'"), "{err}");
+}
+
+/// §5 on the socket with the tiny dev model: a request's LoRA in the genre
+/// pack replaces the stack (`conditioned`, the PNG's `Lora hashes`), the
+/// refusals have §1.7's texts and name nothing of the host, the pack stack
+/// applies per tier, and a changed file changes the key.
+#[test]
+fn the_daemon_takes_loras_from_the_pack_only() {
+    let root = pack("text_overlay");
+    let packs = root.path().to_str().unwrap().to_owned();
+    let dev = fixtures().join("tiny-dev");
+    let d = crate::common::Daemon::start(&[
+        "--backend",
+        "flux",
+        "--model-dir",
+        dev.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--no-warmup",
+        "--genre-packs",
+        &packs,
+    ]);
+    let call = |params: Value| d.call(&json!({"id": "l", "method": "render", "params": params}).to_string());
+    let base = json!({"tier": "text_overlay", "positive_prompt": "x", "seed": 1, "genre": "sw"});
+    let with = |extra: Value| {
+        let mut p = base.clone();
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        p
+    };
+    let v = call(with(json!({"lora_paths": ["sw.safetensors"], "lora_scales": [0.8]})));
+    assert_eq!(v["result"]["conditioned"], json!(["lora"]), "{v}");
+    let file = v["result"]["image_path"].as_str().unwrap().to_owned();
+    let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+    let hash = sha256(&root.path().join("sw/sw.safetensors"));
+    assert!(text.contains(&format!("Lora hashes: \"sw: {}\"", &hash[..12])), "the PNG names the LoRA");
+    let plain = call(base.clone());
+    assert_ne!(plain["result"]["image_path"], v["result"]["image_path"], "a LoRA render has its own key");
+    assert!(plain["result"].get("conditioned").is_none(), "{plain}");
+    for (params, message) in [
+        (
+            json!({"lora_paths": ["/etc/passwd.safetensors"]}),
+            "lora_paths[0]: '/etc/passwd.safetensors' is not a readable LoRA in the genre pack or --lora-dir",
+        ),
+        (
+            json!({"lora_paths": ["../g/lora/g.safetensors"]}),
+            "lora_paths[0]: '../g/lora/g.safetensors' is not a readable LoRA in the genre pack or --lora-dir",
+        ),
+        (json!({"lora_paths": ["x.ckpt"]}), "lora_paths[0]: only .safetensors LoRA files are loaded"),
+        (
+            json!({"lora_path": "sw.safetensors", "lora_paths": ["sw.safetensors"]}),
+            "use either lora_path/lora_scale or lora_paths/lora_scales, not both",
+        ),
+        (
+            json!({"lora_paths": ["sw.safetensors", "sw.safetensors"], "lora_scales": [1]}),
+            "'lora_scales' has 1 entries but 'lora_paths' has 2",
+        ),
+        (
+            json!({"lora_paths": ["sw.safetensors", "./sw.safetensors"], "lora_scales": [1, 1]}),
+            "lora_paths[1] is the same file as lora_paths[0]",
+        ),
+        (
+            json!({"lora_paths": ["sw.safetensors"], "lora_scales": [2.5]}),
+            "lora_scales[0] must be a finite number in [0, 2], got 2.5",
+        ),
+        (json!({"lora_paths": vec!["a.safetensors"; 9]}), "at most 8 LoRAs per render, got 9"),
+    ] {
+        let v = call(with(params.clone()));
+        assert_eq!(v["error"]["code"], "INVALID_REQUEST", "{params}: {v}");
+        assert_eq!(v["error"]["message"], message, "{params}");
+    }
+    // The Flux-era singleton, and the pack stack with its trigger.
+    let single = call(with(json!({"lora_path": "sw.safetensors", "lora_scale": 0.8})));
+    assert_eq!(single["result"]["image_path"], v["result"]["image_path"], "lora_path is a one-element list");
+    let stacked = call(json!({"tier": "text_overlay", "subject": "ruined chapel", "seed": 1, "genre": "g"}));
+    assert_eq!(stacked["result"]["conditioned"], json!(["lora"]), "{stacked}");
+    let off =
+        call(json!({"tier": "text_overlay", "subject": "ruined chapel", "seed": 1, "genre": "g", "lora_paths": []}));
+    assert!(off["result"].get("conditioned").is_none(), "[] turns the pack's LoRAs off: {off}");
+    // A changed file changes the key.
+    let sw = root.path().join("sw/sw.safetensors");
+    std::fs::copy(fixtures().join("lora/kohya_part.safetensors"), &sw).unwrap();
+    let changed = call(with(json!({"lora_paths": ["sw.safetensors"], "lora_scales": [0.8]})));
+    assert_eq!(changed["result"]["conditioned"], json!(["lora"]), "{changed}");
+    assert_ne!(changed["result"]["image_path"], v["result"]["image_path"]);
+    // A LoRA that matches no Flux module fails the build, and the daemon keeps serving.
+    let mut bad = HashMap::new();
+    bad.insert(
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight".to_owned(),
+        Tensor::zeros((2, 8), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    bad.insert(
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight".to_owned(),
+        Tensor::zeros((8, 2), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&bad, root.path().join("sw/sdxl.safetensors")).unwrap();
+    let v = call(with(json!({"lora_paths": ["sdxl.safetensors"]})));
+    assert_eq!(v["error"]["code"], "GENERATION_FAILED", "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        "backend 'flux' failed: LoRA 'sdxl': 1 keys match no Flux module (first: lora_unet_down_blocks_0_attentions_0_proj_in)"
+    );
+    assert!(call(base).get("result").is_some(), "the daemon keeps serving");
+}
+
+/// Sketch checks the paths, applies no LoRA, warns, and keeps the plain key.
+#[test]
+fn sketch_checks_loras_and_warns() {
+    let root = pack("landscape");
+    let d = crate::common::Daemon::start(&["--no-warmup", "--genre-packs", root.path().to_str().unwrap()]);
+    let call = |p: Value| d.call(&json!({"id": "s", "method": "render", "params": p}).to_string());
+    let plain = call(json!({"tier": "portrait", "positive_prompt": "x", "seed": 2, "genre": "sw"}));
+    let v = call(
+        json!({"tier": "portrait", "positive_prompt": "x", "seed": 2, "genre": "sw", "lora_paths": ["sw.safetensors"]}),
+    );
+    assert_eq!(v["result"]["warnings"], json!(["loras: backend 'sketch' applies no LoRA"]), "{v}");
+    assert_eq!(v["result"]["image_path"], plain["result"]["image_path"], "the plain key");
+    let v = call(
+        json!({"tier": "portrait", "positive_prompt": "x", "genre": "sw", "lora_paths": ["/etc/passwd.safetensors"]}),
+    );
+    assert_eq!(v["error"]["code"], "INVALID_REQUEST", "{v}");
+}
