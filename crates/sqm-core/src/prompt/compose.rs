@@ -199,6 +199,7 @@ mod tests {
             preferred_model: "flux".into(),
             base_seed: 42,
             visual_tag_overrides: Default::default(),
+            loras: Vec::new(),
         };
         s.visual_tag_overrides
             .insert("bunker".into(), "reinforced concrete blast doors, flickering fluorescent tubes".into());
