@@ -32,14 +32,14 @@ fn main() {
     let packs = discover(&dir).unwrap();
     assert_eq!(packs.len(), COPIES);
 
-    let time = |opts: Options, threads: usize| {
+    let time = |opts: &Options, threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         // Warm the page cache once, then take the best of three.
-        pool.install(|| validate_packs(&packs, opts));
+        pool.install(|| validate_packs(&packs, opts.clone()));
         (0..3)
             .map(|_| {
                 let t = Instant::now();
-                let report = pool.install(|| validate_packs(&packs, opts));
+                let report = pool.install(|| validate_packs(&packs, opts.clone()));
                 assert_eq!(report.errors(), 0);
                 t.elapsed().as_secs_f64()
             })
@@ -50,8 +50,8 @@ fn main() {
     for (label, opts) in
         [("with audio decode", Options::default()), ("--no-decode", Options { decode: false, ..Options::default() })]
     {
-        let single = time(opts, 1);
-        let parallel = time(opts, cores);
+        let single = time(&opts, 1);
+        let parallel = time(&opts, cores);
         println!(
             "  {label:<18} parallel {:>8.0} packs/s   single-thread baseline {:>8.0} packs/s   ratio {:.2}x",
             COPIES as f64 / parallel,

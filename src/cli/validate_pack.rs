@@ -36,6 +36,9 @@ pub struct Args {
     /// Check that audio assets exist, without decoding them.
     #[arg(long)]
     pub no_decode: bool,
+    /// The folder of LoRA files packs may name besides their own (as `serve --lora-dir`).
+    #[arg(long, env = "SQM_LORA_DIR", value_name = "DIR")]
+    pub lora_dir: Option<std::path::PathBuf>,
 }
 
 /// `--profile`: the command-line face of [`Profile`].
@@ -80,7 +83,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
             }
         }
     }
-    let opts = Options { profile: args.profile.into(), decode: !args.no_decode };
+    let opts = Options { profile: args.profile.into(), decode: !args.no_decode, lora_dir: args.lora_dir.clone() };
     let report = validate::validate_packs(&packs, opts);
     let format = if args.json { Format::Json } else { args.format };
     let text = match format {

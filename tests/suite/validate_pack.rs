@@ -597,3 +597,57 @@ fn characters_that_cannot_fit_the_budget_are_flagged() {
     assert!(d["message"].as_str().unwrap().starts_with("character 'npc:tinker-ro'"), "{d}");
     assert!(d["file"].as_str().unwrap().ends_with("worlds/cinder-reach/portrait_manifest.yaml"));
 }
+
+/// conditioning.md §1.2: `loras` entries are checked like other pack data
+/// (fields, files inside the pack) and get the four `LORA_*` codes.
+#[test]
+fn pack_loras_get_their_diagnostics() {
+    let f = Fixture::new();
+    let lora = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flux/lora/xlabs.safetensors");
+    std::fs::create_dir_all(f.path("lora")).unwrap();
+    std::fs::copy(&lora, f.path("lora/style.safetensors")).unwrap();
+    // A DoRA file: its keys say so.
+    let dora = b"{\"a.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a.dora_scale\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
+    let mut bytes = (dora.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(dora);
+    bytes.extend_from_slice(&[0u8; 8]);
+    std::fs::write(f.path("lora/dora.safetensors"), bytes).unwrap();
+    let style = f.read("visual_style.yaml");
+    f.write(
+        "visual_style.yaml",
+        &format!(
+            "{style}loras:\n  - {{name: land, file: lora/style.safetensors, scale: 0.8, applies_to: [landscape], trigger: ash}}\n  - {{name: dora, file: lora/dora.safetensors, scale: 1, applies_to: [all]}}\n  - {{name: map, file: lora/style.safetensors, scale: 0, applies_to: [tactical_map]}}\n  - {{name: far, file: ../x.safetensors, applies_to: [all]}}\n"
+        ),
+    );
+    f.write("worlds/cinder-reach/visual_style.yaml", "positive_suffix: smoky\nloras: {exclude: [nope], add: [{name: land, file: ../../lora/style.safetensors, scale: 1, applies_to: [scene]}]}\n");
+    let (code, d) = f.json(&[]);
+    assert_eq!(code, 1);
+    let got: Vec<(String, String)> =
+        d.iter().map(|d| (d["code"].as_str().unwrap().to_owned(), d["message"].as_str().unwrap().to_owned())).collect();
+    let has = |code: &str, text: &str| {
+        assert!(got.iter().any(|(c, m)| c == code && m.contains(text)), "no {code} with {text:?} in {got:#?}")
+    };
+    has("LORA_FORMAT", "'lora/dora.safetensors': a DoRA LoRA");
+    has("LORA_NO_EFFECT", "loras[2]: scale 0 applies nothing");
+    has("LORA_NO_EFFECT", "loras[2]: applies_to [tactical_map] routes to no image tier");
+    has("MISSING_FIELD", "loras[3]: required field 'scale' is missing");
+    has("PATH_ESCAPES_PACK", "'../x.safetensors' resolves outside the genre pack");
+    has("LORA_EXCLUDE_UNKNOWN", "loras.exclude names 'nope'");
+    has("INVALID_VALUE", "loras.add[0]: 'land' is still inherited from the genre; exclude it first");
+    assert!(!got.iter().any(|(c, m)| c == "LORA_FORMAT" && m.contains("style")), "the XLabs file is usable");
+    // The legacy keys: a warning alone, an error beside `loras`.
+    f.write("visual_style.yaml", &format!("{style}lora: lora/style.safetensors\nlora_trigger: ash\n"));
+    f.write("worlds/cinder-reach/visual_style.yaml", "positive_suffix: smoky\n");
+    let (code, d) = f.json(&[]);
+    assert_eq!(
+        (code, d.len(), d[0]["code"].as_str(), d[0]["severity"].as_str()),
+        (0, 1, Some("LORA_LEGACY"), Some("warning")),
+        "{d:?}"
+    );
+    f.write(
+        "visual_style.yaml",
+        &format!("{style}lora: lora/style.safetensors\nloras:\n  - {{name: a, file: lora/style.safetensors, scale: 1, applies_to: [all]}}\n"),
+    );
+    let (_, d) = f.json(&[]);
+    assert!(d.iter().any(|d| d["code"] == "LORA_LEGACY" && d["severity"] == "error"), "{d:?}");
+}

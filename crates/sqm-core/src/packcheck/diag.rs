@@ -63,6 +63,10 @@ pub enum Code {
     NotARegularFile,
     FileTooLarge,
     YamlAliasLimit,
+    LoraFormat,
+    LoraLegacy,
+    LoraExcludeUnknown,
+    LoraNoEffect,
 }
 
 impl Code {
@@ -104,6 +108,10 @@ impl Code {
             NotARegularFile => "NOT_A_REGULAR_FILE",
             FileTooLarge => "FILE_TOO_LARGE",
             YamlAliasLimit => "YAML_ALIAS_LIMIT",
+            LoraFormat => "LORA_FORMAT",
+            LoraLegacy => "LORA_LEGACY",
+            LoraExcludeUnknown => "LORA_EXCLUDE_UNKNOWN",
+            LoraNoEffect => "LORA_NO_EFFECT",
         }
     }
 }

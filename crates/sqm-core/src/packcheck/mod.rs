@@ -12,6 +12,7 @@ mod assets;
 mod audio;
 mod fields;
 mod genre;
+mod loras;
 mod world;
 
 pub use validate::{discover, is_pack_dir, validate_packs, DiscoverError, Options, Profile};

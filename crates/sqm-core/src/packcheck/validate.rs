@@ -27,16 +27,18 @@ pub enum Profile {
 }
 
 /// Options of one validation run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
     pub profile: Profile,
     /// Decode the first packet of every audio asset (`--no-decode` clears it).
     pub decode: bool,
+    /// `--lora-dir`: where pack LoRA files outside the pack may live.
+    pub lora_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { profile: Profile::Media, decode: true }
+        Options { profile: Profile::Media, decode: true, lora_dir: None }
     }
 }
 
@@ -123,7 +125,7 @@ pub fn validate_packs(packs: &[PackDir], opts: Options) -> Report {
     let results: Vec<(PackSummary, Vec<Diagnostic>)> = packs
         .par_iter()
         .map(|p| {
-            let diags = validate_pack(p, opts, &cache);
+            let diags = validate_pack(p, opts.clone(), &cache);
             let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
             let summary = PackSummary { path: p.display.clone(), errors, warnings: diags.len() - errors };
             (summary, diags)
@@ -194,6 +196,8 @@ pub(super) const SERVER_WORLD_FILES: [&str; 4] = ["world.yaml", "lore.yaml", "ca
 #[derive(Default)]
 pub(super) struct GenreFacts {
     pub(super) positive_suffix: Option<(String, Pos)>,
+    /// The genre's LoRA names, for the worlds' `exclude`/`add`.
+    pub(super) lora_names: Vec<String>,
 }
 
 impl<'a> Validator<'a> {
@@ -273,6 +277,7 @@ impl<'a> Validator<'a> {
         }
         if let Some(node) = self.load("visual_style.yaml", &mut checked) {
             facts.positive_suffix = self.check_genre_style("visual_style.yaml", &node);
+            facts.lora_names = self.check_genre_loras("visual_style.yaml", &node);
         }
         if let Some(node) = self.load("audio.yaml", &mut checked) {
             self.check_audio("audio.yaml", &node);

@@ -108,6 +108,7 @@ impl Validator<'_> {
                     "visual_tag_overrides",
                 ];
                 self.keys(&rel, e, KNOWN, false);
+                self.check_world_loras(&rel, &node, &dir, &facts.lora_names);
                 let legacy =
                     node.get("style_prompt").map(|_| "rename the legacy key 'style_prompt' to 'positive_suffix'");
                 if let Some((world_suffix, pos)) = self.style_suffix(&rel, &node, legacy) {

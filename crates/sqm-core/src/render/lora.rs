@@ -421,6 +421,41 @@ pub fn drop_on_weightless(job: &mut crate::render::RenderJob, backend: &str) -> 
     false
 }
 
+/// The tensor names in a safetensors file's header (at most 100 MB read).
+pub fn header_keys(path: &Path) -> Result<Vec<String>, String> {
+    let (mut file, len) = open_regular(path).map_err(|e| format!("not readable ({e})"))?;
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n).map_err(|_| "not a safetensors file (shorter than its header)".to_owned())?;
+    let n = u64::from_le_bytes(n);
+    if n > HEADER_CAP || 8 + n > len {
+        return Err(format!("not a safetensors file (header of {n} bytes in a file of {len})"));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(|e| format!("not readable ({e})"))?;
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|_| "not a safetensors file (its header is not JSON)".to_owned())?;
+    Ok(map.into_iter().map(|(k, _)| k).filter(|k| k != "__metadata__").collect())
+}
+
+/// The LoRA format its key names show, in diffusers' detection order, or
+/// why sqm will not merge it (DoRA, a control LoRA, no LoRA keys).
+pub fn key_format(keys: &[String]) -> Result<&'static str, String> {
+    let any = |p: &dyn Fn(&str) -> bool| keys.iter().any(|k| p(k));
+    if any(&|k| k.contains("dora_scale")) {
+        Err("a DoRA LoRA (dora_scale), which sqm does not merge".into())
+    } else if any(&|k| k.ends_with(".lora_down.weight")) {
+        Ok("kohya")
+    } else if any(&|k| k.contains("processor")) {
+        Ok("xlabs")
+    } else if any(&|k| k.contains("query_norm.scale")) {
+        Err("a control LoRA (it retrains norms and widens img_in), not a style LoRA".into())
+    } else if any(&|k| k.contains(".lora_A.") || k.contains(".lora_B.")) {
+        Ok("peft")
+    } else {
+        Err("no LoRA keys (unrecognized LoRA format)".into())
+    }
+}
+
 /// The A1111 `Lora hashes` text: `"name: <12 hex>, …"`.
 pub fn hashes_text(loras: &[Lora]) -> String {
     let parts: Vec<String> = loras.iter().map(|l| format!("{}: {}", l.name, &l.sha256[..12])).collect();
