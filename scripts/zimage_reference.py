@@ -485,11 +485,72 @@ def main():
     rec["L1.ids"] = ids[mask].to(torch.int64)
     rec["L1.E"] = pe[0].float()
     cases["L1"] = {"prompt": long, "tokens": int(mask.sum()), "layout": "tiny-turbo"}
+    lora_cases(turbo, turbo_bf, transformer, rec, cases)
     save_file({k: v.contiguous() for k, v in rec.items()}, OUT / "reference.safetensors")
     (OUT / "reference.json").write_text(json.dumps({
         "versions": PINS, "note": "written by scripts/zimage_reference.py; do not edit", "cases": cases,
     }, indent=1) + "\n")
     print("wrote", OUT, {k: v.get("tokens") for k, v in cases.items()})
+
+
+def lora_cases(turbo, turbo_bf, transformer, rec, cases):
+    """Z-Image LoRA (conditioning.md §1.4): a PEFT file on every linear
+    module (diffusers names under `diffusion_model.`, `.alpha` 1) and a kohya file (sd-scripts names,
+    alphas 1, 4 or none; ComfyUI's `attention_out` for one block), loaded by
+    diffusers' ZImageLoraLoaderMixin; T1's settings, and S1's on the bf16
+    single-file weights."""
+    import peft
+    assert peft.__version__ == "0.21.2", peft.__version__
+    gen = torch.Generator().manual_seed(4343)
+    folder = OUT / "lora"
+    folder.mkdir(exist_ok=True)
+    linears = {n: m for n, m in transformer.named_modules() if isinstance(m, torch.nn.Linear)}
+
+    def pair(m):
+        a = torch.randn(2, m.in_features, generator=gen) / math.sqrt(m.in_features)
+        return a.contiguous(), (torch.randn(m.out_features, 2, generator=gen) * 0.4).contiguous()
+
+    peft_sd = {}
+    for n, m in sorted(linears.items()):
+        a, b = pair(m)
+        peft_sd[f"diffusion_model.{n}.lora_A.weight"] = a
+        peft_sd[f"diffusion_model.{n}.lora_B.weight"] = b
+        peft_sd[f"diffusion_model.{n}.alpha"] = torch.tensor(1.0)
+    save_file(peft_sd, folder / "peft_all.safetensors")
+    kohya_sd = {}
+    picked = [n for n in sorted(linears) if n.startswith(("layers.", "noise_refiner.", "context_refiner.", "t_embedder."))]
+    for j, n in enumerate(picked):
+        flat = n.replace(".", "_")
+        if j == 0 and n.endswith("attention.to_out.0"):
+            flat = flat.replace("attention_to_out_0", "attention_out")
+        a, b = pair(linears[n])
+        kohya_sd[f"lora_unet_{flat}.lora_down.weight"] = a
+        kohya_sd[f"lora_unet_{flat}.lora_up.weight"] = b
+        if j % 3 != 2:
+            kohya_sd[f"lora_unet_{flat}.alpha"] = torch.tensor(1.0 if j % 3 == 0 else 4.0)
+    outs = [k for k in kohya_sd if "attention_to_out_0" in k and k.endswith("lora_down.weight")]
+    first = outs[0].split(".")[0]
+    for suffix in (".lora_down.weight", ".lora_up.weight", ".alpha"):
+        if first + suffix in kohya_sd:
+            kohya_sd[first.replace("attention_to_out_0", "attention_out") + suffix] = kohya_sd.pop(first + suffix)
+    save_file(kohya_sd, folder / "kohya.safetensors")
+
+    def run(pipe, name, file, scale):
+        pipe.load_lora_weights(str(folder / file), adapter_name="a")
+        pipe.set_adapters(["a"], adapter_weights=[scale])
+        case = run_case(pipe, name, "a red fox", "", 80, 48, 7, 3, 0.0, rec)
+        pipe.unload_lora_weights()
+        moved = np.abs(rec[f"{name}.image"].numpy().astype(int) - rec["T1.image"].numpy().astype(int)).max()
+        assert moved > 8, (name, moved)
+        case.update({"loras": [{"file": f"lora/{file}", "scale": scale}], "moved_levels": int(moved)})
+        return case
+
+    cases["ZL1"] = run(turbo, "ZL1", "peft_all.safetensors", 0.8)
+    cases["ZL1"]["layout"] = "tiny-turbo"
+    cases["ZL2"] = run(turbo, "ZL2", "kohya.safetensors", 1.0)
+    cases["ZL2"]["layout"] = "tiny-turbo"
+    cases["ZL3"] = run(turbo_bf, "ZL3", "peft_all.safetensors", 0.8)
+    cases["ZL3"]["layout"] = "tiny-single"
 
 
 if __name__ == "__main__":

@@ -185,15 +185,6 @@ async fn render(
     if crate::render::lora::drop_on_weightless(&mut job.job, name) && explicit_loras {
         warnings.push(format!("loras: backend '{name}' applies no LoRA"));
     }
-    if name == "zimage" && !job.job.loras.is_empty() {
-        return (
-            Err(WireError::new(
-                Code::GenerationFailed,
-                "backend 'zimage' failed: LoRA is not supported on Z-Image yet",
-            )),
-            None,
-        );
-    }
     if let Some(src) = params.reference_image.clone() {
         let name = ctx.render.backend_name;
         if matches!(name, "sketch" | "null") {

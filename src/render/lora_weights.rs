@@ -530,6 +530,11 @@ fn zimage_name(flat: &str) -> Option<String> {
         out.push(word);
     }
     let name = out.join(".");
+    // ComfyUI's trainers name the output projection `attention.out`.
+    let name = match name.strip_suffix(".attention.out") {
+        Some(block) => format!("{block}.attention.to_out.0"),
+        None => name,
+    };
     // `all_x_embedder.2-1` and `all_final_layer.2-1` carry a patch-size key.
     Some(name.replace("all_x_embedder.2.1", "all_x_embedder.2-1").replace("all_final_layer.2.1", "all_final_layer.2-1"))
 }
@@ -540,6 +545,8 @@ pub(crate) struct Patch {
     pub adapter: Arc<Adapter>,
     pub index: usize,
     pub scale: f64,
+    /// The rows of the stored tensor it adds into.
+    pub rows: Rows,
 }
 
 impl Patch {
@@ -552,39 +559,49 @@ impl Patch {
 /// checking every delta against the model's tensor shapes (`shape`: None
 /// when the model lacks the tensor). Deltas whose module the model lacks
 /// are skipped (diffusers' behaviour for `guidance_in` on schnell).
+///
+/// `rename` maps a delta's target and rows to the stored tensor's (a
+/// layout that fuses q, k and v stores them as one tensor's rows).
 pub(crate) fn plan(
     set: &[(String, Arc<Adapter>, f64)],
     shape: &dyn Fn(&str) -> Option<Vec<usize>>,
+    rename: &dyn Fn(&str, Rows) -> (String, Rows),
 ) -> Result<(HashMap<String, Vec<Patch>>, usize), String> {
     let mut patches: HashMap<String, Vec<Patch>> = HashMap::new();
     let mut missing = 0;
     for (name, adapter, scale) in set {
         for (index, d) in adapter.deltas.iter().enumerate() {
-            let Some(w) = shape(&format!("{}.weight", d.target)) else {
+            let (target, span) = rename(&d.target, d.rows);
+            let Some(w) = shape(&format!("{target}.weight")) else {
                 missing += 1;
                 continue;
             };
             let (rows, cols) = match w.as_slice() {
                 [r, c] => (*r, *c),
-                _ => return Err(format!("LoRA '{name}': {} is not a matrix in the model", d.target)),
+                _ => return Err(format!("LoRA '{name}': {} is not a matrix in the model", target)),
             };
-            let (r0, r1) = row_range(d.rows, rows, cols)
-                .ok_or_else(|| format!("LoRA '{name}': {} has {rows} rows, too few for its target", d.target))?;
+            let (r0, r1) = row_range(span, rows, cols)
+                .ok_or_else(|| format!("LoRA '{name}': {} has {rows} rows, too few for its target", target))?;
             let (a, b) = (d.down.dims(), d.up.dims());
             let rank = a.first().copied().unwrap_or(0);
             if a != [rank, cols] {
                 return Err(format!(
                     "LoRA '{name}': {}: A is {a:?}, expected [rank, {cols}] (the module's input width)",
-                    d.target
+                    target
                 ));
             }
             if b != [r1 - r0, rank] {
-                return Err(format!("LoRA '{name}': {}: B is {b:?}, expected [{}, {rank}]", d.target, r1 - r0));
+                return Err(format!("LoRA '{name}': {}: B is {b:?}, expected [{}, {rank}]", target, r1 - r0));
             }
-            if d.bias.is_some() && shape(&format!("{}.bias", d.target)).is_none() {
-                return Err(format!("LoRA '{name}': {} has a bias delta but the module has no bias", d.target));
+            if d.bias.is_some() && shape(&format!("{}.bias", target)).is_none() {
+                return Err(format!("LoRA '{name}': {} has a bias delta but the module has no bias", target));
             }
-            patches.entry(d.target.clone()).or_default().push(Patch { adapter: adapter.clone(), index, scale: *scale });
+            patches.entry(target.clone()).or_default().push(Patch {
+                adapter: adapter.clone(),
+                index,
+                scale: *scale,
+                rows: span,
+            });
         }
     }
     Ok((patches, missing))
@@ -618,7 +635,7 @@ pub(crate) fn apply(w: Tensor, patches: &[Patch], bias: bool, h: usize) -> candl
         };
         delta = (delta * k)?;
         let n = w.dim(0)?;
-        let (r0, r1) = row_range(d.rows, n, h).ok_or_else(|| candle_core::Error::Msg("row range".into()))?;
+        let (r0, r1) = row_range(p.rows, n, h).ok_or_else(|| candle_core::Error::Msg("row range".into()))?;
         if d.swap_halves {
             let half = delta.dim(0)? / 2;
             delta = Tensor::cat(&[delta.narrow(0, half, half)?, delta.narrow(0, 0, half)?], 0)?;

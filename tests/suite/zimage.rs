@@ -62,7 +62,18 @@ fn job_of(c: &serde_json::Value) -> RenderJob {
         post: None,
         init: None,
         control: None,
-        loras: Vec::new(),
+        // The case's LoRAs, as files beside the fixtures.
+        loras: sqm::render::lora::from_paths(
+            &c["loras"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|l| (fixtures().join(l["file"].as_str().unwrap()), l["scale"].as_f64().unwrap()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        )
+        .unwrap(),
     }
 }
 
@@ -149,6 +160,17 @@ fn base_with_an_empty_negative_matches_diffusers() {
 #[test]
 fn comfyui_single_files_match_diffusers() {
     check_case("S1", "tiny-single", Fidelity::Turbo, false, true);
+}
+
+/// conditioning.md §1.4 for Z-Image: a PEFT file (diffusers names under
+/// `diffusion_model.`) and a kohya file (sd-scripts names, one ComfyUI
+/// `attention_out`), against diffusers' ZImageLoraLoaderMixin; the PEFT
+/// file again on the ComfyUI single file, whose q, k and v are one tensor.
+#[test]
+fn loras_match_diffusers_on_both_layouts() {
+    check_case("ZL1", "tiny-turbo", Fidelity::Turbo, false, true);
+    check_case("ZL2", "tiny-turbo", Fidelity::Turbo, false, true);
+    check_case("ZL3", "tiny-single", Fidelity::Turbo, false, true);
 }
 
 #[test]

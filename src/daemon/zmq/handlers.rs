@@ -105,12 +105,6 @@ impl WorkerState {
             prepared.job.loras = self.cfg.loras.clone();
         }
         crate::render::lora::drop_on_weightless(&mut prepared.job, lane.backend_name);
-        if lane.backend_name == "zimage" && !prepared.job.loras.is_empty() {
-            return fail(
-                Code::GenerationFailed,
-                "backend 'zimage' failed: LoRA is not supported on Z-Image yet".into(),
-            );
-        }
         // img2img from the message's reference_image; a refused image is a
         // warning and the render goes on without it (conditioning.md §3.5).
         let mut conditioned = Vec::new();

@@ -154,7 +154,8 @@ fn with_loras(
         .collect::<Result<Vec<_>, String>>()
         .map_err(backend_err)?;
     let (patches, missing) =
-        lw::plan(&set, &|n| store.has(n).then(|| store.shape(n).ok()).flatten()).map_err(backend_err)?;
+        lw::plan(&set, &|n| store.has(n).then(|| store.shape(n).ok()).flatten(), &|t, r| (t.to_owned(), r))
+            .map_err(backend_err)?;
     if missing > 0 {
         tracing::warn!(modules = missing, "LoRA modules the model lacks were skipped");
     }

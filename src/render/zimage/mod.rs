@@ -288,7 +288,8 @@ enum TextPlacement {
 struct Loaded {
     device: Device,
     dtype: DType,
-    transformer: transformer::ZImageTransformer,
+    /// None only while a new LoRA set is being merged in.
+    transformer: Option<transformer::ZImageTransformer>,
     vae: Vae_,
     text: Option<text::TextEncoder>,
     tokenizer: tokenizers::Tokenizer,
@@ -296,6 +297,10 @@ struct Loaded {
     text_bytes: Resident,
     /// The last 32 prompts' embeddings (ids → E, on the host).
     cache: VecDeque<(Vec<u32>, Tensor)>,
+    /// The transformer's weights' dtype, and the LoRA set merged into it
+    /// (sha256, scale bits; empty: plain).
+    transformer_dtype: DType,
+    loras: Vec<(String, u64)>,
 }
 
 /// The Z-Image backend. Weights load on [`Backend::load`] (or the first render).
@@ -385,6 +390,81 @@ impl ZImageBackend {
         Ok(total)
     }
 
+    /// The transformer's tensors (mapped, nothing read yet) and their names.
+    fn open_transformer(&self, t_dtype: DType, device: &Device) -> Result<(Store, transformer::Names), RenderError> {
+        Ok(match &self.files.transformer {
+            Weights::Diffusers { shards, .. } => {
+                (Store::safetensors(shards, t_dtype, device).map_err(run_err)?, transformer::Names::Diffusers)
+            }
+            Weights::Single(p) => {
+                let s = Store::safetensors(std::slice::from_ref(p), t_dtype, device).map_err(run_err)?;
+                let prefixed = s.has("model.diffusion_model.x_embedder.weight");
+                (s, transformer::Names::Comfy { prefixed })
+            }
+            Weights::Gguf(p) => {
+                let s = Store::gguf(p, DType::F32, device).map_err(|e| backend_err(format!("{}: {e}", p.display())))?;
+                let prefixed = s.has("model.diffusion_model.x_embedder.weight");
+                (s, transformer::Names::Comfy { prefixed })
+            }
+        })
+    }
+
+    /// Rebuilds the transformer with `loras` merged when the loaded one
+    /// carries another set (conditioning.md §1.5; one built transformer).
+    fn ensure_loras(&mut self, loras: &[crate::render::lora::Lora]) -> Result<(), RenderError> {
+        use crate::render::lora_weights as lw;
+        let key: Vec<(String, u64)> = loras.iter().map(|l| (l.sha256.clone(), l.scale.to_bits())).collect();
+        let l = self.loaded.as_ref().expect("loaded");
+        if l.loras == key {
+            return Ok(());
+        }
+        let (device, t_dtype) = (l.device.clone(), l.transformer_dtype);
+        let (store, names) = self.open_transformer(t_dtype, &device)?;
+        let set = loras
+            .iter()
+            .map(|l| Ok((l.name.clone(), lw::load(&l.path, &l.name, &l.sha256, lw::Family::ZImage)?, l.scale)))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(backend_err)?;
+        // diffusers' names as this layout stores them (ComfyUI fuses q, k, v).
+        let rename = |t: &str, rows: lw::Rows| -> (String, lw::Rows) {
+            if let transformer::Names::Comfy { .. } = names {
+                for (k, part) in ["to_q", "to_k", "to_v"].iter().enumerate() {
+                    if let Some(block) = t.strip_suffix(&format!(".attention.{part}")) {
+                        return (names.key(&format!("{block}.attention.qkv")), lw::Rows::Qkv(k));
+                    }
+                }
+            }
+            (names.key(t), rows)
+        };
+        let (patches, missing) =
+            lw::plan(&set, &|n| store.has(n).then(|| store.shape(n).ok()).flatten(), &rename).map_err(backend_err)?;
+        if missing > 0 {
+            tracing::warn!(modules = missing, "LoRA modules the model lacks were skipped");
+        }
+        let store = store.with_patches(patches).map_err(backend_err)?;
+        let cfg = self.loaded.as_ref().and_then(|l| l.transformer.as_ref()).expect("built").cfg.clone();
+        let describe = store.describe();
+        let started = std::time::Instant::now();
+        let l = self.loaded.as_mut().expect("loaded");
+        // The old build goes first: two never sit in memory together.
+        l.loras = Vec::new();
+        l.transformer = None;
+        let built = transformer::ZImageTransformer::load(&store, names, cfg)
+            .map_err(|e| backend_err(format!("{describe}: {}", e.to_string().lines().next().unwrap_or(""))));
+        match built {
+            Ok(t) => l.transformer = Some(t),
+            Err(e) => {
+                // Nothing half-built stays: the next render loads afresh.
+                self.loaded = None;
+                return Err(e);
+            }
+        }
+        let l = self.loaded.as_mut().expect("loaded");
+        l.loras = key;
+        tracing::info!(loras = loras.len(), ms = started.elapsed().as_millis() as u64, "z-image transformer rebuilt");
+        Ok(())
+    }
+
     /// Checks the memory plan (zimage.md §4.2), then loads the transformer,
     /// the decoder and the text encoder where it fits.
     fn load_all(&mut self) -> Result<(), RenderError> {
@@ -413,22 +493,7 @@ impl ZImageBackend {
             * dtype.size_in_bytes() as u64;
         // Open the transformer (mapping only) to learn its shape for the
         // working-memory estimate.
-        let (tstore, names) = match &self.files.transformer {
-            Weights::Diffusers { shards, .. } => {
-                (Store::safetensors(shards, t_dtype, &device).map_err(run_err)?, transformer::Names::Diffusers)
-            }
-            Weights::Single(p) => {
-                let s = Store::safetensors(std::slice::from_ref(p), t_dtype, &device).map_err(run_err)?;
-                let prefixed = s.has("model.diffusion_model.x_embedder.weight");
-                (s, transformer::Names::Comfy { prefixed })
-            }
-            Weights::Gguf(p) => {
-                let s =
-                    Store::gguf(p, DType::F32, &device).map_err(|e| backend_err(format!("{}: {e}", p.display())))?;
-                let prefixed = s.has("model.diffusion_model.x_embedder.weight");
-                (s, transformer::Names::Comfy { prefixed })
-            }
-        };
+        let (tstore, names) = self.open_transformer(t_dtype, &device)?;
         let cfg = transformer_config(&self.files, &tstore, names).map_err(backend_err)?;
         let act =
             super::flux::residency::activation_reserve(1024, 1024, cfg.dim, cfg.ffn, t_dtype.size_in_bytes() as u64);
@@ -523,8 +588,19 @@ impl ZImageBackend {
             ms = started.elapsed().as_millis() as u64,
             "z-image loaded"
         );
-        let loaded =
-            Loaded { device, dtype, transformer, vae, text, tokenizer, residents, text_bytes, cache: VecDeque::new() };
+        let loaded = Loaded {
+            device,
+            dtype,
+            transformer: Some(transformer),
+            vae,
+            text,
+            tokenizer,
+            residents,
+            text_bytes,
+            cache: VecDeque::new(),
+            transformer_dtype: t_dtype,
+            loras: Vec::new(),
+        };
         self.note_peak(loaded.residents.iter().map(|r| r.bytes).sum());
         self.loaded = Some(loaded);
         Ok(())
@@ -629,6 +705,7 @@ impl ZImageBackend {
         if self.loaded.is_none() {
             self.load_all()?;
         }
+        self.ensure_loras(&job.loras)?;
         if cancel() {
             return Err(RenderError::Cancelled);
         }
@@ -644,7 +721,7 @@ impl ZImageBackend {
         let l = self.loaded.as_ref().expect("loaded");
         let dev = l.device.clone();
         let (lh, lw) = (job.height as usize / 8, job.width as usize / 8);
-        let c = l.transformer.cfg.in_channels;
+        let c = l.transformer.as_ref().expect("built").cfg.in_channels;
         let noise = super::flux::noise::gaussian(job.seed as u64, c * lh * lw);
         let mut x =
             Tensor::from_vec(noise, (c, lh, lw), &Device::Cpu).and_then(|t| t.to_device(&dev)).map_err(run_err)?;
@@ -670,6 +747,7 @@ impl ZImageBackend {
             None => 0,
         };
         let l = self.loaded.as_ref().expect("loaded");
+        let tr = l.transformer.as_ref().expect("built");
         let steps = job.steps - start as u32;
         for i in start..job.steps as usize {
             if cancel() {
@@ -677,14 +755,14 @@ impl ZImageBackend {
             }
             // Model time as diffusers computes it: (1000 − 1000σ)/1000.
             let t = (1000.0f32 - sig[i] * 1000.0) / 1000.0;
-            let mut v = l.transformer.forward(&x, t, &e_p).map_err(run_err)?;
+            let mut v = tr.forward(&x, t, &e_p).map_err(run_err)?;
             if let Some(t) = trace.as_deref_mut() {
                 if i == start {
                     t.first_velocity = Some(v.clone());
                 }
             }
             if let Some(e_q) = &e_q {
-                let vn = l.transformer.forward(&x, t, e_q).map_err(run_err)?;
+                let vn = tr.forward(&x, t, e_q).map_err(run_err)?;
                 v = (&v + ((&v - vn).map_err(run_err)? * g as f64).map_err(run_err)?).map_err(run_err)?;
             }
             // x += (σᵢ₊₁ − σᵢ)·(−v), in f32.
