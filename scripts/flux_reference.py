@@ -335,6 +335,7 @@ def main():
     cases["D1"] = {"prompt": "an orc warrior with a torch at dusk", "width": 64, "height": 48, "seed": 7, "steps": 4,
                    "guidance": 10.0, "depth": "depth_64x48.png"}
     lora_cases(pipe, control, rec, cases)
+    depth_img2img_and_fit(control, rec, cases)
     save_file({k: v.contiguous() for k, v in rec.items()}, OUT / "reference.safetensors")
     (OUT / "reference.json").write_text(json.dumps({
         "versions": {**PINS, "peft": peft.__version__}, "note": "written by scripts/flux_reference.py; do not edit", "cases": cases,
@@ -509,6 +510,40 @@ def lora_cases(pipe, control, rec, cases):
         rec[f"W1.{target}"] = torch.from_numpy(w).float()
         merged[target] = True
     cases["W1"] = {"file": "lora/kohya_full.safetensors", "scale": scale, "targets": sorted(merged)}
+
+
+def depth_img2img_and_fit(control, rec, cases):
+    """D2: depth and an init image together (FluxControlImg2ImgPipeline,
+    strength 0.6); R1: diffusers' crop-resize (Pillow's Lanczos) of a
+    96×64 depth map onto 64×48 (down) and of the init image onto 80×80 (up)."""
+    from diffusers import FluxControlImg2ImgPipeline
+    import diffusers.pipelines.flux.pipeline_flux_control_img2img as ci2i_module
+    from PIL import Image
+    prompt = "an orc warrior with a torch at dusk"
+    ci2i = FluxControlImg2ImgPipeline(**control.components)
+    ci2i.set_progress_bar_config(disable=True)
+    noise = torch.from_numpy(gaussian(7, 16 * 6 * 8)).reshape(1, 16, 6, 8)
+    ci2i_module.randn_tensor = lambda shape, **kw: noise.reshape(shape)
+    lat = []
+    with torch.no_grad():
+        image = ci2i(prompt=prompt, image=ref_image(64, 48), control_image=depth_image(64, 48), strength=0.6,
+                     height=48, width=64, num_inference_steps=4, guidance_scale=10.0, max_sequence_length=512,
+                     output_type="pil",
+                     callback_on_step_end=lambda _p, _i, _t, kw: lat.append(kw["latents"].clone()) or {},
+                     callback_on_step_end_tensor_inputs=["latents"]).images[0]
+    rec["D2.final"] = lat[-1][0].float().clone()
+    rec["D2.image"] = torch.from_numpy(np.array(image).copy())
+    cases["D2"] = {"prompt": prompt, "width": 64, "height": 48, "seed": 7, "steps": 4, "guidance": 10.0,
+                   "strength": 0.6, "steps_run": len(lat), "depth": "depth_64x48.png", "image": "ref_64x48.png"}
+    depth_image(96, 64).convert("L").save(OUT / "depth_96x64.png")
+    proc = ci2i.image_processor
+    fits = []
+    for name, src, (w, h) in (("R1.down", depth_image(96, 64), (64, 48)), ("R1.up", ref_image(64, 48), (80, 80))):
+        out = proc._resize_and_crop(src.convert("RGB"), w, h)
+        assert out.size == (w, h), out.size
+        rec[name] = torch.from_numpy(np.array(out.convert("RGB")).copy())
+        fits.append({"key": name, "width": w, "height": h})
+    cases["R1"] = {"fits": [dict(f, source=s) for f, s in zip(fits, ("depth_96x64.png", "ref_64x48.png"))]}
 
 
 if __name__ == "__main__":

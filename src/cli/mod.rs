@@ -199,6 +199,21 @@ pub struct FluxArgs {
     /// recently used).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub lora_slots: u32,
+    /// Guidance of depth-conditioned renders, 0 to 30 (default: 10, as BFL's control CLI).
+    #[arg(long, value_name = "G", value_parser = parse_guidance)]
+    pub depth_guidance: Option<f32>,
+    /// Never load FLUX.1-Depth-dev, even where it is installed (depth maps then render as without
+    /// a depth model).
+    #[arg(long)]
+    pub no_depth: bool,
+}
+
+/// A guidance scale, 0 to 30.
+pub(crate) fn parse_guidance(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(g) if g.is_finite() && (0.0..=30.0).contains(&g) => Ok(g),
+        _ => Err(format!("must be a number from 0 to 30, got '{s}'")),
+    }
 }
 
 impl FluxArgs {
@@ -223,6 +238,8 @@ impl FluxArgs {
             device: self.device.clone(),
             memory_budget: self.memory_budget,
             lora_slots: self.lora_slots as usize,
+            depth_guidance: self.depth_guidance,
+            no_depth: self.no_depth,
         })
     }
 }

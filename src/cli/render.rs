@@ -78,7 +78,7 @@ pub struct Args {
     #[arg(long, value_parser = |s: &str| parse_side("--height", s))]
     pub height: Option<u32>,
     /// Guidance scale, 0 to 30 (default: the tier's).
-    #[arg(long, value_parser = parse_guidance)]
+    #[arg(long, value_parser = super::parse_guidance)]
     pub guidance: Option<f32>,
     /// Denoising steps (default: the tier's).
     #[arg(long)]
@@ -101,6 +101,9 @@ pub struct Args {
     /// Depth conditioning: a depth map (near = white), for FLUX.1-Depth-dev.
     #[arg(long, value_name = "FILE")]
     pub depth: Option<PathBuf>,
+    /// The depth map is far = white: invert it (255 − v) first.
+    #[arg(long, requires = "depth")]
+    pub depth_invert: bool,
     /// A LoRA (.safetensors) merged into the transformer, at SCALE 0 to 2 (default 1); repeatable,
     /// up to 8. Replaces the pack's LoRAs and their trigger words.
     #[arg(long = "lora", value_name = "FILE[:SCALE]", value_parser = super::parse_lora)]
@@ -121,13 +124,6 @@ fn parse_side(name: &str, s: &str) -> Result<u32, String> {
 fn parse_strength(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("must be a number from 0 to 1, got '{s}'"))?;
     crate::render::init::check_strength(v)
-}
-
-fn parse_guidance(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(g) if g.is_finite() && (0.0..=30.0).contains(&g) => Ok(g),
-        _ => Err(format!("must be a number from 0 to 30, got '{s}'")),
-    }
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
@@ -191,7 +187,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         };
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let img = crate::render::input::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        crate::render::control::set_depth(&mut prepared.job, &img, &model);
+        let depth = crate::render::control::DepthSettings {
+            model,
+            guidance: backend.depth_guidance(),
+            invert: args.depth_invert,
+        };
+        crate::render::control::set_depth(&mut prepared.job, &img, &depth);
     }
     let out_dir = match &args.output_dir {
         Some(d) => d.clone(),

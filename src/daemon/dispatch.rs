@@ -232,10 +232,14 @@ async fn render(
                 )
             }
             (_, Some(model)) => {
-                let model = model.clone();
+                let depth = crate::render::control::DepthSettings {
+                    model: model.clone(),
+                    guidance: ctx.render.depth_guidance,
+                    invert: params.depth_invert,
+                };
                 let attached =
                     super::inputs::attach_off_thread(job.job.clone(), ctx.config.input_roots(), move |j, roots| {
-                        crate::render::control::attach_depth(j, &src, &model, roots)
+                        crate::render::control::attach_depth(j, &src, &depth, roots)
                     })
                     .await;
                 match attached {

@@ -237,6 +237,8 @@ pub(crate) struct RenderLane {
     pub fidelity: Option<crate::prompt::Fidelity>,
     /// The depth model the backend conditions on (None: no depth weights).
     pub depth_model: Option<String>,
+    /// The guidance depth renders take (`--depth-guidance`).
+    pub depth_guidance: f32,
     /// The Flux variants the backend has (empty: any).
     variants: Vec<crate::prompt::Variant>,
     variant_warned: AtomicBool,
@@ -281,6 +283,7 @@ impl RenderLane {
             model: backend.model(),
             fidelity: backend.fidelity(),
             depth_model: backend.depth_model(),
+            depth_guidance: backend.depth_guidance(),
             variants: backend.variants(),
             variant_warned: AtomicBool::new(false),
             out_dir,

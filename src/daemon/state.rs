@@ -126,6 +126,7 @@ impl Ctx {
                 fidelity: self.render.fidelity.map(|f| f.name().to_owned()),
                 depth_model: self.render.depth_model.clone(),
                 input_dirs: self.config.input_dir.iter().map(|d| d.display().to_string()).collect(),
+                lora_dir: self.config.lora_dir.as_ref().map(|d| d.display().to_string()),
                 device: self.config.device.clone(),
                 embed_model: self.embed.model_name.clone(),
                 heartbeat: self.config.heartbeat,

@@ -285,6 +285,9 @@ pub(crate) struct SqmStatus {
     /// Where `uri` image inputs may live.
     #[serde(default)]
     pub input_dirs: Vec<String>,
+    /// `--lora-dir` (null: LoRAs only from the genre packs).
+    #[serde(default)]
+    pub lora_dir: Option<String>,
     pub device: String,
     pub embed_model: String,
     pub heartbeat: bool,
@@ -654,8 +657,10 @@ pub(crate) struct RenderParams {
     /// img2img (conditioning.md §2.1): the init image and its strength.
     pub reference_image: Option<Value>,
     pub strength: f64,
-    /// Depth conditioning (conditioning.md §3): a depth map, near = white.
+    /// Depth conditioning (conditioning.md §3): a depth map, near = white
+    /// (far = white with `depth_invert`).
     pub depth_map: Option<Value>,
+    pub depth_invert: bool,
 }
 
 pub(crate) fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, WireError> {
@@ -744,7 +749,16 @@ pub(crate) fn parse_render(params: &Map<String, Value>) -> Result<RenderParams, 
         Some(v @ (Value::String(_) | Value::Object(_))) => Some(v.clone()),
         Some(_) => return Err(WireError::new(Code::InvalidRequest, "'depth_map' must be an object, a string or null")),
     };
-    Ok(RenderParams { request, priority, stream: p.bool("stream")?, fidelity, reference_image, strength, depth_map })
+    Ok(RenderParams {
+        request,
+        priority,
+        stream: p.bool("stream")?,
+        fidelity,
+        reference_image,
+        strength,
+        depth_map,
+        depth_invert: p.bool("depth_invert")?,
+    })
 }
 
 #[cfg(test)]

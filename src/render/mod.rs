@@ -35,6 +35,10 @@ pub struct ImageOptions {
     /// `--lora-slots`: built transformers kept per model file, one per
     /// LoRA set (0 counts as 1).
     pub lora_slots: usize,
+    /// `--depth-guidance` (None: 10, BFL's).
+    pub depth_guidance: Option<f32>,
+    /// `--no-depth`: never load a depth model.
+    pub no_depth: bool,
 }
 
 /// The backends `backend_by_name` knows.

@@ -288,6 +288,8 @@ fn render_takes_an_init_image() {
         buf
     };
     assert_eq!(pixels(&plain), pixels(&full));
+    let text = String::from_utf8_lossy(&std::fs::read(full["image_path"].as_str().unwrap()).unwrap()).into_owned();
+    assert!(text.contains("\"steps_run\":4"), "the sqm chunk says how many steps ran");
     let depth = run(&["--depth", fixtures().join("depth_64x48.png").to_str().unwrap()]);
     let text = String::from_utf8_lossy(&std::fs::read(depth["image_path"].as_str().unwrap()).unwrap()).into_owned();
     assert!(
@@ -357,7 +359,8 @@ fn depth_matches_diffusers() {
         control: None,
         loras: Vec::new(),
     };
-    sqm::render::control::attach_depth(&mut job, &src, "flux1-depth-dev", &[]).unwrap();
+    let depth = sqm::render::control::DepthSettings::new("flux1-depth-dev");
+    sqm::render::control::attach_depth(&mut job, &src, &depth, &[]).unwrap();
     assert_eq!((job.guidance, job.variant), (10.0, Variant::Dev), "depth renders at guidance 10 on dev's schedule");
     let mut trace = Trace::default();
     let img = b.render_traced(&job, &mut |_, _| {}, &|| false, Some(&mut trace)).unwrap();

@@ -10,6 +10,7 @@ mod architecture;
 mod audio;
 mod cache;
 mod composer_v2;
+mod conditioning;
 mod daemon;
 mod daemon_load;
 mod docs;
@@ -18,7 +19,6 @@ mod first_hour;
 mod flux;
 mod flux_reference;
 mod interpret_cli;
-mod lora;
 mod object_store;
 #[cfg(feature = "otlp")]
 mod otlp;

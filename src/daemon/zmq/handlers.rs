@@ -148,10 +148,15 @@ impl WorkerState {
                 None => warnings
                     .push("depth_map: no depth model (FLUX.1-Depth-dev not found); rendered without depth".into()),
                 Some(model) => {
+                    let depth = crate::render::control::DepthSettings {
+                        model,
+                        guidance: lane.depth_guidance,
+                        invert: msg.get("depth_invert").and_then(Value::as_bool).unwrap_or(false),
+                    };
                     let attached = crate::daemon::inputs::attach_off_thread(
                         prepared.job.clone(),
                         self.ctx.config.input_roots(),
-                        move |j, roots| crate::render::control::attach_depth(j, &src, &model, roots),
+                        move |j, roots| crate::render::control::attach_depth(j, &src, &depth, roots),
                     )
                     .await;
                     // An unreadable map is reported once, by the store beside the output.

@@ -242,6 +242,9 @@ pub struct FluxBackend {
 /// model folder, its `FLUX.1-Depth-dev/` child, or the hub cache.
 fn find_depth(opts: &ImageOptions, hub: Option<&Path>) -> Option<PathBuf> {
     const FILE: &str = "flux1-depth-dev.safetensors";
+    if opts.no_depth {
+        return None;
+    }
     let mut candidates = Vec::new();
     if let Some(d) = &opts.model_dir {
         candidates.push(d.join(FILE));
@@ -462,6 +465,10 @@ impl Backend for FluxBackend {
 
     fn depth_model(&self) -> Option<String> {
         self.depth_file.as_ref().map(|_| "flux1-depth-dev".to_owned())
+    }
+
+    fn depth_guidance(&self) -> f32 {
+        self.opts.depth_guidance.unwrap_or(crate::render::control::DEPTH_GUIDANCE)
     }
 
     /// The variants with weights on disk.

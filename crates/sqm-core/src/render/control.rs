@@ -27,21 +27,43 @@ pub struct Control {
 pub fn attach_depth(
     job: &mut super::RenderJob,
     src: &serde_json::Value,
-    model: &str,
+    depth: &DepthSettings,
     dirs: &[&std::path::Path],
 ) -> Result<(), String> {
     let img = super::init::load_source(src, dirs).map_err(|e| {
         tracing::warn!(error = %e, "depth_map refused");
         "depth_map: image not readable".to_owned()
     })?;
-    set_depth(job, &img, model);
+    set_depth(job, &img, depth);
     Ok(())
 }
 
-/// Puts the decoded depth map `img` on `job`'s canvas for `model`, at the
-/// depth guidance on dev's schedule.
-pub fn set_depth(job: &mut super::RenderJob, img: &super::input::InputImage, model: &str) {
-    let (rgb, sha256) = super::init::fitted(img, job.width, job.height);
+/// How a depth map conditions a render: the model, its guidance
+/// (`--depth-guidance`), and whether the map is far = white
+/// (`depth_invert`: 255 − v before anything else).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepthSettings {
+    pub model: String,
+    pub guidance: f32,
+    pub invert: bool,
+}
+
+impl DepthSettings {
+    /// `model` at the default guidance, near = white.
+    pub fn new(model: &str) -> DepthSettings {
+        DepthSettings { model: model.into(), guidance: DEPTH_GUIDANCE, invert: false }
+    }
+}
+
+/// Puts the decoded depth map `img` on `job`'s canvas for the depth
+/// model, at its guidance on dev's schedule.
+pub fn set_depth(job: &mut super::RenderJob, img: &super::input::InputImage, depth: &DepthSettings) {
+    let mut src = super::init::to_rgb(img);
+    if depth.invert {
+        src.iter_mut().for_each(|v| *v = 255 - *v);
+    }
+    let (rgb, sha256) = super::init::fitted_from(src, img.width, img.height, job.width, job.height);
+    let model = depth.model.as_str();
     job.control = Some(Control {
         kind: "depth".into(),
         model: model.into(),
@@ -50,6 +72,6 @@ pub fn set_depth(job: &mut super::RenderJob, img: &super::input::InputImage, mod
         rgb: Arc::new(rgb),
         sha256,
     });
-    job.guidance = DEPTH_GUIDANCE;
+    job.guidance = depth.guidance;
     job.variant = crate::prompt::Variant::Dev;
 }

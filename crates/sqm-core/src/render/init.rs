@@ -32,7 +32,12 @@ impl InitImage {
 /// `img` as RGB8 on a `width`×`height` canvas, and its content hash:
 /// SHA-256 of `rgb8` ‖ u32 LE width ‖ u32 LE height ‖ the pixels.
 pub(crate) fn fitted(img: &InputImage, width: u32, height: u32) -> (Vec<u8>, String) {
-    let rgb = fit(&to_rgb(img), img.width, img.height, width, height);
+    fitted_from(to_rgb(img), img.width, img.height, width, height)
+}
+
+/// As [`fitted`], from RGB8 pixels (`sw`×`sh`).
+pub(crate) fn fitted_from(src: Vec<u8>, sw: u32, sh: u32, width: u32, height: u32) -> (Vec<u8>, String) {
+    let rgb = fit(&src, sw, sh, width, height);
     let mut h = Sha256::new();
     h.update(b"rgb8");
     h.update(width.to_le_bytes());
@@ -113,7 +118,7 @@ pub fn check_strength(s: f64) -> Result<f64, String> {
 }
 
 /// 8-bit RGB: alpha dropped, gray copied to R = G = B.
-fn to_rgb(img: &InputImage) -> Vec<u8> {
+pub(crate) fn to_rgb(img: &InputImage) -> Vec<u8> {
     let px = &img.pixels;
     match img.color {
         png::ColorType::Rgb => px.clone(),

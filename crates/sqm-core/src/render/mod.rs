@@ -161,6 +161,10 @@ pub trait Backend: Send {
     fn depth_model(&self) -> Option<String> {
         None
     }
+    /// The guidance depth renders take (`--depth-guidance`).
+    fn depth_guidance(&self) -> f32 {
+        control::DEPTH_GUIDANCE
+    }
     /// The Z-Image fidelity this process loaded (None: not a Z-Image backend).
     fn fidelity(&self) -> Option<crate::prompt::Fidelity> {
         None

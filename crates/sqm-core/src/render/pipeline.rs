@@ -496,7 +496,16 @@ pub fn execute(
                 return Err(RenderError::Cancelled);
             }
             let model = backend.model_for(job).unwrap_or_else(|| name.clone());
-            let meta = serde_json::json!({"backend": name, "model": model, "job": job, "clip_prompt": prepared.clip_prompt, "worker_type": prepared.worker_type});
+            let mut meta = serde_json::json!({"backend": name, "model": model, "job": job, "clip_prompt": prepared.clip_prompt, "worker_type": prepared.worker_type});
+            if let Some(init) = &job.init {
+                // How many of the steps ran (conditioning.md §2.4).
+                let ran = super::init::start_step(job.steps, init.strength).map(|s| job.steps - s).unwrap_or(0);
+                meta["init_image"] =
+                    serde_json::json!({"sha256": init.sha256, "strength": init.strength, "steps_run": ran});
+            }
+            if !job.loras.is_empty() {
+                meta["loras"] = serde_json::to_value(&job.loras).expect("loras serialize");
+            }
             write_png(&path, &img, &parameters_text(job, &model), &meta.to_string())?;
             let abs = std::path::absolute(&path).unwrap_or(path);
             Ok(outcome(abs.display().to_string(), img.width, img.height, false, started))

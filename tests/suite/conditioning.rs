@@ -1,8 +1,10 @@
-//! LoRA (conditioning.md §1) against the reference: rank-2 LoRA files on
-//! the tiny dev model in PEFT, kohya and XLabs formats, loaded by
-//! diffusers' own `load_lora_weights` in `scripts/flux_reference.py`, and a
-//! full kohya file's merged tensors against numpy. Then the request and
-//! pack paths of §5: containment, the exact refusals, triggers and keys.
+//! Conditioning (conditioning.md) against the reference. LoRA (§1): rank-2
+//! LoRA files on the tiny dev model in PEFT, kohya and XLabs formats,
+//! loaded by diffusers' own `load_lora_weights` in
+//! `scripts/flux_reference.py`, and a full kohya file's merged tensors
+//! against numpy; then the request and pack paths of §5: containment, the
+//! exact refusals, triggers and keys. Depth with an init image (D2), the
+//! canvas fit against Pillow (R1), and `depth_invert`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -110,7 +112,7 @@ fn depth_with_a_lora_matches_diffusers() {
     let mut b = backend();
     let mut job = job_of(&c);
     let img = sqm::render::input::decode(&std::fs::read(fixtures().join("depth_64x48.png")).unwrap()).unwrap();
-    sqm::render::control::set_depth(&mut job, &img, "flux1-depth-dev");
+    sqm::render::control::set_depth(&mut job, &img, &sqm::render::control::DepthSettings::new("flux1-depth-dev"));
     check(&mut b, "D3", &job);
 }
 
@@ -332,4 +334,66 @@ fn sketch_checks_loras_and_warns() {
         json!({"tier": "portrait", "positive_prompt": "x", "genre": "sw", "lora_paths": ["/etc/passwd.safetensors"]}),
     );
     assert_eq!(v["error"]["code"], "INVALID_REQUEST", "{v}");
+}
+
+/// D2: depth and an init image together, against diffusers'
+/// FluxControlImg2ImgPipeline (strength 0.6: 3 of 4 steps).
+#[test]
+fn depth_with_an_init_image_matches_diffusers() {
+    let c = case("D2");
+    let mut b = backend();
+    let mut job = job_of(&c);
+    let decode = |f: &str| sqm::render::input::decode(&std::fs::read(fixtures().join(f)).unwrap()).unwrap();
+    sqm::render::control::set_depth(
+        &mut job,
+        &decode(c["depth"].as_str().unwrap()),
+        &sqm::render::control::DepthSettings::new("flux1-depth-dev"),
+    );
+    let init = decode(c["image"].as_str().unwrap());
+    job.init = Some(sqm::render::init::InitImage::new(&init, job.width, job.height, c["strength"].as_f64().unwrap()));
+    let mut steps = 0;
+    let mut trace = Trace::default();
+    let img = b.render_traced(&job, &mut |_, n| steps = n, &|| false, Some(&mut trace)).unwrap();
+    assert_eq!(steps as u64, c["steps_run"].as_u64().unwrap());
+    let fin = diff(&trace.latents.unwrap().squeeze(0).unwrap(), &r("D2.final"));
+    let want = r("D2.image").flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let max_pix = img.rgb.iter().zip(&want).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
+    eprintln!("D2: final {:.1e}/{:.2}, pixels max {max_pix}", fin.0, fin.1);
+    assert!(fin.0 <= 1e-4 && max_pix <= 1, "D2: latents {} pixels {max_pix}", fin.0);
+}
+
+/// R1: fitting an image to the canvas (cover, centre crop, Lanczos) as
+/// diffusers' `resize_mode="crop"` does with Pillow: a 96×64 depth map down
+/// to 64×48 and the 64×48 init image up to 80×80, within 2 levels.
+#[test]
+fn canvas_fit_matches_pillow() {
+    for f in case("R1")["fits"].as_array().unwrap() {
+        let img = sqm::render::input::decode(&std::fs::read(fixtures().join(f["source"].as_str().unwrap())).unwrap())
+            .unwrap();
+        let (w, h) = (f["width"].as_u64().unwrap() as u32, f["height"].as_u64().unwrap() as u32);
+        let job = RenderJob { width: w, height: h, ..RenderJob::warm_up(4, Variant::Dev) };
+        let init = sqm::render::init::InitImage::new(&img, job.width, job.height, 1.0);
+        let want = r(f["key"].as_str().unwrap()).flatten_all().unwrap().to_vec1::<u8>().unwrap();
+        let d = init.rgb.iter().zip(&want).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
+        eprintln!("{}: {}x{} → {w}x{h}, max difference {d} levels", f["key"], img.width, img.height);
+        assert!(d <= 2, "{}: the fit differs from Pillow's by {d} levels", f["key"]);
+    }
+}
+
+/// `depth_invert`: a far = white map, inverted, conditions exactly as the
+/// near = white map does (same hash, so the same key and pixels).
+#[test]
+fn an_inverted_depth_map_is_turned_back() {
+    let png = std::fs::read(fixtures().join("depth_64x48.png")).unwrap();
+    let img = sqm::render::input::decode(&png).unwrap();
+    let mut far_white = img.clone();
+    far_white.pixels.iter_mut().for_each(|v| *v = 255 - *v);
+    let depth = sqm::render::control::DepthSettings::new("flux1-depth-dev");
+    let inverted = sqm::render::control::DepthSettings { invert: true, guidance: 7.5, ..depth.clone() };
+    let (mut a, mut b) = (job_of(&case("F0")), job_of(&case("F0")));
+    sqm::render::control::set_depth(&mut a, &img, &depth);
+    sqm::render::control::set_depth(&mut b, &far_white, &inverted);
+    let (ca, cb) = (a.control.unwrap(), b.control.unwrap());
+    assert_eq!((ca.sha256, ca.rgb), (cb.sha256, cb.rgb));
+    assert_eq!((a.guidance, b.guidance), (10.0, 7.5), "--depth-guidance sets the guidance");
 }
