@@ -355,7 +355,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__prerender__subcmd__pack)
-            opts="-j -v -q -h -V --out --backend --model-dir --quantized --device --memory-budget --zimage-dir --fidelity --jobs --dry-run --json --verbose --quiet --help --version"
+            opts="-j -v -q -h -V --out --backend --model-dir --quantized --device --memory-budget --zimage-dir --fidelity --lora-dir --lora-slots --depth-guidance --no-depth --jobs --dry-run --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -389,6 +389,18 @@ _sqm() {
                     COMPREPLY=($(compgen -W "turbo high_fidelity" -- "${cur}"))
                     return 0
                     ;;
+                --lora-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lora-slots)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --depth-guidance)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --jobs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -405,7 +417,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__render)
-            opts="-v -q -h -V --tier --genre-packs --genre --world --camera --pc-appearance --pc-pose --pc-culture --mood --location --character --tag --backend --model-dir --quantized --device --memory-budget --zimage-dir --fidelity --seed --prompt --negative-prompt --width --height --guidance --steps --variant --out --output-dir --reference --init-image --strength --depth --dry-run --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --tier --genre-packs --genre --world --camera --pc-appearance --pc-pose --pc-culture --mood --location --character --tag --backend --model-dir --quantized --device --memory-budget --zimage-dir --fidelity --lora-dir --lora-slots --depth-guidance --no-depth --seed --prompt --negative-prompt --width --height --guidance --steps --variant --out --output-dir --reference --init-image --strength --depth --depth-invert --lora --dry-run --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -483,6 +495,18 @@ _sqm() {
                     COMPREPLY=($(compgen -W "turbo high_fidelity" -- "${cur}"))
                     return 0
                     ;;
+                --lora-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lora-slots)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --depth-guidance)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --seed)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -539,6 +563,10 @@ _sqm() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lora)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -547,7 +575,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__serve)
-            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --memory-budget --zimage-dir --fidelity --embed-model --warmup --no-warmup --audio-null-sink --zmq --zmq-work --zmq-results --zmq-events --zmq-priority --pack --zmq-include-image-data --zmq-image-data-max-bytes --zmq-session --zmq-generators --world --input-dir --max-connections --no-heartbeat --drain-timeout --busy-heartbeat-interval --watcher-url --no-watcher --object-store-endpoint --no-object-store --object-store-bucket --object-store-region --object-store-virtual-hosted --object-store-public-url --upload-timeout --upload-failure --max-cache-size-gb --cache-min-age --render-timeout --render-timeout-grace --status --send --shutdown --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --socket --output-dir --genre-packs --backend --model-dir --quantized --device --memory-budget --zimage-dir --fidelity --lora-dir --lora-slots --depth-guidance --no-depth --embed-model --warmup --no-warmup --audio-null-sink --zmq --zmq-work --zmq-results --zmq-events --zmq-priority --pack --zmq-include-image-data --zmq-image-data-max-bytes --zmq-session --zmq-generators --zmq-lora --world --input-dir --max-connections --no-heartbeat --drain-timeout --busy-heartbeat-interval --watcher-url --no-watcher --object-store-endpoint --no-object-store --object-store-bucket --object-store-region --object-store-virtual-hosted --object-store-public-url --upload-timeout --upload-failure --max-cache-size-gb --cache-min-age --render-timeout --render-timeout-grace --status --send --shutdown --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -589,6 +617,18 @@ _sqm() {
                     COMPREPLY=($(compgen -W "turbo high_fidelity" -- "${cur}"))
                     return 0
                     ;;
+                --lora-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lora-slots)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --depth-guidance)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --embed-model)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -627,6 +667,10 @@ _sqm() {
                     ;;
                 --zmq-generators)
                     COMPREPLY=($(compgen -W "sketch null flux zimage" -- "${cur}"))
+                    return 0
+                    ;;
+                --zmq-lora)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --world)
@@ -705,7 +749,7 @@ _sqm() {
             return 0
             ;;
         sqm__subcmd__validate__subcmd__pack)
-            opts="-v -q -h -V --format --json --profile --deny-warnings --no-decode --verbose --quiet --help --version"
+            opts="-v -q -h -V --format --json --profile --deny-warnings --no-decode --lora-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -717,6 +761,10 @@ _sqm() {
                     ;;
                 --profile)
                     COMPREPLY=($(compgen -W "media server" -- "${cur}"))
+                    return 0
+                    ;;
+                --lora-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -50,6 +50,9 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l memory-budget -d 'Most
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zimage-dir -d 'Z-Image weights: a folder laid out like the Tongyi-MAI/Z-Image-Turbo or Tongyi-MAI/Z-Image repo, ComfyUI\'s split files, or GGUF files; or one holding Z-Image-Turbo/ and Z-Image/ (default: the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l fidelity -d 'Z-Image fidelity: turbo (8 steps) or high_fidelity (20 steps, CFG 4); with --backend zimage only (default: $SIDEQUEST_DAEMON_FIDELITY, else high_fidelity)' -r -f -a "turbo\t''
 high_fidelity\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l lora-dir -d 'A folder of LoRA files that requests and packs may name besides the genre pack\'s own (conditioning.md §1.3); nothing outside it or the packs is ever opened' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l lora-slots -d 'Transformers kept built per model file, one per LoRA set (a new set rebuilds the least recently used)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l depth-guidance -d 'Guidance of depth-conditioned renders, 0 to 30 (default: 10, as BFL\'s control CLI)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l embed-model -d 'all-MiniLM-L6-v2 model folder (default: $SQM_EMBED_MODEL, then $XDG_DATA_HOME/sqm/models/, the ./.models/ (a checkout), then the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l warmup -d 'Warm up at start (default all)' -r -f -a "all\t''
 flux\t''
@@ -67,6 +70,7 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-generators -d 'Bac
 null\t''
 flux\t''
 zimage\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq-lora -d 'A LoRA (.safetensors) every ZeroMQ render takes, at SCALE 0 to 2 (default 1); repeatable, up to 8. Replaces the pack\'s LoRAs for those renders' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l world -d 'World whose audio.yaml replaces the genre\'s for AudioRenderRequest' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l input-dir -d 'The only folder whose image files requests may name (reference and depth images, by path or file:// URI); without it only inline images (data URL or base64) are accepted' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l max-connections -d 'Most client connections served at once; extra ones get one error line and are closed' -r
@@ -86,6 +90,7 @@ complete -c sqm -n "__fish_sqm_using_subcommand serve" -l render-timeout -d 'Lon
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l render-timeout-grace -d 'After a render timeout, how long the backend may take to stop before it is abandoned and a fresh one loaded' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l send -d 'Send one request line to a running daemon, print every line it answers with (heartbeats and progress included) up to the reply, and exit (1 when the reply is an error)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
+complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-depth -d 'Never load FLUX.1-Depth-dev, even where it is installed (depth maps then render as without a depth model)'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l no-warmup -d 'Do not warm anything up at start'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l audio-null-sink -d 'Audio methods play into the silent real-time null sink even when a sound device exists'
 complete -c sqm -n "__fish_sqm_using_subcommand serve" -l zmq -d 'Also work for a ZeroMQ controller (experimance\'s render protocol), beside the Unix socket'
@@ -106,6 +111,7 @@ json\t''
 github\t''"
 complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -l profile -d 'Rule set: media (what sqm uses) or server (the game server\'s loader too)' -r -f -a "media\t'What sqm renders and plays'
 server\t'Everything the game server\'s loader enforces as well'"
+complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -l lora-dir -d 'The folder of LoRA files packs may name besides their own (as `serve --lora-dir`)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -l json -d 'Shorthand for --format json'
 complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -l deny-warnings -d 'Exit 1 when there are warnings, too'
 complete -c sqm -n "__fish_sqm_using_subcommand validate-pack" -l no-decode -d 'Check that audio assets exist, without decoding them'
@@ -162,6 +168,9 @@ complete -c sqm -n "__fish_sqm_using_subcommand render" -l memory-budget -d 'Mos
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l zimage-dir -d 'Z-Image weights: a folder laid out like the Tongyi-MAI/Z-Image-Turbo or Tongyi-MAI/Z-Image repo, ComfyUI\'s split files, or GGUF files; or one holding Z-Image-Turbo/ and Z-Image/ (default: the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l fidelity -d 'Z-Image fidelity: turbo (8 steps) or high_fidelity (20 steps, CFG 4); with --backend zimage only (default: $SIDEQUEST_DAEMON_FIDELITY, else high_fidelity)' -r -f -a "turbo\t''
 high_fidelity\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l lora-dir -d 'A folder of LoRA files that requests and packs may name besides the genre pack\'s own (conditioning.md §1.3); nothing outside it or the packs is ever opened' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l lora-slots -d 'Transformers kept built per model file, one per LoRA set (a new set rebuilds the least recently used)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l depth-guidance -d 'Guidance of depth-conditioned renders, 0 to 30 (default: 10, as BFL\'s control CLI)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l seed -d 'Seed, 0 to 4294967295 (default: derived from the request)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l prompt -d 'The prompt, verbatim (the daemon\'s positive_prompt): no composition, no pack style' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l negative-prompt -d 'Negative prompt to go with --prompt' -r
@@ -175,7 +184,10 @@ complete -c sqm -n "__fish_sqm_using_subcommand render" -l output-dir -d 'Output
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l init-image -l reference -d 'img2img: start from this image (PNG or JPEG), fitted to the canvas' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l strength -d 'img2img: the fraction of the steps that run, 0 to 1 (1: the plain render)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l depth -d 'Depth conditioning: a depth map (near = white), for FLUX.1-Depth-dev' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l lora -d 'A LoRA (.safetensors) merged into the transformer, at SCALE 0 to 2 (default 1); repeatable, up to 8. Replaces the pack\'s LoRAs and their trigger words' -r
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l no-depth -d 'Never load FLUX.1-Depth-dev, even where it is installed (depth maps then render as without a depth model)'
+complete -c sqm -n "__fish_sqm_using_subcommand render" -l depth-invert -d 'The depth map is far = white: invert it (255 − v) first'
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l dry-run -d 'Print the composed request as JSON and render nothing'
 complete -c sqm -n "__fish_sqm_using_subcommand render" -l json -d 'Print the result as JSON'
 complete -c sqm -n "__fish_sqm_using_subcommand render" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
@@ -193,8 +205,12 @@ complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l memory-budget
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l zimage-dir -d 'Z-Image weights: a folder laid out like the Tongyi-MAI/Z-Image-Turbo or Tongyi-MAI/Z-Image repo, ComfyUI\'s split files, or GGUF files; or one holding Z-Image-Turbo/ and Z-Image/ (default: the Hugging Face hub cache)' -r -F
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l fidelity -d 'Z-Image fidelity: turbo (8 steps) or high_fidelity (20 steps, CFG 4); with --backend zimage only (default: $SIDEQUEST_DAEMON_FIDELITY, else high_fidelity)' -r -f -a "turbo\t''
 high_fidelity\t''"
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l lora-dir -d 'A folder of LoRA files that requests and packs may name besides the genre pack\'s own (conditioning.md §1.3); nothing outside it or the packs is ever opened' -r -F
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l lora-slots -d 'Transformers kept built per model file, one per LoRA set (a new set rebuilds the least recently used)' -r
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l depth-guidance -d 'Guidance of depth-conditioned renders, 0 to 30 (default: 10, as BFL\'s control CLI)' -r
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s j -l jobs -d 'Parallel workers for CPU work (sketch renders, loudness); flux renders one at a time [default: one per CPU core]' -r
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l quantized -d 'Use the quantized GGUF transformer (flux1-<variant>*.gguf) when both kinds are present'
+complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l no-depth -d 'Never load FLUX.1-Depth-dev, even where it is installed (depth maps then render as without a depth model)'
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l dry-run -d 'Print the plan (what would run, what is up to date) and do nothing'
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -l json -d 'Machine-readable output: the plan, or the summary'
 complete -c sqm -n "__fish_sqm_using_subcommand prerender-pack" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
