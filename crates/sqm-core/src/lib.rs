@@ -13,7 +13,7 @@
 //! in `crates/sqm-core/src/` and fails otherwise.
 //!
 //! 1. `rng`, `hub`, `atomic` — seeded randomness; the Hugging Face cache layout; atomic file writes
-//! 2. `pack` — the pack model (with cameras and recipes), slugs, the typed catalog both composers read, positioned YAML, the containment rule
+//! 2. `pack` — the pack model (with cameras, recipes and LoRA lists), slugs, the typed catalog both composers read, positioned YAML, the containment rule
 //! 3. `interpret` — narration → visual and audio cues
 //! 4. `prompt` — tiers and the two prompt composers
 //! 5. `render` — jobs, the backend trait, the sketch and null backends, PNG output, the pipeline

@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod direction;
 pub mod embedded;
+pub mod lora;
 pub mod model;
 pub mod paths;
 pub mod slug;

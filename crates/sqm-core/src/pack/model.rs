@@ -101,7 +101,7 @@ pub struct VisualStyle {
     pub base_seed: i64,
     pub visual_tag_overrides: IndexMap<String, String>,
     /// LoRA fields (conditioning.md §1.2), read raw and checked by
-    /// `render::lora`: `loras` (genre list, world mapping) and the legacy
+    /// `pack::lora`: `loras` (genre list, world mapping) and the legacy
     /// `lora`, `lora_scale`, `lora_trigger`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loras: Option<serde_json::Value>,
@@ -130,7 +130,7 @@ impl Default for VisualStyle {
 }
 
 impl VisualStyle {
-    /// The LoRA fields as a map, for `render::lora`.
+    /// The LoRA fields as a map, for `pack::lora`.
     pub fn lora_fields(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         for (k, v) in [

@@ -23,7 +23,7 @@ pub struct Style {
     #[serde(skip)]
     /// The pack's LoRA list after the world's `exclude`/`add`
     /// (conditioning.md §1.2); empty without a genre.
-    pub loras: Vec<crate::render::lora::PackLora>,
+    pub loras: Vec<crate::pack::lora::PackLora>,
 }
 
 impl Default for Style {
@@ -174,7 +174,7 @@ impl StyleSource {
         let in_file =
             |f: String| move |e: String| ComposeError::new(ComposeErrorKind::PackLoadError, format!("{f}: {e}"));
         let genre_yaml = format!("{}/visual_style.yaml", req.genre);
-        let mut loras = crate::render::lora::genre_loras(&vs.lora_fields(), &genre_dir).map_err(in_file(genre_yaml))?;
+        let mut loras = crate::pack::lora::genre_loras(&vs.lora_fields(), &genre_dir).map_err(in_file(genre_yaml))?;
         let mut style = Style {
             positive_suffix: vs.positive_suffix,
             negative_prompt: vs.negative_prompt,
@@ -188,9 +188,9 @@ impl StyleSource {
             let world_files = catalog(&self.root, req.genre, req.world).map_err(load_error)?;
             if let Some(ws) = style_of(&world_files.world_style)? {
                 let world_yaml = format!("{}/worlds/{}/visual_style.yaml", req.genre, req.world);
-                let w = crate::render::lora::world_loras(&ws.lora_fields(), &world_dir)
+                let w = crate::pack::lora::world_loras(&ws.lora_fields(), &world_dir)
                     .map_err(in_file(world_yaml.clone()))?;
-                loras = crate::render::lora::merge_world(loras, w).map_err(in_file(world_yaml))?;
+                loras = crate::pack::lora::merge_world(loras, w).map_err(in_file(world_yaml))?;
             }
             if let Some(w) = style_of(&world_files.world_style)?.map(|w| w.positive_suffix).filter(|w| !w.is_empty()) {
                 style.positive_suffix =

@@ -12,6 +12,7 @@ use std::sync::{Mutex, OnceLock};
 use sha2::{Digest, Sha256};
 
 use crate::interpret::Tier;
+use crate::pack::lora::PackLora;
 use crate::pack::paths::{open_regular, Root};
 
 /// Most LoRAs one render takes.
@@ -205,155 +206,6 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     Ok(hex)
 }
 
-/// One entry of a pack's `loras` (conditioning.md §1.2).
-#[derive(Clone, Debug, PartialEq)]
-pub struct PackLora {
-    pub name: String,
-    pub file: String,
-    pub scale: f64,
-    pub applies_to: Vec<String>,
-    pub trigger: Option<String>,
-    /// The folder of the YAML that named it (relative paths start there).
-    pub base: PathBuf,
-}
-
-impl PackLora {
-    /// True when the entry applies to `tier`: `all` matches every tier,
-    /// `scene` is `scene_illustration`, `portrait` also `portrait_square`.
-    pub fn applies(&self, tier: Tier) -> bool {
-        self.applies_to.iter().any(|a| match a.as_str() {
-            "all" => true,
-            "scene" => tier == Tier::SceneIllustration,
-            "portrait" => tier.is_portrait(),
-            other => other == tier.name(),
-        })
-    }
-}
-
-/// A world's `loras`: names to drop from the genre's list, entries to add.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct WorldLoras {
-    pub exclude: Vec<String>,
-    pub add: Vec<PackLora>,
-}
-
-/// Reads the genre's LoRA list from `visual_style.yaml`'s fields (`loras`,
-/// or the legacy `lora`/`lora_scale`/`lora_trigger`). `base` is the YAML's
-/// folder. Errors are prefixed with the entry (`loras[0]: …`).
-pub fn genre_loras(style: &serde_json::Map<String, serde_json::Value>, base: &Path) -> Result<Vec<PackLora>, String> {
-    let legacy = style.get("lora").filter(|v| !v.is_null());
-    match (style.get("loras").filter(|v| !v.is_null()), legacy) {
-        (Some(_), Some(_)) => Err("'lora' (legacy) and 'loras' cannot both be set; keep 'loras'".into()),
-        (Some(serde_json::Value::Array(items)), None) => {
-            let list: Vec<PackLora> = items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| entry(v, base, &format!("loras[{i}]")))
-                .collect::<Result<_, _>>()?;
-            for (i, l) in list.iter().enumerate() {
-                if list[..i].iter().any(|o| o.name == l.name) {
-                    return Err(format!("loras[{i}]: name '{}' is used twice", l.name));
-                }
-            }
-            Ok(list)
-        }
-        (Some(_), None) => Err("'loras' must be a list in a genre's visual_style.yaml".into()),
-        (None, Some(file)) => {
-            let file = file.as_str().ok_or("'lora' must be a string")?.to_owned();
-            let scale = match style.get("lora_scale").filter(|v| !v.is_null()) {
-                None => 1.0,
-                Some(v) => scale_of(v, "lora_scale")?,
-            };
-            let trigger = match style.get("lora_trigger").filter(|v| !v.is_null()) {
-                None => None,
-                Some(v) => Some(v.as_str().ok_or("'lora_trigger' must be a string")?.to_owned()),
-            };
-            Ok(vec![PackLora {
-                name: "lora".into(),
-                file,
-                scale,
-                applies_to: vec!["all".into()],
-                trigger,
-                base: base.to_path_buf(),
-            }])
-        }
-        (None, None) => Ok(Vec::new()),
-    }
-}
-
-/// Reads a world's `loras` mapping (`exclude`, `add`); absent: inherit.
-pub fn world_loras(style: &serde_json::Map<String, serde_json::Value>, base: &Path) -> Result<WorldLoras, String> {
-    match style.get("loras").filter(|v| !v.is_null()) {
-        None => Ok(WorldLoras::default()),
-        Some(serde_json::Value::Array(_)) => {
-            Err("a world's 'loras' is a mapping {exclude, add}, not a list (the genre's list is inherited)".into())
-        }
-        Some(serde_json::Value::Object(m)) => {
-            let exclude = match m.get("exclude").filter(|v| !v.is_null()) {
-                None => Vec::new(),
-                Some(serde_json::Value::Array(a)) => a
-                    .iter()
-                    .map(|v| v.as_str().map(str::to_owned).ok_or("loras.exclude: entries must be strings"))
-                    .collect::<Result<_, _>>()?,
-                Some(_) => return Err("loras.exclude must be a list of names".into()),
-            };
-            let add = match m.get("add").filter(|v| !v.is_null()) {
-                None => Vec::new(),
-                Some(serde_json::Value::Array(a)) => a
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| entry(v, base, &format!("loras.add[{i}]")))
-                    .collect::<Result<_, _>>()?,
-                Some(_) => return Err("loras.add must be a list".into()),
-            };
-            Ok(WorldLoras { exclude, add })
-        }
-        Some(_) => Err("a world's 'loras' must be a mapping {exclude, add}".into()),
-    }
-}
-
-fn scale_of(v: &serde_json::Value, at: &str) -> Result<f64, String> {
-    match v.as_f64() {
-        Some(s) if s.is_finite() && (0.0..=2.0).contains(&s) => Ok(s),
-        _ => Err(format!("{at}: 'scale' must be a number in [0, 2], got {v}")),
-    }
-}
-
-fn entry(v: &serde_json::Value, base: &Path, at: &str) -> Result<PackLora, String> {
-    let m = v.as_object().ok_or_else(|| format!("{at}: must be a mapping"))?;
-    let req = |k: &str| m.get(k).filter(|v| !v.is_null()).ok_or_else(|| format!("{at}: missing required field '{k}'"));
-    let string = |k: &str| -> Result<String, String> {
-        req(k)?.as_str().map(str::to_owned).ok_or_else(|| format!("{at}: '{k}' must be a string"))
-    };
-    let name = string("name")?;
-    let file = string("file")?;
-    let scale = scale_of(req("scale")?, at)?;
-    let applies_to: Vec<String> = match req("applies_to")? {
-        serde_json::Value::Array(a) if !a.is_empty() => a
-            .iter()
-            .map(|t| t.as_str().map(str::to_owned).ok_or_else(|| format!("{at}: 'applies_to' entries must be strings")))
-            .collect::<Result<_, _>>()?,
-        _ => return Err(format!("{at}: 'applies_to' must be a non-empty list of tiers")),
-    };
-    let trigger = match m.get("trigger").filter(|v| !v.is_null()) {
-        None => None,
-        Some(t) => Some(t.as_str().ok_or_else(|| format!("{at}: 'trigger' must be a string"))?.to_owned()),
-    };
-    Ok(PackLora { name, file, scale, applies_to, trigger, base: base.to_path_buf() })
-}
-
-/// The genre's entries, less the world's `exclude`, plus its `add`.
-pub fn merge_world(genre: Vec<PackLora>, world: WorldLoras) -> Result<Vec<PackLora>, String> {
-    let mut list: Vec<PackLora> = genre.into_iter().filter(|l| !world.exclude.contains(&l.name)).collect();
-    for (i, a) in world.add.into_iter().enumerate() {
-        if list.iter().any(|l| l.name == a.name) {
-            return Err(format!("loras.add[{i}]: '{}' is still inherited from the genre; exclude it first", a.name));
-        }
-        list.push(a);
-    }
-    Ok(list)
-}
-
 /// The stack for `tier`: entries that apply to it with a non-zero scale,
 /// their files found and hashed, and the triggers (distinct, stack order).
 /// `genre_dir` is `packs/<genre>`; files must stay inside it, else they
@@ -367,7 +219,7 @@ pub fn stack(
     let mut loras = Vec::new();
     let mut triggers: Vec<String> = Vec::new();
     for (i, l) in list.iter().enumerate() {
-        if !l.applies(tier) || l.scale == 0.0 {
+        if !l.applies(tier.name()) || l.scale == 0.0 {
             continue;
         }
         let path = pack_file(l, genre_dir, lora_dir).map_err(|e| format!("loras[{i}] ({}): {e}", l.name))?;
@@ -501,23 +353,6 @@ mod tests {
         let b = canonical(vec![l("aa", 1.0), l("bb", 0.5)]);
         assert_eq!(a, b);
         assert_eq!(a.len(), 2);
-    }
-
-    #[test]
-    fn tiers_match_as_the_reference_names_them() {
-        let e = |t: &[&str]| PackLora {
-            name: "x".into(),
-            file: "x.safetensors".into(),
-            scale: 1.0,
-            applies_to: t.iter().map(|s| s.to_string()).collect(),
-            trigger: None,
-            base: PathBuf::new(),
-        };
-        assert!(e(&["scene"]).applies(Tier::SceneIllustration));
-        assert!(e(&["portrait"]).applies(Tier::PortraitSquare));
-        assert!(!e(&["portrait_square"]).applies(Tier::Portrait));
-        assert!(e(&["all"]).applies(Tier::Cartography));
-        assert!(!e(&["tactical_map", "encounter"]).applies(Tier::Landscape));
     }
 
     #[test]
