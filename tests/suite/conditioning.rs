@@ -397,3 +397,106 @@ fn an_inverted_depth_map_is_turned_back() {
     assert_eq!((ca.sha256, ca.rgb), (cb.sha256, cb.rgb));
     assert_eq!((a.guidance, b.guidance), (10.0, 7.5), "--depth-guidance sets the guidance");
 }
+
+/// `prerender-pack` plans with the pack's stacks: a landscape job carries
+/// the pack's LoRA (and its key changes with it); sketch keeps plain keys.
+#[test]
+fn prerender_plans_with_the_packs_loras() {
+    let root = tempfile::tempdir().unwrap();
+    let pack = root.path().join("ashfall");
+    crate::common::copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/genre_packs/ashfall"), &pack);
+    let plan = |backend: &str| sqm::prerender::plan(&pack, backend, Some("m"), &[], None, None).unwrap();
+    let before = plan("flux");
+    std::fs::create_dir_all(pack.join("lora")).unwrap();
+    std::fs::copy(fixtures().join("lora/xlabs.safetensors"), pack.join("lora/land.safetensors")).unwrap();
+    let style = std::fs::read_to_string(pack.join("visual_style.yaml")).unwrap();
+    std::fs::write(
+        pack.join("visual_style.yaml"),
+        format!("{style}loras:\n  - {{name: land, file: lora/land.safetensors, scale: 0.8, applies_to: [landscape], trigger: ashland}}\n"),
+    )
+    .unwrap();
+    let after = plan("flux");
+    let sketch_before = sqm::prerender::plan(&pack, "sketch", Some("m"), &[], None, None).unwrap();
+    let mut landscapes = 0;
+    for (a, b) in before.iter().zip(&after) {
+        let sqm::prerender::Work::Image(j) = &b.work else { continue };
+        if j.job.tier == Tier::Landscape {
+            landscapes += 1;
+            assert_eq!(j.job.loras.len(), 1, "{}", b.id);
+            assert_ne!(a.key, b.key, "{}: the LoRA enters the key", b.id);
+        } else {
+            assert!(j.job.loras.is_empty(), "{}", b.id);
+        }
+    }
+    assert!(landscapes > 0, "the example pack plans landscapes");
+    for j in &sketch_before {
+        if let sqm::prerender::Work::Image(p) = &j.work {
+            assert!(p.job.loras.is_empty(), "sketch applies none");
+        }
+    }
+}
+
+/// `--zmq-lora` fixes the stack of every ZeroMQ render; `--lora-slots 2`
+/// keeps the plain and the LoRA build side by side; GGUF weights and a
+/// DoRA file are refused by name, and the daemon keeps serving.
+#[test]
+fn zeromq_lora_slots_and_refusals() {
+    let c = crate::common::Controller::bind(None);
+    let dev = fixtures().join("tiny-dev");
+    let lora = format!("{}:0.7", fixtures().join("lora/xlabs.safetensors").display());
+    let d = c.worker(&[
+        "--backend",
+        "flux",
+        "--model-dir",
+        dev.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--zmq-lora",
+        &lora,
+        "--lora-slots",
+        "2",
+    ]);
+    c.send(&json!({"type":"RenderRequest","request_id":"z1","prompt":"sand dunes at dawn","seed":42,"width":64,"height":64}));
+    let r = c.recv();
+    assert_eq!(r["type"], "ImageReady", "{r}");
+    assert_eq!(r["conditioned"], json!(["lora"]), "{r}");
+    // The socket renders plain beside it: two builds of one file stay.
+    let v = d.call(
+        &json!({"id":"p","method":"render","params":{"tier":"text_overlay","positive_prompt":"x","seed":1}})
+            .to_string(),
+    );
+    assert!(v["result"].is_object(), "{v}");
+    let st = d.call(r#"{"id":"st","method":"status"}"#)["result"]["sqm"].clone();
+    let transformers = st["loaded"].as_array().unwrap().iter().filter(|r| r["component"] == "transformer").count();
+    assert_eq!(transformers, 2, "{st}");
+    // A DoRA file is refused when the transformer is built.
+    let root = pack("text_overlay");
+    let dora = b"{\"a.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a.dora_scale\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
+    let mut bytes = (dora.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(dora);
+    bytes.extend_from_slice(&[0u8; 8]);
+    std::fs::write(root.path().join("sw/dora.safetensors"), bytes).unwrap();
+    let d = crate::common::Daemon::start(&[
+        "--backend",
+        "flux",
+        "--model-dir",
+        dev.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--no-warmup",
+        "--quantized",
+        "--genre-packs",
+        root.path().to_str().unwrap(),
+    ]);
+    let call = |p: Value| d.call(&json!({"id": "q", "method": "render", "params": p}).to_string());
+    let v = call(json!({"tier":"text_overlay","positive_prompt":"x","genre":"sw","lora_paths":["dora.safetensors"]}));
+    assert_eq!(v["error"]["code"], "GENERATION_FAILED", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("LoRA 'dora': DoRA LoRAs (dora_scale) are not supported"),
+        "{v}"
+    );
+    let v = call(json!({"tier":"text_overlay","positive_prompt":"x","genre":"sw","lora_paths":["sw.safetensors"]}));
+    assert_eq!(v["error"]["code"], "GENERATION_FAILED", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("LoRA on GGUF weights is not supported yet"), "{v}");
+    assert!(call(json!({"tier":"text_overlay","positive_prompt":"x"}))["result"].is_object(), "still serving");
+}

@@ -166,7 +166,7 @@ fn readable(path: &Path, root: &Path) -> Option<PathBuf> {
     let root = Root::new(root).ok()?;
     let canonical = root.resolve(path).ok()?;
     let (mut file, len) = open_regular(&canonical).ok()?;
-    if len > FILE_CAP || len < 8 {
+    if !(8..=FILE_CAP).contains(&len) {
         return None;
     }
     let mut n = [0u8; 8];
