@@ -235,8 +235,50 @@ fn zimage_tiny(flux_step: f64) {
     println!("  (the flux step is the same token count, 512, on a width-32 model: the ratio is mostly model width)");
 }
 
+/// The LoRA merge (conditioning.md §1.5) on one full-size Flux matrix
+/// (3072², img_attn.proj) at ranks 16 and 64, against loading the same
+/// tensor plain: what a new LoRA set adds to a transformer build, per
+/// module. The product B·A is the work; its floor is that matmul alone.
+fn lora_merge() {
+    use candle_core::{DType, Device, Tensor};
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3072usize;
+    let weights = dir.path().join("model.safetensors");
+    let w = Tensor::randn(0f32, 0.02, (n, n), &Device::Cpu).unwrap();
+    let mut m = std::collections::HashMap::new();
+    m.insert("double_blocks.0.img_attn.proj.weight".to_owned(), w);
+    candle_core::safetensors::save(&m, &weights).unwrap();
+    let names = vec!["double_blocks.0.img_attn.proj.weight".to_owned()];
+    let plain = time_ms(5, || {
+        sqm::render::flux::merged_weights(&weights, &[], &names).unwrap();
+    });
+    println!();
+    println!("LoRA merge into one {n}x{n} f32 matrix (CPU, median of 5; baseline = loading it plain)");
+    println!("  {:<8} {:>10} {:>13} {:>8} {:>14}", "rank", "merge ms", "baseline ms", "ratio", "B·A alone ms");
+    for rank in [16usize, 64] {
+        let mut l = std::collections::HashMap::new();
+        let stem = "lora_unet_double_blocks_0_img_attn_proj";
+        let down = Tensor::randn(0f32, 0.02, (rank, n), &Device::Cpu).unwrap();
+        let up = Tensor::randn(0f32, 0.02, (n, rank), &Device::Cpu).unwrap();
+        l.insert(format!("{stem}.lora_down.weight"), down.clone());
+        l.insert(format!("{stem}.lora_up.weight"), up.clone());
+        l.insert(format!("{stem}.alpha"), Tensor::new(rank as f32, &Device::Cpu).unwrap());
+        let file = dir.path().join(format!("r{rank}.safetensors"));
+        candle_core::safetensors::save(&l, &file).unwrap();
+        let loras = sqm::render::lora::from_paths(&[(file, 0.8)]).unwrap();
+        let merge = time_ms(5, || {
+            sqm::render::flux::merged_weights(&weights, &loras, &names).unwrap();
+        });
+        let product = time_ms(5, || {
+            up.matmul(&down).unwrap().to_dtype(DType::F32).unwrap();
+        });
+        println!("  {rank:<8} {merge:>10.1} {plain:>13.1} {:>7.2}x {product:>14.1}", merge / plain);
+    }
+}
+
 fn main() {
     sketch();
     let flux_step = flux_tiny();
     zimage_tiny(flux_step);
+    lora_merge();
 }

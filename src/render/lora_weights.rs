@@ -625,22 +625,27 @@ pub(crate) fn apply(w: Tensor, patches: &[Patch], bias: bool, h: usize) -> candl
     for p in patches {
         let d = p.delta();
         let k = p.scale * d.m;
+        let n = w.dim(0)?;
+        let (r0, r1) = row_range(p.rows, n, h).ok_or_else(|| candle_core::Error::Msg("row range".into()))?;
+        // Scale the small factor, not the product.
+        let up = (d.up.to_device(&device)? * k)?;
         let mut delta = if bias {
             match &d.bias {
-                Some(b) => b.to_device(&device)?.unsqueeze(1)?,
+                Some(b) => (b.to_device(&device)? * k)?.unsqueeze(1)?,
                 None => continue,
             }
         } else {
-            d.up.to_device(&device)?.matmul(&d.down.to_device(&device)?)?
+            up.matmul(&d.down.to_device(&device)?)?
         };
-        delta = (delta * k)?;
-        let n = w.dim(0)?;
-        let (r0, r1) = row_range(p.rows, n, h).ok_or_else(|| candle_core::Error::Msg("row range".into()))?;
         if d.swap_halves {
             let half = delta.dim(0)? / 2;
             delta = Tensor::cat(&[delta.narrow(0, half, half)?, delta.narrow(0, 0, half)?], 0)?;
         }
         let delta = if bias { delta.squeeze(1)? } else { delta };
+        if (r0, r1) == (0, n) {
+            w = (w + delta)?;
+            continue;
+        }
         let mid = (w.narrow(0, r0, r1 - r0)? + delta)?;
         let mut parts = Vec::new();
         if r0 > 0 {
