@@ -702,6 +702,40 @@ mod tests {
         assert_eq!(zimage_name("layers_2_adaLN_modulation_0").as_deref(), Some("layers.2.adaLN_modulation.0"));
     }
 
+    /// §1.4's PEFT alpha rule: a module's own `.alpha`; modules without
+    /// one take the file's most frequent alpha (ties: the smallest); a
+    /// file with none reads the adapter metadata, else alpha = rank.
+    #[test]
+    fn peft_alphas_follow_the_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = |r: usize, c: usize| Tensor::ones((r, c), DType::F32, &Device::Cpu).unwrap();
+        let mut m = HashMap::new();
+        for (name, alpha) in [
+            ("x_embedder", Some(4.0f32)),
+            ("context_embedder", Some(4.0)),
+            ("proj_out", Some(2.0)),
+            ("norm_out.linear", None),
+        ] {
+            m.insert(format!("transformer.{name}.lora_A.weight"), t(2, 8));
+            m.insert(format!("transformer.{name}.lora_B.weight"), t(8, 2));
+            if let Some(a) = alpha {
+                m.insert(format!("transformer.{name}.alpha"), Tensor::new(a, &Device::Cpu).unwrap());
+            }
+        }
+        let path = dir.path().join("a.safetensors");
+        candle_core::safetensors::save(&m, &path).unwrap();
+        let a = parse(&path, Family::Flux).unwrap();
+        let m_of = |target: &str| a.deltas.iter().find(|d| d.target == target).unwrap().m;
+        assert_eq!(m_of("img_in"), 2.0);
+        assert_eq!(m_of("final_layer.linear"), 1.0);
+        assert_eq!(m_of("final_layer.adaLN_modulation.1"), 2.0, "the most frequent alpha, 4, over rank 2");
+        // No alphas: the metadata's pattern, then lora_alpha.
+        let meta = serde_json::json!({"lora_alpha": 8, "alpha_pattern": {"proj_out": 1}});
+        assert_eq!(metadata_alpha(Some(&meta), "single_transformer_blocks.0.proj_out"), Some(1.0));
+        assert_eq!(metadata_alpha(Some(&meta), "x_embedder"), Some(8.0));
+        assert_eq!(metadata_alpha(None, "x_embedder"), None);
+    }
+
     #[test]
     fn row_ranges_follow_the_hidden_size() {
         assert_eq!(row_range(Rows::Qkv(1), 96, 32), Some((32, 64)));
