@@ -315,6 +315,22 @@ fn the_daemon_takes_loras_from_the_pack_only() {
         v["error"]["message"],
         "backend 'flux' failed: LoRA 'sdxl': 1 keys match no Flux module (first: lora_unet_down_blocks_0_attentions_0_proj_in)"
     );
+    // A LoRA for another width: the shapes are named.
+    let mut wide = HashMap::new();
+    wide.insert(
+        "lora_unet_img_in.lora_down.weight".to_owned(),
+        Tensor::zeros((2, 128), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    wide.insert(
+        "lora_unet_img_in.lora_up.weight".to_owned(),
+        Tensor::zeros((32, 2), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&wide, root.path().join("sw/wide.safetensors")).unwrap();
+    let v = call(with(json!({"lora_paths": ["wide.safetensors"]})));
+    assert_eq!(
+        v["error"]["message"],
+        "backend 'flux' failed: LoRA 'wide': img_in: A is [2, 128], expected [rank, 64] (the module's input width)"
+    );
     assert!(call(base).get("result").is_some(), "the daemon keeps serving");
 }
 
