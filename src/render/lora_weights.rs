@@ -108,7 +108,7 @@ pub(crate) fn parse(path: &Path, family: Family) -> Result<Adapter, String> {
     match family {
         Family::Flux => {
             if keys.iter().any(|k| k.ends_with(".lora_down.weight")) {
-                kohya(&keys, &get)
+                kohya(&keys, &get, family)
             } else if keys.iter().any(|k| k.contains("processor")) {
                 xlabs(&keys, &get)
             } else if keys.iter().any(|k| k.contains("query_norm.scale")) {
@@ -121,7 +121,7 @@ pub(crate) fn parse(path: &Path, family: Family) -> Result<Adapter, String> {
         }
         Family::ZImage => {
             if keys.iter().any(|k| k.ends_with(".lora_down.weight")) {
-                kohya_zimage(&keys, &get)
+                kohya(&keys, &get, family)
             } else if keys.iter().any(|k| k.contains(".lora_A.") || k.contains(".lora_B.")) {
                 peft(&keys, &get, metadata.as_ref(), family)
             } else {
@@ -173,8 +173,10 @@ fn scalar(t: &Tensor) -> Option<f64> {
 }
 
 /// kohya / sd-scripts names (`lora_unet_…`), and ComfyUI's
-/// (`diffusion_model.…` with `.lora_down`): decoded from a fixed list.
-fn kohya(keys: &[String], get: &dyn Fn(&str) -> Option<Tensor>) -> Result<Adapter, String> {
+/// (`diffusion_model.…` with `.lora_down`): the underscore-joined module
+/// name decoded for `family` from a fixed list (underscores inside a
+/// module's own name are never guessed); m = alpha/rank (1 without alpha).
+fn kohya(keys: &[String], get: &dyn Fn(&str) -> Option<Tensor>, family: Family) -> Result<Adapter, String> {
     let mut deltas = Vec::new();
     let (mut skipped, mut unknown) = (0, Vec::new());
     for k in keys {
@@ -193,11 +195,15 @@ fn kohya(keys: &[String], get: &dyn Fn(&str) -> Option<Tensor>) -> Result<Adapte
             skipped += 1;
             continue;
         }
-        let unet = match stem.strip_prefix("diffusion_model.") {
-            Some(rest) => format!("lora_unet_{}", rest.replace('.', "_")),
-            None => stem.to_owned(),
-        };
-        let Some(target) = unet.strip_prefix("lora_unet_").and_then(kohya_flux_name) else {
+        let flat = stem
+            .strip_prefix("lora_unet_")
+            .map(str::to_owned)
+            .or_else(|| stem.strip_prefix("diffusion_model.").map(|s| s.replace('.', "_")));
+        let target = flat.as_deref().and_then(|f| match family {
+            Family::Flux => kohya_flux_name(f),
+            Family::ZImage => zimage_name(f),
+        });
+        let Some(target) = target else {
             unknown.push(stem.to_owned());
             continue;
         };
@@ -207,7 +213,7 @@ fn kohya(keys: &[String], get: &dyn Fn(&str) -> Option<Tensor>) -> Result<Adapte
         let m = get(&format!("{stem}.alpha")).and_then(|a| scalar(&a)).map_or(1.0, |a| a / rank as f64);
         deltas.push(Delta { target, rows: Rows::All, down, up, bias: None, m, swap_halves: false });
     }
-    finish(deltas, skipped, unknown, Family::Flux)
+    finish(deltas, skipped, unknown, family)
 }
 
 fn finish(deltas: Vec<Delta>, skipped: usize, mut unknown: Vec<String>, family: Family) -> Result<Adapter, String> {
@@ -453,44 +459,6 @@ fn peft_flux_name(n: &str) -> Option<(String, Rows, bool)> {
     bfl.then(|| (n.to_owned(), Rows::All, false))
 }
 
-/// Z-Image kohya names (`lora_unet_layers_0_attention_to_q`), normalised to
-/// diffusers' as its converter does: the underscores inside a module's
-/// name are kept from a fixed list.
-fn kohya_zimage(keys: &[String], get: &dyn Fn(&str) -> Option<Tensor>) -> Result<Adapter, String> {
-    let mut deltas = Vec::new();
-    let (mut skipped, mut unknown) = (0, Vec::new());
-    for k in keys {
-        let Some(stem) = k.strip_suffix(".lora_down.weight") else {
-            if !(k.ends_with(".lora_up.weight") || k.ends_with(".alpha")) {
-                if skippable(k) {
-                    skipped += 1;
-                } else {
-                    unknown.push(k.clone());
-                }
-            }
-            continue;
-        };
-        if skippable(stem) {
-            skipped += 1;
-            continue;
-        }
-        let flat = stem
-            .strip_prefix("lora_unet_")
-            .map(str::to_owned)
-            .or_else(|| stem.strip_prefix("diffusion_model.").map(|s| s.replace('.', "_")));
-        let Some(target) = flat.as_deref().and_then(zimage_name) else {
-            unknown.push(stem.to_owned());
-            continue;
-        };
-        let down = f32(get(k).expect("listed"))?;
-        let up = f32(get(&format!("{stem}.lora_up.weight")).ok_or_else(|| format!("{stem}: lora_up.weight missing"))?)?;
-        let rank = down.dim(0).map_err(|e| e.to_string())?;
-        let m = get(&format!("{stem}.alpha")).and_then(|a| scalar(&a)).map_or(1.0, |a| a / rank as f64);
-        deltas.push(Delta { target, rows: Rows::All, down, up, bias: None, m, swap_halves: false });
-    }
-    finish(deltas, skipped, unknown, Family::ZImage)
-}
-
 /// An underscore-joined Z-Image module name as diffusers names it.
 fn zimage_name(flat: &str) -> Option<String> {
     // Multi-word names that keep their underscores, longest first.
@@ -537,6 +505,33 @@ fn zimage_name(flat: &str) -> Option<String> {
     };
     // `all_x_embedder.2-1` and `all_final_layer.2-1` carry a patch-size key.
     Some(name.replace("all_x_embedder.2.1", "all_x_embedder.2-1").replace("all_final_layer.2.1", "all_final_layer.2-1"))
+}
+
+/// `store` with `loras` merged as it loads (parsed for `family`, cached
+/// by hash), after checking every delta against the store's own shapes,
+/// so a bad LoRA never costs a loaded model. `rename` as for [`plan`].
+pub(crate) fn merge_into(
+    store: super::weights::Store,
+    loras: &[crate::render::lora::Lora],
+    family: Family,
+    rename: &dyn Fn(&str, Rows) -> (String, Rows),
+) -> Result<super::weights::Store, String> {
+    if loras.is_empty() {
+        return Ok(store);
+    }
+    let set = loras
+        .iter()
+        .map(|l| Ok((l.name.clone(), load(&l.path, &l.name, &l.sha256, family)?, l.scale)))
+        .collect::<Result<Vec<_>, String>>()?;
+    let (patches, missing) = plan(&set, &|n| store.has(n).then(|| store.shape(n).ok()).flatten(), rename)?;
+    if missing > 0 {
+        tracing::warn!(modules = missing, "LoRA modules the model lacks were skipped");
+    }
+    let skipped: usize = set.iter().map(|(_, a, _)| a.skipped).sum();
+    if skipped > 0 {
+        tracing::warn!(keys = skipped, "LoRA text-encoder and norm keys were skipped");
+    }
+    store.with_patches(patches)
 }
 
 /// One delta at its render's scale.

@@ -137,33 +137,13 @@ fn lora_key(loras: &[crate::render::lora::Lora]) -> LoraKey {
     loras.iter().map(|l| (l.sha256.clone(), l.scale.to_bits())).collect()
 }
 
-/// `store` with `loras` merged as it loads, after checking every delta
-/// against the store's own shapes (so a bad LoRA never costs a loaded
-/// transformer).
+/// `store` with `loras` merged (BFL names as they are).
 fn with_loras(
     store: crate::render::weights::Store,
     loras: &[crate::render::lora::Lora],
 ) -> Result<crate::render::weights::Store, RenderError> {
     use crate::render::lora_weights as lw;
-    if loras.is_empty() {
-        return Ok(store);
-    }
-    let set = loras
-        .iter()
-        .map(|l| Ok((l.name.clone(), lw::load(&l.path, &l.name, &l.sha256, lw::Family::Flux)?, l.scale)))
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(backend_err)?;
-    let (patches, missing) =
-        lw::plan(&set, &|n| store.has(n).then(|| store.shape(n).ok()).flatten(), &|t, r| (t.to_owned(), r))
-            .map_err(backend_err)?;
-    if missing > 0 {
-        tracing::warn!(modules = missing, "LoRA modules the model lacks were skipped");
-    }
-    let skipped: usize = set.iter().map(|(_, a, _)| a.skipped).sum();
-    if skipped > 0 {
-        tracing::warn!(keys = skipped, "LoRA text-encoder and norm keys were skipped");
-    }
-    store.with_patches(patches).map_err(backend_err)
+    lw::merge_into(store, loras, lw::Family::Flux, &|t, r| (t.to_owned(), r)).map_err(backend_err)
 }
 
 /// The tensors `names` of the transformer file `path` (BFL names) with

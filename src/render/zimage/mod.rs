@@ -420,11 +420,6 @@ impl ZImageBackend {
         }
         let (device, t_dtype) = (l.device.clone(), l.transformer_dtype);
         let (store, names) = self.open_transformer(t_dtype, &device)?;
-        let set = loras
-            .iter()
-            .map(|l| Ok((l.name.clone(), lw::load(&l.path, &l.name, &l.sha256, lw::Family::ZImage)?, l.scale)))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(backend_err)?;
         // diffusers' names as this layout stores them (ComfyUI fuses q, k, v).
         let rename = |t: &str, rows: lw::Rows| -> (String, lw::Rows) {
             if let transformer::Names::Comfy { .. } = names {
@@ -436,12 +431,7 @@ impl ZImageBackend {
             }
             (names.key(t), rows)
         };
-        let (patches, missing) =
-            lw::plan(&set, &|n| store.has(n).then(|| store.shape(n).ok()).flatten(), &rename).map_err(backend_err)?;
-        if missing > 0 {
-            tracing::warn!(modules = missing, "LoRA modules the model lacks were skipped");
-        }
-        let store = store.with_patches(patches).map_err(backend_err)?;
+        let store = lw::merge_into(store, loras, lw::Family::ZImage, &rename).map_err(backend_err)?;
         let cfg = self.loaded.as_ref().and_then(|l| l.transformer.as_ref()).expect("built").cfg.clone();
         let describe = store.describe();
         let started = std::time::Instant::now();
