@@ -216,6 +216,16 @@ fn pack_loras_stack_by_tier_with_triggers() {
     assert!(err.contains("PackLoadError: g/visual_style.yaml: loras[0]: missing required field 'scale'"), "{err}");
 }
 
+/// A rank-2 kohya LoRA file with one module `stem` of `inputs` → `outputs`.
+fn kohya_file(path: &Path, stem: &str, inputs: usize, outputs: usize) {
+    let zeros = |r: usize, c: usize| Tensor::zeros((r, c), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let m = HashMap::from([
+        (format!("{stem}.lora_down.weight"), zeros(2, inputs)),
+        (format!("{stem}.lora_up.weight"), zeros(outputs, 2)),
+    ]);
+    candle_core::safetensors::save(&m, path).unwrap();
+}
+
 /// §5 on the socket with the tiny dev model: a request's LoRA in the genre
 /// pack replaces the stack (`conditioned`, the PNG's `Lora hashes`), the
 /// refusals have §1.7's texts and name nothing of the host, the pack stack
@@ -299,16 +309,7 @@ fn the_daemon_takes_loras_from_the_pack_only() {
     assert_eq!(changed["result"]["conditioned"], json!(["lora"]), "{changed}");
     assert_ne!(changed["result"]["image_path"], v["result"]["image_path"]);
     // A LoRA that matches no Flux module fails the build, and the daemon keeps serving.
-    let mut bad = HashMap::new();
-    bad.insert(
-        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight".to_owned(),
-        Tensor::zeros((2, 8), candle_core::DType::F32, &Device::Cpu).unwrap(),
-    );
-    bad.insert(
-        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight".to_owned(),
-        Tensor::zeros((8, 2), candle_core::DType::F32, &Device::Cpu).unwrap(),
-    );
-    candle_core::safetensors::save(&bad, root.path().join("sw/sdxl.safetensors")).unwrap();
+    kohya_file(&root.path().join("sw/sdxl.safetensors"), "lora_unet_down_blocks_0_attentions_0_proj_in", 8, 8);
     let v = call(with(json!({"lora_paths": ["sdxl.safetensors"]})));
     assert_eq!(v["error"]["code"], "GENERATION_FAILED", "{v}");
     assert_eq!(
@@ -316,16 +317,7 @@ fn the_daemon_takes_loras_from_the_pack_only() {
         "backend 'flux' failed: LoRA 'sdxl': 1 keys match no Flux module (first: lora_unet_down_blocks_0_attentions_0_proj_in)"
     );
     // A LoRA for another width: the shapes are named.
-    let mut wide = HashMap::new();
-    wide.insert(
-        "lora_unet_img_in.lora_down.weight".to_owned(),
-        Tensor::zeros((2, 128), candle_core::DType::F32, &Device::Cpu).unwrap(),
-    );
-    wide.insert(
-        "lora_unet_img_in.lora_up.weight".to_owned(),
-        Tensor::zeros((32, 2), candle_core::DType::F32, &Device::Cpu).unwrap(),
-    );
-    candle_core::safetensors::save(&wide, root.path().join("sw/wide.safetensors")).unwrap();
+    kohya_file(&root.path().join("sw/wide.safetensors"), "lora_unet_img_in", 128, 32);
     let v = call(with(json!({"lora_paths": ["wide.safetensors"]})));
     assert_eq!(
         v["error"]["message"],

@@ -20,9 +20,9 @@ pub struct Style {
     pub preferred_model: String,
     pub base_seed: i64,
     pub visual_tag_overrides: IndexMap<String, String>,
-    #[serde(skip)]
     /// The pack's LoRA list after the world's `exclude`/`add`
     /// (conditioning.md §1.2); empty without a genre.
+    #[serde(skip)]
     pub loras: Vec<crate::pack::lora::PackLora>,
 }
 
