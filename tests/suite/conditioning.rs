@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
 use serde_json::{json, Value};
@@ -20,24 +19,7 @@ use sqm::render::RenderJob;
 
 use crate::common::diff;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flux")
-}
-
-fn reference() -> &'static HashMap<String, Tensor> {
-    static R: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
-    R.get_or_init(|| candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu).unwrap())
-}
-
-fn r(key: &str) -> Tensor {
-    reference().get(key).unwrap_or_else(|| panic!("no {key} in the reference")).clone()
-}
-
-fn case(name: &str) -> Value {
-    let doc: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
-    doc["cases"][name].clone()
-}
+use crate::flux_reference::{case, fixtures, r};
 
 fn loras_of(c: &Value) -> Vec<Lora> {
     let list: Vec<(PathBuf, f64)> = c["loras"]
@@ -216,6 +198,15 @@ fn pack_loras_stack_by_tier_with_triggers() {
     assert!(err.contains("PackLoadError: g/visual_style.yaml: loras[0]: missing required field 'scale'"), "{err}");
 }
 
+/// A daemon on the tiny dev model over the packs in `root`.
+fn dev_daemon(root: &tempfile::TempDir, extra: &[&str]) -> crate::common::Daemon {
+    let dev = fixtures().join("tiny-dev");
+    let mut args = vec!["--backend", "flux", "--model-dir", dev.to_str().unwrap(), "--device", "cpu", "--no-warmup"];
+    args.extend(["--genre-packs", root.path().to_str().unwrap()]);
+    args.extend(extra);
+    crate::common::Daemon::start(&args)
+}
+
 /// A rank-2 kohya LoRA file with one module `stem` of `inputs` → `outputs`.
 fn kohya_file(path: &Path, stem: &str, inputs: usize, outputs: usize) {
     let zeros = |r: usize, c: usize| Tensor::zeros((r, c), candle_core::DType::F32, &Device::Cpu).unwrap();
@@ -233,19 +224,7 @@ fn kohya_file(path: &Path, stem: &str, inputs: usize, outputs: usize) {
 #[test]
 fn the_daemon_takes_loras_from_the_pack_only() {
     let root = pack("text_overlay");
-    let packs = root.path().to_str().unwrap().to_owned();
-    let dev = fixtures().join("tiny-dev");
-    let d = crate::common::Daemon::start(&[
-        "--backend",
-        "flux",
-        "--model-dir",
-        dev.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--no-warmup",
-        "--genre-packs",
-        &packs,
-    ]);
+    let d = dev_daemon(&root, &[]);
     let call = |params: Value| d.call(&json!({"id": "l", "method": "render", "params": params}).to_string());
     let base = json!({"tier": "text_overlay", "positive_prompt": "x", "seed": 1, "genre": "sw"});
     let with = |extra: Value| {
@@ -479,23 +458,8 @@ fn zeromq_lora_slots_and_refusals() {
     assert_eq!(transformers, 2, "{st}");
     // A DoRA file is refused when the transformer is built.
     let root = pack("text_overlay");
-    let dora = b"{\"a.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a.dora_scale\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
-    let mut bytes = (dora.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(dora);
-    bytes.extend_from_slice(&[0u8; 8]);
-    std::fs::write(root.path().join("sw/dora.safetensors"), bytes).unwrap();
-    let d = crate::common::Daemon::start(&[
-        "--backend",
-        "flux",
-        "--model-dir",
-        dev.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--no-warmup",
-        "--quantized",
-        "--genre-packs",
-        root.path().to_str().unwrap(),
-    ]);
+    crate::common::dora_lora(&root.path().join("sw/dora.safetensors"));
+    let d = dev_daemon(&root, &["--quantized"]);
     let call = |p: Value| d.call(&json!({"id": "q", "method": "render", "params": p}).to_string());
     let v = call(json!({"tier":"text_overlay","positive_prompt":"x","genre":"sw","lora_paths":["dora.safetensors"]}));
     assert_eq!(v["error"]["code"], "GENERATION_FAILED", "{v}");

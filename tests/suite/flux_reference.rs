@@ -14,7 +14,7 @@ use sqm::prompt::Variant;
 use sqm::render::flux::{self, FluxBackend, ImageOptions, Trace};
 use sqm::render::RenderJob;
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flux")
 }
 
@@ -23,11 +23,11 @@ fn reference() -> &'static HashMap<String, Tensor> {
     R.get_or_init(|| candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu).unwrap())
 }
 
-fn r(key: &str) -> Tensor {
+pub(crate) fn r(key: &str) -> Tensor {
     reference().get(key).unwrap_or_else(|| panic!("no {key} in the reference")).clone()
 }
 
-fn case(name: &str) -> serde_json::Value {
+pub(crate) fn case(name: &str) -> serde_json::Value {
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
     doc["cases"][name].clone()

@@ -607,11 +607,7 @@ fn pack_loras_get_their_diagnostics() {
     std::fs::create_dir_all(f.path("lora")).unwrap();
     std::fs::copy(&lora, f.path("lora/style.safetensors")).unwrap();
     // A DoRA file: its keys say so.
-    let dora = b"{\"a.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a.dora_scale\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
-    let mut bytes = (dora.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(dora);
-    bytes.extend_from_slice(&[0u8; 8]);
-    std::fs::write(f.path("lora/dora.safetensors"), bytes).unwrap();
+    crate::common::dora_lora(&f.path("lora/dora.safetensors"));
     let style = f.read("visual_style.yaml");
     f.write(
         "visual_style.yaml",

@@ -479,3 +479,12 @@ pub fn diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> (f32, f32) {
     let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     (d, b.iter().map(|v| v.abs()).fold(0f32, f32::max))
 }
+
+/// A minimal DoRA LoRA file at `path`: one `lora_A` and a `dora_scale`.
+pub fn dora_lora(path: &Path) {
+    let header = br#"{"a.lora_A.weight":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a.dora_scale":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&[0u8; 8]);
+    std::fs::write(path, bytes).unwrap();
+}
